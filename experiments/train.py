@@ -1,0 +1,195 @@
+"""Runs one federated experiment from a config: the importable runner.
+
+`train_and_evaluate(config, workdir)` validates the config, builds the data,
+model and algorithm, compiles the round once, and loops over rounds with
+evaluation, `metrics.jsonl` and orbax checkpoints in `workdir`. A second call
+with the same workdir resumes from the latest checkpoint.
+"""
+
+import json
+import os
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+import fedmchain_jax as fmc
+from fedmchain_jax import checkpointing
+from fedmchain_jax.data import synthetic
+from experiments import config_checks
+
+ALGORITHMS = config_checks.ALGORITHMS
+
+
+def make_optimizer(name: str, lr: float,
+                   momentum: float = 0.0) -> optax.GradientTransformation:
+  """An optax optimizer by config name (see config_checks.OPTIMIZERS)."""
+  if name == 'sgd':
+    return optax.sgd(lr, momentum=momentum or None)
+  if name == 'momentum':
+    return optax.sgd(lr, momentum=momentum or 0.9)
+  if name == 'adam':
+    return optax.adam(lr)
+  if name == 'adagrad':
+    return optax.adagrad(lr)
+  if name == 'yogi':
+    return optax.yogi(lr)
+  raise config_checks.ConfigError('optimizer', name,
+                                  f'must be one of {config_checks.OPTIMIZERS}')
+
+
+def build_data(config) -> tuple[fmc.data.FederatedData, fmc.data.TestData]:
+  """The train population and the held-out split, as NumPy arrays."""
+  if config.data.name == 'synthetic':
+    spec = config.data.synthetic
+    modalities = [
+        synthetic.ModalitySpec(name, int(dim), float(p), float(s))
+        for name, dim, p, s in zip(spec.modalities, spec.dims,
+                                   spec.informativeness, spec.noise_scale)
+    ]
+    return synthetic.make_federated(
+        seed=config.seed,
+        num_clients=config.data.num_clients,
+        examples_per_client=config.data.examples_per_client,
+        num_test=config.data.num_test,
+        num_classes=config.data.num_classes,
+        modalities=modalities,
+        dirichlet_alpha=config.data.dirichlet_alpha,
+        missing_modality_rate=config.data.missing_modality_rate,
+        min_examples=config.data.min_examples)
+  raise config_checks.ConfigError('data.name', config.data.name,
+                                  f'must be one of {config_checks.DATASETS}')
+
+
+def build_model(config, modalities) -> fmc.models.LateFusionClassifier:
+  return fmc.models.LateFusionClassifier(
+      modalities=tuple(modalities), hidden=tuple(config.model.hidden),
+      num_classes=config.data.num_classes)
+
+
+def apply_fn_of(model):
+  return lambda params, features, mask: model.apply({'params': params},
+                                                    features, mask)
+
+
+def build_algorithm(config, loss_fn) -> fmc.FederatedAlgorithm:
+  client_optimizer = make_optimizer(config.client.optimizer, config.client.lr,
+                                    config.client.momentum)
+  server_optimizer = make_optimizer(config.server.optimizer, config.server.lr,
+                                    config.server.momentum)
+  common = dict(
+      loss_fn=loss_fn,
+      client_optimizer=client_optimizer,
+      server_optimizer=server_optimizer,
+      num_local_steps=config.client.num_local_steps,
+      cohort_size=config.rounds.cohort_size,
+      batch_size=config.client.batch_size)
+  if config.algorithm == 'fedavg':
+    return fmc.algorithms.fedavg(**common)
+  if config.algorithm == 'fedprox':
+    return fmc.algorithms.fedavg(**common, prox_mu=config.fedprox.mu)
+  raise config_checks.ConfigError('algorithm', config.algorithm,
+                                  f'must be one of {ALGORITHMS}')
+
+
+def init_params(model, test: fmc.data.TestData, key):
+  sample = {m: np.asarray(x[:1]) for m, x in test.features.items()}
+  return model.init(key, sample)['params']
+
+
+def _summary(record: dict[str, Any], num_rounds: int) -> str:
+  per_modality = ', '.join(
+      f'{k.rsplit("/", 1)[1]} {v:.3f}' for k, v in sorted(record.items())
+      if k.startswith('eval/accuracy/'))
+  return (f'round {record["round"]}/{num_rounds}: '
+          f'accuracy {record["eval/accuracy"]:.3f} ({per_modality}), '
+          f'train loss {record["train/loss"]:.4f}, '
+          f'{1e3 * record["time/round_s"]:.1f} ms/round, '
+          f'uploaded {record["comm/upload_bytes"] / 2**20:.1f} MiB')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> list[dict[str, Any]]:
+  """Trains, evaluates and checkpoints; returns all metrics records so far.
+
+  Raises:
+    config_checks.ConfigError: on an invalid config, before any compiling.
+  """
+  config_checks.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json(indent=2, sort_keys=True))
+
+  train_np, test_np = build_data(config)
+  modalities = sorted(train_np.features)
+  model = build_model(config, modalities)
+  apply_fn = apply_fn_of(model)
+  algorithm = build_algorithm(config, fmc.losses.fused_classification_loss(apply_fn))
+
+  key = jax.random.key(config.seed)
+  init_key, run_key = jax.random.split(key)
+  state = algorithm.init(init_params(model, test_np, init_key))
+  counters = {'upload_bytes': np.zeros((), np.float64),
+              'download_bytes': np.zeros((), np.float64)}
+
+  checkpointer = checkpointing.Checkpointer(
+      os.path.join(workdir, 'checkpoints'), config.rounds.checkpoint_every)
+  writer = checkpointing.MetricsWriter(os.path.join(workdir, 'metrics.jsonl'))
+  latest = checkpointer.latest_round()
+  if latest is not None:
+    restored = checkpointer.restore({'state': state, 'counters': counters},
+                                    latest)
+    state, counters = restored['state'], restored['counters']
+    logging.info('Resumed from the checkpoint of round %d in %s.', latest,
+                 workdir)
+  start = int(state.round)
+  writer.truncate_after(start)
+
+  data = jax.device_put(train_np)
+  test_batches = jax.device_put(
+      fmc.evaluation.batch_test_data(test_np, config.eval.batch_size))
+  tic = time.perf_counter()
+  round_fn = jax.jit(algorithm.run_round, donate_argnums=0).lower(
+      state, data, run_key).compile()
+  eval_fn = jax.jit(fmc.evaluation.make_evaluate(apply_fn)).lower(
+      state.params, test_batches).compile()
+  logging.info('Compiled the round and evaluation in %.1f s.',
+               time.perf_counter() - tic)
+
+  num_rounds = config.rounds.num_rounds
+  upload = float(counters['upload_bytes'])
+  download = float(counters['download_bytes'])
+  round_times = []
+  for round_number in range(start + 1, num_rounds + 1):
+    tic = time.perf_counter()
+    state, metrics = round_fn(state, data, run_key)
+    metrics = jax.device_get(metrics)
+    round_times.append(time.perf_counter() - tic)
+    upload += float(metrics['comm/upload_bytes'])
+    download += float(metrics['comm/download_bytes'])
+
+    last = round_number == num_rounds
+    if round_number % config.rounds.eval_every == 0 or last:
+      evaluated = jax.device_get(eval_fn(state.params, test_batches))
+      record = {'round': round_number}
+      record.update({k: float(v) for k, v in evaluated.items()})
+      record.update({k: float(v) for k, v in metrics.items()
+                     if k.startswith('train/')})
+      record['comm/upload_bytes'] = upload
+      record['comm/download_bytes'] = download
+      record['time/round_s'] = float(np.mean(round_times))
+      round_times = []
+      writer.write(record)
+      logging.info('%s', _summary(record, num_rounds))
+    if round_number % config.rounds.checkpoint_every == 0 or last:
+      checkpointer.save(round_number, {
+          'state': state,
+          'counters': {'upload_bytes': np.float64(upload),
+                       'download_bytes': np.float64(download)},
+      }, force=last)
+  checkpointer.close()
+  return writer.read()

@@ -1,0 +1,21 @@
+"""Server-side reductions over the clients axis."""
+
+import jax
+import jax.numpy as jnp
+
+from fedmchain_jax.types import Array, PyTree
+
+
+def weighted_mean(values: PyTree, weights: Array) -> PyTree:
+  """sum_c w_c x_c / sum_c w_c over axis 0 of every leaf [C, ...].
+
+  A client with weight 0 contributes nothing, even if its values are not
+  finite; with all weights 0 the result is 0.
+  """
+  total = jnp.maximum(weights.sum(), jnp.finfo(jnp.float32).tiny)
+
+  def reduce(x):
+    w = weights.reshape(weights.shape + (1,) * (x.ndim - 1)).astype(x.dtype)
+    return jnp.where(w > 0, x * w, 0).sum(axis=0) / total.astype(x.dtype)
+
+  return jax.tree.map(reduce, values)

@@ -1,0 +1,236 @@
+"""Device-resident federated data, client partitions and in-jit cohort gathering.
+
+A population of N clients is stored as padded arrays with a leading clients
+axis: every client's examples are packed at the front of an [E] slot row and
+`example_mask` marks which slots are real. A cohort is gathered from it inside
+the jitted round as a pytree of [C, S, B, ...] leaves.
+"""
+
+from typing import Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedmchain_jax.types import Array, PRNGKey
+
+
+class FederatedData(NamedTuple):
+  """A padded population of clients.
+
+  Attributes:
+    features: {modality: [N, E, ...]}; a modality a client lacks is all zeros.
+    labels: [N, E] int32.
+    example_mask: [N, E] bool, True for real examples (packed first).
+    modality_mask: {modality: [N] bool}, True where the client holds it.
+    weights: [N] float32 aggregation weights (by default the example counts).
+  """
+  features: Mapping[str, Array]
+  labels: Array
+  example_mask: Array
+  modality_mask: Mapping[str, Array]
+  weights: Array
+
+  @property
+  def num_clients(self) -> int:
+    return self.labels.shape[0]
+
+  @property
+  def modalities(self) -> tuple[str, ...]:
+    return tuple(sorted(self.features))
+
+
+class Cohort(NamedTuple):
+  """The clients of one round with their local batches.
+
+  Attributes:
+    client_ids: [C] int32 population indices (used to derive client keys and
+      to gather/scatter per-client state).
+    features: {modality: [C, S, B, ...]}.
+    labels: [C, S, B] int32.
+    example_mask: [C, S, B] bool.
+    modality_mask: {modality: [C] bool}.
+    weights: [C] float32; 0 for a padding client, which then changes nothing.
+  """
+  client_ids: Array
+  features: Mapping[str, Array]
+  labels: Array
+  example_mask: Array
+  modality_mask: Mapping[str, Array]
+  weights: Array
+
+
+class TestData(NamedTuple):
+  """A centralized held-out split: {modality: [T, ...]} features, [T] labels."""
+  features: Mapping[str, Array]
+  labels: Array
+
+
+def client_batches(cohort: Cohort, client: int) -> dict:
+  """The local batches of one cohort member, leaves [S, B, ...] (for loops)."""
+  return jax.tree.map(lambda x: x[client], cohort_batches(cohort))
+
+
+def cohort_batches(cohort: Cohort) -> dict:
+  """Arranges a cohort as per-step batch dicts with leaves [C, S, B, ...].
+
+  The modality mask is per client, so it is broadcast over the step axis to
+  leaves [C, S]; a `lax.scan` over steps then sees it as a scalar per client.
+  """
+  num_steps = cohort.labels.shape[1]
+  return {
+      'features': dict(cohort.features),
+      'label': cohort.labels,
+      'mask': cohort.example_mask,
+      'modality_mask': {
+          m: jnp.broadcast_to(v[:, None], (v.shape[0], num_steps))
+          for m, v in cohort.modality_mask.items()
+      },
+  }
+
+
+def sample_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
+                  num_steps: int, batch_size: int) -> Cohort:
+  """Samples a cohort and its local batches; traceable, static shapes.
+
+  Clients are drawn uniformly without replacement. Each client walks through
+  its own examples in a fresh random order and wraps around when it runs out
+  (epochs without replacement), so every one of its S * B slots holds a real
+  example; a client with no examples gets an all-False mask.
+
+  Args:
+    key: PRNG key for this round's sampling.
+    data: the population, leaves [N, E, ...].
+    cohort_size: C.
+    num_steps: S.
+    batch_size: B.
+
+  Returns:
+    A `Cohort` with leaves [C, S, B, ...].
+  """
+  num_clients, slots = data.labels.shape
+  client_key, order_key = jax.random.split(key)
+  client_ids = jax.random.choice(
+      client_key, num_clients, (cohort_size,), replace=False).astype(jnp.int32)
+  mask = data.example_mask[client_ids]  # [C, E]
+  counts = mask.sum(axis=1)
+  # A random order of each client's real examples, padding slots last.
+  noise = jax.random.uniform(order_key, (cohort_size, slots))
+  order = jnp.argsort(jnp.where(mask, noise, 2.0), axis=1)
+  position = jnp.arange(num_steps * batch_size)
+  index = jnp.take_along_axis(
+      order, position[None, :] % jnp.maximum(counts, 1)[:, None], axis=1)
+  rows = client_ids[:, None]
+
+  def gather(x):
+    picked = x[rows, index]  # [C, S * B, ...]
+    return picked.reshape((cohort_size, num_steps, batch_size) + x.shape[2:])
+
+  example_mask = jnp.broadcast_to((counts > 0)[:, None], index.shape)
+  return Cohort(
+      client_ids=client_ids,
+      features={m: gather(x) for m, x in data.features.items()},
+      labels=gather(data.labels),
+      example_mask=example_mask.reshape(cohort_size, num_steps, batch_size),
+      modality_mask={m: v[client_ids] for m, v in data.modality_mask.items()},
+      weights=data.weights[client_ids],
+  )
+
+
+# ---------------------------------------------------------------------------
+# Host-side construction (NumPy, run once before training).
+# ---------------------------------------------------------------------------
+
+
+def dirichlet_partition(labels: np.ndarray, num_clients: int, alpha: float,
+                        rng: np.random.Generator, min_examples: int = 1,
+                        max_tries: int = 1000) -> list[np.ndarray]:
+  """Splits example indices over clients with Dirichlet(alpha) label skew.
+
+  For every class k, proportions p_k ~ Dirichlet(alpha * 1_N) decide which
+  share of class k's examples each client receives. Small alpha gives each
+  client few classes; large alpha approaches an IID split. Draws are repeated
+  until every client holds at least `min_examples` examples.
+
+  Returns:
+    A list of N index arrays into `labels`.
+  """
+  if labels.size < num_clients * min_examples:
+    raise ValueError(
+        f'cannot give {num_clients} clients {min_examples} example(s) each '
+        f'from {labels.size} examples')
+  classes = np.unique(labels)
+  for _ in range(max_tries):
+    parts = [[] for _ in range(num_clients)]
+    for k in classes:
+      members = rng.permutation(np.flatnonzero(labels == k))
+      shares = rng.dirichlet(np.full(num_clients, alpha))
+      cuts = (np.cumsum(shares)[:-1] * members.size).astype(int)
+      for client, chunk in enumerate(np.split(members, cuts)):
+        parts[client].append(chunk)
+    parts = [np.sort(np.concatenate(p)) for p in parts]
+    if min(p.size for p in parts) >= min_examples:
+      return parts
+  raise ValueError(
+      f'Dirichlet(alpha={alpha}) split left a client with fewer than '
+      f'{min_examples} examples in {max_tries} draws; raise alpha or the '
+      'number of examples per client')
+
+
+def draw_modality_mask(modalities: Sequence[str], num_clients: int,
+                       missing_rate: float,
+                       rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """One Bernoulli(missing_rate) draw per client and modality.
+
+  This is the FedMultimodal protocol. A client that draws every modality
+  missing keeps one modality chosen uniformly at random, since a client
+  without data cannot take part.
+  """
+  missing = rng.random((num_clients, len(modalities))) < missing_rate
+  empty = missing.all(axis=1)
+  keep = rng.integers(0, len(modalities), num_clients)
+  missing[empty, keep[empty]] = False
+  return {m: ~missing[:, i] for i, m in enumerate(modalities)}
+
+
+def from_partition(features: Mapping[str, np.ndarray], labels: np.ndarray,
+                   partition: Sequence[np.ndarray],
+                   modality_mask: Mapping[str, np.ndarray] | None = None,
+                   weights: np.ndarray | None = None) -> FederatedData:
+  """Packs per-client example lists into padded `FederatedData`.
+
+  Args:
+    features: {modality: [X, ...]} for all X examples.
+    labels: [X] integer labels.
+    partition: N arrays of example indices, one per client.
+    modality_mask: {modality: [N] bool}; default all present. Features of a
+      missing modality are zeroed so nothing leaks through them.
+    weights: [N] aggregation weights; default the client example counts.
+
+  Returns:
+    `FederatedData` with E = the largest client's size, as NumPy arrays (put
+    it on device with `jax.device_put`).
+  """
+  num_clients = len(partition)
+  counts = np.array([len(p) for p in partition])
+  slots = int(counts.max())
+  index = np.zeros((num_clients, slots), np.int64)
+  example_mask = np.arange(slots)[None, :] < counts[:, None]
+  for client, members in enumerate(partition):
+    index[client, :len(members)] = members
+  if modality_mask is None:
+    modality_mask = {m: np.ones(num_clients, bool) for m in features}
+  packed = {}
+  for m, x in features.items():
+    present = example_mask & np.asarray(modality_mask[m])[:, None]
+    shape = present.shape + (1,) * (x.ndim - 1)
+    packed[m] = np.where(present.reshape(shape), x[index], 0).astype(x.dtype)
+  if weights is None:
+    weights = counts
+  return FederatedData(
+      features=packed,
+      labels=np.where(example_mask, labels[index], 0).astype(np.int32),
+      example_mask=example_mask,
+      modality_mask={m: np.asarray(v, bool) for m, v in modality_mask.items()},
+      weights=np.asarray(weights, np.float32),
+  )

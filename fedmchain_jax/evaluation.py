@@ -1,0 +1,67 @@
+"""Held-out evaluation of the global model: fused and per-modality accuracy."""
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fedmchain_jax.data.federated import TestData
+from fedmchain_jax.types import Metrics, Params
+
+
+def batch_test_data(test: TestData, batch_size: int) -> dict:
+  """Pads the test split to whole batches: leaves [ceil(T / B), B, ...].
+
+  Returns a dict with 'features', 'label' and 'mask' (False on padding), as
+  NumPy arrays, ready for `jax.device_put` and `evaluate`.
+  """
+  total = test.labels.shape[0]
+  num_batches = -(-total // batch_size)
+  padded = num_batches * batch_size
+
+  def pad(x):
+    x = np.asarray(x)
+    widths = [(0, padded - total)] + [(0, 0)] * (x.ndim - 1)
+    return np.pad(x, widths).reshape((num_batches, batch_size) + x.shape[1:])
+
+  return {
+      'features': {m: pad(x) for m, x in test.features.items()},
+      'label': pad(test.labels),
+      'mask': pad(np.ones(total, bool)),
+  }
+
+
+def make_evaluate(apply_fn: Callable) -> Callable[[Params, dict], Metrics]:
+  """Builds `evaluate(params, batches) -> metrics` for batched test data.
+
+  Args:
+    apply_fn: `apply_fn(params, features, modality_mask) -> (fused,
+      unimodal)`; evaluation uses every modality.
+
+  Returns:
+    A traceable function; its metrics are 'eval/loss', 'eval/accuracy'
+    (fused) and 'eval/accuracy/<modality>' (that modality's head alone).
+    Batches are visited with `lax.map`, so memory is one batch's worth.
+  """
+
+  def evaluate(params, batches):
+    def one_batch(batch):
+      fused, unimodal = apply_fn(params, batch['features'], None)
+      label, mask = batch['label'], batch['mask']
+      correct = {'eval/accuracy': fused.argmax(-1) == label}
+      for m, z in unimodal.items():
+        correct[f'eval/accuracy/{m}'] = z.argmax(-1) == label
+      sums = {k: jnp.sum(v & mask) for k, v in correct.items()}
+      loss = optax.softmax_cross_entropy_with_integer_labels(fused, label)
+      sums['eval/loss'] = jnp.sum(jnp.where(mask, loss, 0.0))
+      sums['count'] = mask.sum()
+      return sums
+
+    sums = jax.tree.map(lambda x: x.sum(0),
+                        jax.lax.map(one_batch, batches))
+    count = jnp.maximum(sums.pop('count'), 1)
+    return {k: v.astype(jnp.float32) / count for k, v in sums.items()}
+
+  return evaluate

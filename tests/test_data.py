@@ -1,0 +1,132 @@
+"""Tests of the federated data model, partitions, cohort gathering, embedded data."""
+
+import jax
+import numpy as np
+import pytest
+
+from fedmchain_jax import data as fdata
+from fedmchain_jax.data import synthetic
+
+
+def test_dirichlet_partition_is_a_partition():
+  labels = np.arange(300) % 10
+  parts = fdata.dirichlet_partition(labels, 7, 0.5, np.random.default_rng(0),
+                                    min_examples=3)
+  assert len(parts) == 7
+  everything = np.concatenate(parts)
+  np.testing.assert_array_equal(np.sort(everything), np.arange(300))
+  assert min(p.size for p in parts) >= 3
+
+
+def test_dirichlet_small_alpha_skews_labels():
+  labels = np.arange(2000) % 10
+
+  def mean_classes(alpha):
+    parts = fdata.dirichlet_partition(labels, 20, alpha,
+                                      np.random.default_rng(1))
+    # Classes holding 90% of a client's examples, averaged over clients.
+    counts = []
+    for p in parts:
+      shares = np.sort(np.bincount(labels[p], minlength=10))[::-1] / p.size
+      counts.append(np.searchsorted(np.cumsum(shares), 0.9) + 1)
+    return np.mean(counts)
+
+  assert mean_classes(0.1) < 3 < 8 < mean_classes(100.0)
+
+
+def test_dirichlet_partition_reports_impossible_request():
+  with pytest.raises(ValueError, match='cannot give 5 clients'):
+    fdata.dirichlet_partition(np.arange(4), 5, 1.0, np.random.default_rng(0))
+
+
+def test_modality_mask_keeps_one_modality_per_client():
+  rng = np.random.default_rng(0)
+  mask = fdata.draw_modality_mask(('a', 'b', 'c'), 4000, 0.5, rng)
+  stacked = np.stack([mask['a'], mask['b'], mask['c']], axis=1)
+  assert stacked.any(axis=1).all()
+  # Draws are per client and modality: about half missing, less the rescue
+  # of all-missing clients (1/8 of them get one modality back).
+  missing = 1 - stacked.mean()
+  assert abs(missing - (0.5 - 1 / 24)) < 0.02
+  none_missing = fdata.draw_modality_mask(('a', 'b'), 50, 0.0, rng)
+  assert none_missing['a'].all() and none_missing['b'].all()
+
+
+def test_from_partition_pads_and_zeroes_missing_modalities():
+  features = {'a': np.arange(1, 6, dtype=np.float32)[:, None] * np.ones((5, 2)),
+              'b': np.ones((5, 3), np.float32)}
+  labels = np.array([0, 1, 2, 3, 4])
+  partition = [np.array([0, 1, 2]), np.array([4])]
+  mask = {'a': np.array([True, True]), 'b': np.array([True, False])}
+  packed = fdata.from_partition(features, labels, partition, mask)
+  np.testing.assert_array_equal(packed.example_mask,
+                                [[True, True, True], [True, False, False]])
+  np.testing.assert_array_equal(packed.labels, [[0, 1, 2], [4, 0, 0]])
+  np.testing.assert_array_equal(packed.features['a'][1, :, 0], [5, 0, 0])
+  assert packed.features['b'][1].sum() == 0  # Client 1 lacks 'b'.
+  assert packed.features['b'][0].sum() == 9
+  np.testing.assert_array_equal(packed.weights, [3, 1])
+
+
+def _toy_population():
+  # Client i holds examples whose label is 10 * i + j, j < its size.
+  sizes = [3, 7, 1, 5]
+  labels = np.concatenate([10 * i + np.arange(n) for i, n in enumerate(sizes)])
+  partition = np.split(np.arange(labels.size), np.cumsum(sizes)[:-1])
+  features = {'x': labels.astype(np.float32)[:, None]}
+  return sizes, fdata.from_partition(features, labels, partition)
+
+
+def test_sample_cohort_gathers_each_clients_own_examples():
+  sizes, population = _toy_population()
+  cohort = jax.jit(fdata.sample_cohort, static_argnums=(2, 3, 4))(
+      jax.random.key(3), population, 3, 2, 4)
+  assert cohort.labels.shape == (3, 2, 4)
+  assert cohort.features['x'].shape == (3, 2, 4, 1)
+  ids = np.asarray(cohort.client_ids)
+  assert len(set(ids)) == 3
+  for position, client in enumerate(ids):
+    labels = np.asarray(cohort.labels[position]).ravel()
+    n = sizes[client]
+    # Only this client's examples, each used once per pass over its data.
+    assert set(labels) <= set(10 * client + np.arange(n))
+    first = labels[:min(n, labels.size)]
+    assert len(set(first)) == first.size
+    np.testing.assert_array_equal(
+        np.asarray(cohort.features['x'][position]).ravel(), labels)
+  np.testing.assert_array_equal(cohort.weights, np.array(sizes)[ids])
+  assert np.asarray(cohort.example_mask).all()
+
+
+def test_synthetic_is_deterministic_and_has_the_requested_shape():
+  kwargs = dict(num_clients=6, examples_per_client=20, num_test=50,
+                dirichlet_alpha=0.5, missing_modality_rate=0.3)
+  a_train, a_test = synthetic.make_federated(seed=4, **kwargs)
+  b_train, b_test = synthetic.make_federated(seed=4, **kwargs)
+  c_train, _ = synthetic.make_federated(seed=5, **kwargs)
+  jax.tree.map(np.testing.assert_array_equal, (a_train, a_test),
+               (b_train, b_test))
+  assert not np.array_equal(a_train.features['strong'],
+                            c_train.features['strong'])
+  assert a_train.modalities == ('strong', 'weak')
+  assert a_train.labels.shape[0] == 6
+  assert int(a_train.example_mask.sum()) == 120
+  assert a_test.features['weak'].shape == (50, 32)
+  np.testing.assert_array_equal(np.bincount(a_test.labels), [5] * 10)
+
+
+def test_synthetic_informativeness_controls_how_much_label_a_modality_holds():
+  modalities = (synthetic.ModalitySpec('clean', 8, 1.0, 0.0),
+                synthetic.ModalitySpec('useless', 8, 0.0, 0.0))
+  rng = np.random.default_rng(0)
+  features, labels = synthetic.make_examples(400, 4, modalities, 0, rng)
+  # Noise-free and always following its class: one point per class.
+  for k in range(4):
+    rows = features['clean'][labels == k]
+    np.testing.assert_allclose(rows, np.broadcast_to(rows[0], rows.shape))
+  # Following a random class: its point does not determine the label.
+  keys = [tuple(np.round(r, 5)) for r in features['useless']]
+  by_point = {}
+  for point, label in zip(keys, labels):
+    by_point.setdefault(point, set()).add(label)
+  assert max(len(v) for v in by_point.values()) > 1

@@ -1,0 +1,181 @@
+"""End-to-end tests of the runner and the absl launcher on shrunken configs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import config_checks
+from experiments import train
+from experiments.configs import default
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY = {
+    'data.num_clients': 6,
+    'data.examples_per_client': 10,
+    'data.num_test': 40,
+    'model.hidden': (8,),
+    'rounds.num_rounds': 2,
+    'rounds.cohort_size': 3,
+    'rounds.eval_every': 1,
+    'rounds.checkpoint_every': 1,
+    'client.num_local_steps': 2,
+    'client.batch_size': 4,
+}
+
+
+def tiny_config(**overrides):
+  config = default.get_config()
+  for field, value in {**TINY, **overrides}.items():
+    node = config
+    *parents, leaf = field.split('.')
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+def without_times(records):
+  return [{k: v for k, v in r.items() if not k.startswith('time/')}
+          for r in records]
+
+
+def test_metrics_contract(tmp_path):
+  records = train.train_and_evaluate(tiny_config(), str(tmp_path))
+  on_disk = [json.loads(line)
+             for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert on_disk == records
+  assert [r['round'] for r in records] == [1, 2]
+  for record in records:
+    for key in ('eval/accuracy', 'eval/accuracy/strong', 'eval/accuracy/weak',
+                'train/loss', 'comm/upload_bytes', 'time/round_s'):
+      assert key in record, key
+    assert 0 <= record['eval/accuracy'] <= 1
+  # Cumulative: 3 clients a round, each sending every float32 parameter.
+  # Model: strong/weak encoders 32*8+8, heads 8*10+10 each.
+  model_bytes = 4 * 2 * (32 * 8 + 8 + 8 * 10 + 10)
+  assert records[0]['comm/upload_bytes'] == 3 * model_bytes
+  assert records[1]['comm/upload_bytes'] == 6 * model_bytes
+  assert (tmp_path / 'checkpoints').is_dir()
+  assert json.loads((tmp_path / 'config.json').read_text())['seed'] == 0
+
+
+def test_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path):
+  straight = train.train_and_evaluate(
+      tiny_config(**{'rounds.num_rounds': 4}), str(tmp_path / 'straight'))
+  workdir = str(tmp_path / 'resumed')
+  first = train.train_and_evaluate(tiny_config(), workdir)
+  assert [r['round'] for r in first] == [1, 2]
+  resumed = train.train_and_evaluate(
+      tiny_config(**{'rounds.num_rounds': 4}), workdir)
+  assert [r['round'] for r in resumed] == [1, 2, 3, 4]
+  assert without_times(resumed) == without_times(straight)
+
+
+def test_lost_checkpoint_rolls_metrics_back(tmp_path):
+  config = tiny_config(**{'rounds.num_rounds': 4,
+                          'rounds.checkpoint_every': 2})
+  straight = train.train_and_evaluate(config, str(tmp_path / 'a'))
+  workdir = tmp_path / 'b'
+  train.train_and_evaluate(config, str(workdir))
+  # As if the process died after logging round 4 but before its checkpoint.
+  shutil.rmtree(workdir / 'checkpoints' / '4')
+  again = train.train_and_evaluate(config, str(workdir))
+  assert [r['round'] for r in again] == [1, 2, 3, 4]
+  assert without_times(again) == without_times(straight)
+
+
+def test_same_seed_same_metrics_other_seed_different(tmp_path):
+  a = train.train_and_evaluate(tiny_config(), str(tmp_path / 'a'))
+  b = train.train_and_evaluate(tiny_config(), str(tmp_path / 'b'))
+  c = train.train_and_evaluate(tiny_config(seed=1), str(tmp_path / 'c'))
+  assert without_times(a) == without_times(b)
+  assert without_times(a) != without_times(c)
+
+
+def test_fedprox_runs(tmp_path):
+  records = train.train_and_evaluate(
+      tiny_config(algorithm='fedprox', **{'fedprox.mu': 0.1}), str(tmp_path))
+  assert np.isfinite(records[-1]['train/loss'])
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('client.lr', -0.1, "config.client.lr=-0.1 is invalid: must be > 0"),
+    ('server.lr', 0.0, "config.server.lr=0.0 is invalid: must be > 0"),
+    ('rounds.cohort_size', 7,
+     'config.rounds.cohort_size=7 is invalid: must be <= data.num_clients (6)'),
+    ('algorithm', 'fedsgd', "config.algorithm='fedsgd' is invalid: must be one "
+     'of fedavg, fedprox'),
+    ('data.name', 'cifar', "config.data.name='cifar' is invalid: must be one "
+     'of synthetic'),
+    ('data.missing_modality_rate', 1.0,
+     'config.data.missing_modality_rate=1.0 is invalid: must be in [0, 1)'),
+    ('data.dirichlet_alpha', 0.0,
+     'config.data.dirichlet_alpha=0.0 is invalid: must be > 0'),
+    ('client.num_local_steps', 0,
+     'config.client.num_local_steps=0 is invalid: must be an integer >= 1'),
+    ('client.optimizer', 'lbfgs',
+     "config.client.optimizer='lbfgs' is invalid: must be one of sgd, "
+     'momentum, adam, adagrad, yogi'),
+    ('data.synthetic.informativeness', (0.5,),
+     'config.data.synthetic.informativeness=(0.5,) is invalid: must be a tuple '
+     'with one entry per modality (2 entries)'),
+    ('model.hidden', (8, 0), 'config.model.hidden=(8, 0) is invalid: must be a '
+     'tuple of integers >= 1 (layer widths)'),
+])
+def test_validation_names_field_value_and_allowed(field, value, message):
+  with pytest.raises(config_checks.ConfigError) as info:
+    config_checks.validate(tiny_config(**{field: value}))
+  assert str(info.value) == message
+
+
+def _launch(workdir, *overrides):
+  flags = [f'--config.{k}={",".join(map(str, v)) if isinstance(v, tuple) else v}'
+           for k, v in TINY.items() if k != 'model.hidden']
+  command = [sys.executable, '-m', 'experiments.main',
+             '--config=experiments/configs/default.py', f'--workdir={workdir}',
+             '--config.model.hidden=(8,)', *flags, *overrides]
+  return subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+
+
+def test_launcher_end_to_end(tmp_path):
+  result = _launch(tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = (tmp_path / 'metrics.jsonl').read_text().splitlines()
+  assert [json.loads(line)['round'] for line in lines] == [1, 2]
+  # One progress line per evaluation, and no orbax chatter.
+  assert result.stderr.count('round 2/2: accuracy') == 1
+  assert 'orbax' not in result.stderr.lower()
+
+
+@pytest.mark.parametrize('override, message', [
+    ('--config.client.lr=-0.1',
+     'error: config.client.lr=-0.1 is invalid: must be > 0'),
+    ('--config.rounds.cohort_size=50',
+     'error: config.rounds.cohort_size=50 is invalid: must be <= '
+     'data.num_clients (6)'),
+])
+def test_launcher_rejects_bad_config_in_one_line(tmp_path, override, message):
+  result = _launch(tmp_path / 'run', override)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1] == message
+  assert 'Traceback' not in result.stderr
+  assert not (tmp_path / 'run' / 'metrics.jsonl').exists()
+
+
+def test_launcher_rejects_unwritable_workdir(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a directory')
+  result = _launch(blocker / 'run')
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: --workdir='{blocker / 'run'}' is not a "
+                         'writable directory')
+  assert 'Traceback' not in result.stderr

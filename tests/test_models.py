@@ -1,0 +1,65 @@
+"""Tests of the late-fusion model and held-out evaluation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fedmchain_jax as fmc
+from fedmchain_jax import data as fdata
+
+
+def _model_and_inputs():
+  model = fmc.models.LateFusionClassifier(('a', 'b', 'c'), {'a': (5,),
+                                                            'b': (3, 4),
+                                                            'c': ()}, 7)
+  rng = np.random.default_rng(0)
+  features = {'a': rng.normal(size=(4, 6)).astype(np.float32),
+              'b': rng.normal(size=(4, 2, 3)).astype(np.float32),
+              'c': rng.normal(size=(4, 5)).astype(np.float32)}
+  params = model.init(jax.random.key(0), features)['params']
+  return model, params, features
+
+
+def test_parameter_blocks_are_named_per_modality():
+  _, params, _ = _model_and_inputs()
+  # 'c' has no hidden layer, so its encoder holds no parameters.
+  assert set(params) == {'encoder_a', 'encoder_b', 'head_a', 'head_b',
+                         'head_c'}
+  assert params['head_b']['kernel'].shape == (4, 7)
+  assert params['head_c']['kernel'].shape == (5, 7)  # No hidden layer.
+
+
+def test_fused_logits_sum_the_present_modalities():
+  model, params, features = _model_and_inputs()
+  fused, unimodal = model.apply({'params': params}, features)
+  np.testing.assert_allclose(fused, unimodal['a'] + unimodal['b'] +
+                             unimodal['c'], rtol=1e-6)
+  mask = {'a': jnp.array(True), 'b': jnp.array(False), 'c': jnp.array(True)}
+  fused, unimodal = model.apply({'params': params}, features, mask)
+  np.testing.assert_allclose(fused, unimodal['a'] + unimodal['c'], rtol=1e-6)
+  per_example = {'a': jnp.array([True, False, True, True]),
+                 'b': jnp.ones(4, bool), 'c': jnp.zeros(4, bool)}
+  fused, unimodal = model.apply({'params': params}, features, per_example)
+  expected = unimodal['b'] + np.where([[1], [0], [1], [1]], unimodal['a'], 0)
+  np.testing.assert_allclose(fused, expected, rtol=1e-6)
+
+
+def test_evaluation_matches_numpy():
+  model, params, features = _model_and_inputs()
+  rng = np.random.default_rng(1)
+  labels = rng.integers(0, 7, 4)
+  test = fdata.TestData(features, labels)
+  apply_fn = lambda p, f, m: model.apply({'params': p}, f, m)
+  # Batch size 3 pads 4 examples to 2 batches; padding must not count.
+  batches = fmc.evaluation.batch_test_data(test, 3)
+  metrics = jax.jit(fmc.evaluation.make_evaluate(apply_fn))(params, batches)
+  fused, unimodal = model.apply({'params': params}, features)
+  np.testing.assert_allclose(metrics['eval/accuracy'],
+                             np.mean(np.argmax(fused, -1) == labels))
+  for m in 'abc':
+    np.testing.assert_allclose(metrics[f'eval/accuracy/{m}'],
+                               np.mean(np.argmax(unimodal[m], -1) == labels))
+  log_probs = jax.nn.log_softmax(fused)
+  np.testing.assert_allclose(
+      metrics['eval/loss'],
+      -np.mean(np.asarray(log_probs)[np.arange(4), labels]), rtol=1e-5)
