@@ -10,7 +10,9 @@ import numbers
 
 import ml_collections
 
-ALGORITHMS = ('fedavg', 'fedprox')
+ALGORITHMS = ('fedavg', 'fedprox', 'fedavg_ogm', 'fedmchain',
+              'fedmchain_noreg', 'fedmchain_mean', 'fedmchain_ties',
+              'joint_ssca')
 DATASETS = ('synthetic',)
 OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adagrad', 'yogi')
 
@@ -69,6 +71,23 @@ def _choice(config, field, allowed):
   if value not in allowed:
     raise ConfigError(field, value, f'must be one of {", ".join(allowed)}')
   return value
+
+
+def _boolean(config, field):
+  value = _get(config, field)
+  if not isinstance(value, bool):
+    raise ConfigError(field, value, 'must be True or False')
+  return value
+
+
+def check_modalities(config, modalities) -> None:
+  """Checks the fields that name modalities against the data's."""
+  order = tuple(config.fedmchain.chain_order)
+  if order and sorted(order) != sorted(modalities):
+    raise ConfigError(
+        'fedmchain.chain_order', order,
+        f'must name each data modality once ({", ".join(sorted(modalities))})'
+        ' or be ()')
 
 
 def _per_modality(config, field, count):
@@ -133,6 +152,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _real(config, f'{side}.lr', low=0, low_open=True)
     _real(config, f'{side}.momentum', 0, 1, high_open=True)
   _integer(config, 'client.num_local_steps')
+  _integer(config, 'client.steps_per_phase')
   _integer(config, 'client.batch_size')
   _real(config, 'fedprox.mu', low=0)
+  order = _get(config, 'fedmchain.chain_order')
+  if not isinstance(order, (tuple, list)) or not all(
+      isinstance(m, str) for m in order):
+    raise ConfigError('fedmchain.chain_order', order,
+                      'must be a tuple of modality names, or () for all in '
+                      'sorted order')
+  _choice(config, 'fedmchain.chain_rule', ('fixed', 'rotate'))
+  _choice(config, 'fedmchain.regularizer', ('boost', 'reweight'))
+  _real(config, 'fedmchain.reg_lambda', low=0)
+  _real(config, 'fedmchain.reg_w1')
+  _real(config, 'fedmchain.reg_w2')
+  _real(config, 'fedmchain.rho', 0, 1, low_open=True)
+  _boolean(config, 'fedmchain.error_feedback')
+  _real(config, 'fedmchain.tau', -1, 1, high_open=True)
+  _integer(config, 'fedmchain.max_groups')
+  _choice(config, 'fedmchain.combine', ('weighted', 'largest'))
+  _real(config, 'ogm.alpha', low=0, low_open=True)
+  _boolean(config, 'ogm.noise')
   _integer(config, 'eval.batch_size')

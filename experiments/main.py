@@ -51,7 +51,10 @@ def main(argv):
   except config_checks.ConfigError as e:
     sys.exit(f'error: {e}')
   _check_workdir(_WORKDIR.value)
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except config_checks.ConfigError as e:  # Checks that need the data.
+    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

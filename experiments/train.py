@@ -72,15 +72,56 @@ def build_model(config, modalities) -> fmc.models.LateFusionClassifier:
 
 
 def apply_fn_of(model):
-  return lambda params, features, mask: model.apply({'params': params},
-                                                    features, mask)
+  def apply_fn(params, features, modality_mask=None, only=None):
+    return model.apply({'params': params}, features, modality_mask, only)
+  return apply_fn
 
 
-def build_algorithm(config, loss_fn) -> fmc.FederatedAlgorithm:
+# Presets: algorithm name -> fedmchain() settings that override the config.
+_FEDMCHAIN_PRESETS = {
+    'fedmchain': {},
+    'fedmchain_noreg': {'reg_lambda': 0.0},
+    'fedmchain_mean': {'aggregator': 'mean', 'fraction': 1.0,
+                       'error_feedback': False},
+    # tau below any agreement links every pair: one group, plain TIES.
+    'fedmchain_ties': {'max_groups': 1, 'tau': -2.0},
+    'joint_ssca': {'local_training': 'joint'},
+}
+
+
+def build_algorithm(config, apply_fn, modalities) -> fmc.FederatedAlgorithm:
   client_optimizer = make_optimizer(config.client.optimizer, config.client.lr,
                                     config.client.momentum)
   server_optimizer = make_optimizer(config.server.optimizer, config.server.lr,
                                     config.server.momentum)
+  loss_fn = fmc.losses.fused_classification_loss(apply_fn)
+  if config.algorithm in _FEDMCHAIN_PRESETS:
+    settings = dict(
+        local_training='chain', reg_lambda=config.fedmchain.reg_lambda,
+        aggregator='ssca', fraction=config.fedmchain.rho,
+        error_feedback=config.fedmchain.error_feedback,
+        max_groups=config.fedmchain.max_groups, tau=config.fedmchain.tau)
+    settings.update(_FEDMCHAIN_PRESETS[config.algorithm])
+    regularizer = fmc.local.Regularizer(
+        kind=config.fedmchain.regularizer, lam=settings.pop('reg_lambda'),
+        w1=config.fedmchain.reg_w1, w2=config.fedmchain.reg_w2)
+    return fmc.algorithms.fedmchain(
+        apply_fn, modalities, client_optimizer, server_optimizer,
+        steps_per_phase=config.client.steps_per_phase,
+        cohort_size=config.rounds.cohort_size,
+        batch_size=config.client.batch_size,
+        num_clients=config.data.num_clients,
+        chain_order=tuple(config.fedmchain.chain_order) or None,
+        chain_rule=config.fedmchain.chain_rule,
+        regularizer=regularizer,
+        combine=config.fedmchain.combine,
+        **settings)
+  if config.algorithm == 'fedavg_ogm':
+    return fmc.algorithms.fedavg_ogm_ge(
+        apply_fn, modalities, client_optimizer, server_optimizer,
+        config.client.num_local_steps, config.rounds.cohort_size,
+        config.client.batch_size, alpha=config.ogm.alpha,
+        noise=config.ogm.noise)
   common = dict(
       loss_fn=loss_fn,
       client_optimizer=client_optimizer,
@@ -126,9 +167,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   train_np, test_np = build_data(config)
   modalities = sorted(train_np.features)
+  config_checks.check_modalities(config, modalities)
   model = build_model(config, modalities)
   apply_fn = apply_fn_of(model)
-  algorithm = build_algorithm(config, fmc.losses.fused_classification_loss(apply_fn))
+  algorithm = build_algorithm(config, apply_fn, modalities)
 
   key = jax.random.key(config.seed)
   init_key, run_key = jax.random.split(key)

@@ -7,10 +7,13 @@ optax step, metrics) is one pure function; jit it once and call it per round.
 from fedmchain_jax import aggregation
 from fedmchain_jax import algorithms
 from fedmchain_jax import client
+from fedmchain_jax import compression
 from fedmchain_jax import data
 from fedmchain_jax import evaluation
+from fedmchain_jax import local
 from fedmchain_jax import losses
 from fedmchain_jax import models
+from fedmchain_jax import ssca
 from fedmchain_jax.types import FederatedAlgorithm
 from fedmchain_jax.types import ServerState
 

@@ -61,7 +61,8 @@ class LateFusionClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, features: Mapping[str, Array],
-               modality_mask: Mapping[str, Array] | None = None
+               modality_mask: Mapping[str, Array] | None = None,
+               only: Sequence[str] | None = None
                ) -> tuple[Array, dict[str, Array]]:
     """Returns fused logits [B, K] and unimodal logits {m: [B, K]}.
 
@@ -69,10 +70,12 @@ class LateFusionClassifier(nn.Module):
       features: {modality: [B, ...]}.
       modality_mask: {modality: bool broadcastable to [B]}; a False entry
         drops that modality from the fused logits. Default: all present.
+      only: compute just these modalities (the fused logits then sum only
+        them; with none, the fused logits are 0). Default: all.
     """
     unimodal = {}
-    fused = 0.0
-    for m in self.modalities:
+    fused = jnp.zeros((), jnp.float32)
+    for m in (self.modalities if only is None else only):
       h = MLPEncoder(self._widths(m), name=encoder_name(m))(features[m])
       z = nn.Dense(self.num_classes, name=head_name(m))(h)
       unimodal[m] = z
@@ -83,3 +86,18 @@ class LateFusionClassifier(nn.Module):
         present = present.reshape(present.shape + (1,) * (z.ndim - present.ndim))
         fused = fused + jnp.where(present, z, 0.0)
     return fused, unimodal
+
+
+def parameter_blocks(modalities: Sequence[str]
+                     ) -> dict[str, tuple[tuple[str, ...], str | None]]:
+  """The blocks FedMChain sparsifies and aggregates separately.
+
+  Returns:
+    {block name: (top-level parameter keys, modality or None)}: one block per
+    modality encoder (`encoder_<m>`, held by the clients that have m) and one
+    `classifier` block with every head (held by every client). Keys a model
+    lacks (an encoder without layers has no parameters) are skipped.
+  """
+  blocks = {encoder_name(m): ((encoder_name(m),), m) for m in modalities}
+  blocks['classifier'] = (tuple(head_name(m) for m in modalities), None)
+  return blocks

@@ -1,3 +1,7 @@
 """Federated algorithms, each a `FederatedAlgorithm` of pure functions."""
 
+from fedmchain_jax.algorithms.rounds import compose
 from fedmchain_jax.algorithms.fedavg import fedavg
+from fedmchain_jax.algorithms.fedavg import fedavg_ogm_ge
+from fedmchain_jax.algorithms.fedmchain import chain_orders
+from fedmchain_jax.algorithms.fedmchain import fedmchain

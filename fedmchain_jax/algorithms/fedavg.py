@@ -1,14 +1,10 @@
-"""FedAvg, FedOpt and FedProx on the shared vmapped round."""
+"""FedAvg, FedOpt and FedProx: joint local training, dense weighted mean."""
 
-import jax
-import jax.numpy as jnp
 import optax
 
-from fedmchain_jax import aggregation
-from fedmchain_jax import client
-from fedmchain_jax.algorithms import base
-from fedmchain_jax.data import federated
-from fedmchain_jax.types import FederatedAlgorithm, LossFn, PRNGKey, ServerState
+from fedmchain_jax import local
+from fedmchain_jax.algorithms import rounds
+from fedmchain_jax.types import FederatedAlgorithm, LossFn
 
 
 def fedavg(loss_fn: LossFn,
@@ -52,44 +48,16 @@ def fedavg(loss_fn: LossFn,
     >>> run_round = jax.jit(algorithm.run_round)
     >>> state, metrics = run_round(state, data, jax.random.key(0))
   """
+  return rounds.compose(
+      local.joint_update(loss_fn, client_optimizer, prox_mu),
+      server_optimizer, num_local_steps, cohort_size, batch_size)
 
-  def client_update(global_params, batches, key):
-    if prox_mu:
-      def local_loss(params, batch, step_key):
-        loss, metrics = loss_fn(params, batch, step_key)
-        distance = sum(jnp.sum((p - g)**2) for p, g in zip(
-            jax.tree.leaves(params), jax.tree.leaves(global_params)))
-        return loss + 0.5 * prox_mu * distance, metrics
-    else:
-      local_loss = loss_fn
-    return client.local_train(local_loss, client_optimizer, global_params,
-                              batches, key)
 
-  def run_cohort(state: ServerState, cohort: federated.Cohort,
-                 key: PRNGKey):
-    _, train_key = base.round_keys(key, state.round)
-    keys = base.client_keys(train_key, cohort.client_ids)
-    outputs = jax.vmap(client_update, in_axes=(None, 0, 0))(
-        state.params, federated.cohort_batches(cohort), keys)
-    delta = aggregation.weighted_mean(outputs.delta, cohort.weights)
-    new_state = base.server_step(state, delta, server_optimizer)
-    participating = (cohort.weights > 0).sum()
-    model_bytes = base.tree_bytes(state.params)
-    metrics = {
-        f'train/{name}': aggregation.weighted_mean(value, cohort.weights)
-        for name, value in outputs.metrics.items()
-    }
-    # float32: an int32 count overflows past 2 GiB a round.
-    round_bytes = participating.astype(jnp.float32) * float(model_bytes)
-    metrics['comm/upload_bytes'] = round_bytes
-    metrics['comm/download_bytes'] = round_bytes
-    metrics['clients/participating'] = participating
-    return new_state, metrics
-
-  return FederatedAlgorithm(
-      init=lambda params: base.init_state(params, server_optimizer),
-      run_cohort=run_cohort,
-      run_round=base.with_sampling(run_cohort, cohort_size, num_local_steps,
-                                   batch_size),
-      num_local_steps=num_local_steps,
-  )
+def fedavg_ogm_ge(apply_fn, modalities, client_optimizer: optax.GradientTransformation,
+                  server_optimizer: optax.GradientTransformation,
+                  num_local_steps: int, cohort_size: int, batch_size: int,
+                  alpha: float, noise: bool = True) -> FederatedAlgorithm:
+  """FedAvg whose local training applies OGM-GE (`local.ogm_ge_update`)."""
+  return rounds.compose(
+      local.ogm_ge_update(apply_fn, modalities, client_optimizer, alpha, noise),
+      server_optimizer, num_local_steps, cohort_size, batch_size)

@@ -1,12 +1,12 @@
 """Embedded procedural multimodal data: no download, deterministic given a seed.
 
-Each modality m sees a *noisy view of the label*: with probability
+Each modality m sees the label only sometimes: with probability
 `informativeness[m]` an example's modality-m features are drawn around the
-prototype of its true class, otherwise around the prototype of a class drawn
-uniformly at random (so a corrupted view can still land on the true class).
-The corruption events are independent across modalities, so a modality that
-is right where another is wrong carries complementary information: the Bayes
-fused accuracy is above the best single modality.
+prototype of its true class, otherwise they are noise around zero and carry
+no class at all. These events are independent across modalities, so a weak
+modality decides the examples on which the strong one is blank: the Bayes
+fused accuracy is well above the best single modality (about 0.8 + 0.2 * 0.7
+with the defaults and clean enough features, against 0.82 for 'strong' alone).
 
 Features are `prototype[class] + noise_scale * N(0, I)` (prototypes with
 N(0, 1) coordinates), followed by a fixed random rotation and a `tanh`, so an encoder has something to learn. A
@@ -27,8 +27,8 @@ class ModalitySpec(NamedTuple):
   Attributes:
     name: the modality's name (a dict key everywhere).
     dim: feature dimension.
-    informativeness: probability in [0, 1] that the features follow the true
-      class; otherwise they follow a uniformly random class.
+    informativeness: probability in [0, 1] that the features show the true
+      class; otherwise they show no class (noise around zero).
     noise_scale: standard deviation of the additive Gaussian noise.
   """
   name: str
@@ -43,13 +43,13 @@ DEFAULT_MODALITIES = (
 )
 
 
-def _draw_modality(spec: ModalitySpec, labels: np.ndarray, num_classes: int,
+def _draw_modality(spec: ModalitySpec, labels: np.ndarray,
                    prototypes: np.ndarray, rotation: np.ndarray,
                    rng: np.random.Generator) -> np.ndarray:
-  follow = rng.random(labels.size) < spec.informativeness
-  shown = np.where(follow, labels, rng.integers(0, num_classes, labels.size))
+  shows = rng.random(labels.size) < spec.informativeness
   noise = rng.normal(size=(labels.size, spec.dim))
-  raw = prototypes[shown] + spec.noise_scale * noise
+  raw = np.where(shows[:, None], prototypes[labels], 0.0)
+  raw = raw + spec.noise_scale * noise
   # Unit-variance pre-activations keep the tanh out of saturation.
   scale = 1.0 / np.sqrt(1.0 + spec.noise_scale**2)
   return np.tanh(scale * raw @ rotation).astype(np.float32)
@@ -72,8 +72,8 @@ def make_examples(num_examples: int, num_classes: int,
   for spec in modalities:
     prototypes = world.normal(size=(num_classes, spec.dim))
     rotation, _ = np.linalg.qr(world.normal(size=(spec.dim, spec.dim)))
-    features[spec.name] = _draw_modality(spec, labels, num_classes,
-                                         prototypes, rotation, rng)
+    features[spec.name] = _draw_modality(spec, labels, prototypes, rotation,
+                                         rng)
   return features, labels.astype(np.int32)
 
 

@@ -1,0 +1,211 @@
+"""One federated round assembled from parts: local update, upload, aggregator.
+
+  run_cohort(state, cohort, key):
+    trained_c = local_update(w, batches_c, present_c, key_c, round)  (vmapped)
+    delta_c   = trained_c - w
+    per block b (each modality encoder, the classifier):
+      e_c   = delta_c[b] + residual_c[b]            (error feedback, optional)
+      x_c   = top-fraction(e_c, rho)  if c holds b  else 0
+      residual_c[b] <- e_c - x_c
+      U[b]  = mean_c(n_c x_c)  or  SSCA(x, n, holders_b)
+    w <- server_optimizer(w, -U)
+
+FedAvg is this round with joint local training, no blocks (the whole model
+dense) and the weighted mean; FedMChain is the chain update, rho < 1 and SSCA.
+"""
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fedmchain_jax import aggregation
+from fedmchain_jax import compression
+from fedmchain_jax import ssca
+from fedmchain_jax.algorithms import base
+from fedmchain_jax.data import federated
+from fedmchain_jax.types import FederatedAlgorithm, PRNGKey, ServerState
+
+AGGREGATORS = ('mean', 'ssca')
+Blocks = Mapping[str, tuple[Sequence[str], str | None]]
+
+
+def _present(params, keys: Sequence[str]) -> tuple[str, ...]:
+  return tuple(k for k in keys if k in params)
+
+
+def _block_layout(params, keys: Sequence[str]):
+  """(treedef, shapes, sizes) of the sub-tree params[keys]."""
+  leaves, treedef = jax.tree.flatten({k: params[k] for k in keys})
+  return treedef, [x.shape for x in leaves], [math.prod(x.shape) for x in leaves]
+
+
+def _flatten_block(tree, keys: Sequence[str], num_clients: int):
+  """[C, P_b]: the block's leaves of a tree with leading axis C, concatenated."""
+  leaves = jax.tree.leaves({k: tree[k] for k in keys})
+  return jnp.concatenate([x.reshape(num_clients, -1) for x in leaves], axis=1)
+
+
+def _unflatten_block(vector, layout):
+  treedef, shapes, sizes = layout
+  pieces, start = [], 0
+  for shape, size in zip(shapes, sizes):
+    pieces.append(vector[start:start + size].reshape(shape))
+    start += size
+  return jax.tree.unflatten(treedef, pieces)
+
+
+def compose(local_update: Callable,
+            server_optimizer: optax.GradientTransformation,
+            num_local_steps: int,
+            cohort_size: int,
+            batch_size: int,
+            blocks: Blocks | None = None,
+            fraction: float = 1.0,
+            error_feedback: bool = False,
+            num_clients: int | None = None,
+            aggregator: str = 'mean',
+            tau: float = 0.0,
+            max_groups: int = 4,
+            combine: str = 'weighted',
+            threshold_options: Mapping[str, float] | None = None,
+            ) -> FederatedAlgorithm:
+  """Builds a round from a local update, an upload rule and an aggregator.
+
+  Args:
+    local_update: `local_update(params, batches, present, key, round_index)
+      -> (trained params, metrics)`; see `fedmchain_jax.chain`.
+    server_optimizer: applied to -U.
+    num_local_steps: S, batches per client per round.
+    cohort_size: C.
+    batch_size: B.
+    blocks: {name: (top-level param keys, modality or None)} (see
+      `models.parameter_blocks`); a block tied to modality m is held only by
+      clients with m. None: the whole model is one dense block that every
+      client sends (FedAvg; `fraction`, `error_feedback` and `aggregator`
+      must then be left at their defaults).
+    fraction: rho, the share of each block's entries a client sends.
+    error_feedback: keep per-client residuals (a [N, P_b] table per block in
+      `ServerState.client_states`); needs `num_clients`.
+    num_clients: N, for the residual table.
+    aggregator: 'mean' (weighted by n_c over all cohort clients, as FedAvg)
+      or 'ssca' (`fedmchain_jax.ssca`).
+    tau, max_groups, combine: SSCA's link threshold, number of groups kept,
+      and how groups combine.
+    threshold_options: keyword arguments of `compression.magnitude_threshold`.
+
+  Returns:
+    A `FederatedAlgorithm`. Metrics: 'train/*' (weighted client means of the
+    local update's metrics), 'comm/upload_bytes' (what the clients would
+    send: values plus positions or bitmap per held block, or the dense
+    model), 'comm/download_bytes' (the dense model to each client),
+    'clients/participating', and with blocks 'comm/kept_fraction' and, for
+    SSCA, 'ssca/<block>/groups' and 'ssca/<block>/left_out'.
+  """
+  if aggregator not in AGGREGATORS:
+    raise ValueError(f'aggregator must be one of {AGGREGATORS}, got '
+                     f'{aggregator!r}')
+  if blocks is None and (fraction < 1.0 or error_feedback or
+                         aggregator != 'mean'):
+    raise ValueError('sparsification, error feedback and SSCA need blocks')
+  if error_feedback and num_clients is None:
+    raise ValueError('error_feedback needs num_clients')
+  threshold_options = dict(threshold_options or {})
+
+  def init(params) -> ServerState:
+    client_states = {}
+    if error_feedback:
+      for name, (keys, _) in blocks.items():
+        if not _present(params, keys):
+          continue
+        size = sum(_block_layout(params, _present(params, keys))[2])
+        client_states[name] = jnp.zeros((num_clients, size), jnp.float32)
+    return base.init_state(params, server_optimizer, client_states)
+
+  def upload_and_aggregate(state, cohort, deltas, keys):
+    """Returns (update tree, new client states, metrics)."""
+    weights = cohort.weights
+    size = weights.shape[0]
+    update = dict(state.params)
+    client_states = dict(state.client_states)
+    metrics = {}
+    upload = jnp.zeros((), jnp.float32)
+    kept_total = jnp.zeros((), jnp.float32)
+    sent_total = 0.0
+    for index, (name, (block_keys, modality)) in enumerate(blocks.items()):
+      block_keys = _present(state.params, block_keys)
+      if not block_keys:
+        continue
+      layout = _block_layout(state.params, block_keys)
+      block_size = sum(layout[2])
+      flat = _flatten_block(deltas, block_keys, size)
+      holders = weights > 0
+      if modality is not None:
+        holders = holders & cohort.modality_mask[modality]
+      if error_feedback:
+        residual = state.client_states[name][cohort.client_ids]
+        flat = flat + residual
+      block_keys_c = jax.vmap(lambda k, i=index: jax.random.fold_in(k, i))(keys)
+      sparse = jax.vmap(lambda x, k: compression.sparsify(
+          x, fraction, k, **threshold_options))(flat, block_keys_c)
+      sent = jnp.where(holders[:, None], sparse.values, 0.0)
+      kept = jnp.where(holders, sparse.kept, 0)
+      if error_feedback:
+        table = state.client_states[name]
+        new_residual = jnp.where((weights > 0)[:, None], flat - sent, residual)
+        client_states[name] = table.at[cohort.client_ids].set(
+            new_residual, mode='drop')
+      upload += jnp.where(holders, compression.message_bytes(kept, block_size),
+                          0.0).sum()
+      kept_total += kept.sum().astype(jnp.float32)
+      sent_total += holders.sum().astype(jnp.float32) * block_size
+      if aggregator == 'mean':
+        merged = aggregation.weighted_mean(sent, weights)
+      else:
+        result = ssca.ssca(sent, weights, holders, tau, max_groups, combine)
+        merged = result.update
+        metrics[f'ssca/{name}/groups'] = (result.group_weights > 0).sum()
+        metrics[f'ssca/{name}/left_out'] = (
+            holders.sum() - result.membership.sum())
+      update.update(_unflatten_block(merged, layout))
+    metrics['comm/upload_bytes'] = upload
+    metrics['comm/kept_fraction'] = kept_total / jnp.maximum(sent_total, 1.0)
+    return update, client_states, metrics
+
+  def run_cohort(state: ServerState, cohort: federated.Cohort, key: PRNGKey):
+    _, train_key = base.round_keys(key, state.round)
+    keys = base.client_keys(train_key, cohort.client_ids)
+    trained, client_metrics = jax.vmap(
+        local_update, in_axes=(None, 0, 0, 0, None))(
+            state.params, federated.cohort_batches(cohort),
+            cohort.modality_mask, keys, state.round)
+    deltas = jax.tree.map(lambda new, old: new - old, trained, state.params)
+    participating = (cohort.weights > 0).sum()
+    model_bytes = participating.astype(jnp.float32) * float(
+        base.tree_bytes(state.params))
+    if blocks is None:
+      update = aggregation.weighted_mean(deltas, cohort.weights)
+      client_states = state.client_states
+      metrics = {'comm/upload_bytes': model_bytes}
+    else:
+      update, client_states, metrics = upload_and_aggregate(
+          state, cohort, deltas, keys)
+    new_state = base.server_step(state, update, server_optimizer)
+    new_state = new_state._replace(client_states=client_states)
+    metrics.update({
+        f'train/{name}': aggregation.weighted_mean(value, cohort.weights)
+        for name, value in client_metrics.items()
+    })
+    metrics['comm/download_bytes'] = model_bytes
+    metrics['clients/participating'] = participating
+    return new_state, metrics
+
+  return FederatedAlgorithm(
+      init=init,
+      run_cohort=run_cohort,
+      run_round=base.with_sampling(run_cohort, cohort_size, num_local_steps,
+                                   batch_size),
+      num_local_steps=num_local_steps,
+  )
