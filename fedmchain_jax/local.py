@@ -49,9 +49,14 @@ def _select(tree: dict, keys: Sequence[str]) -> dict:
   return {k: tree[k] for k in keys if k in tree}
 
 
-def _phase_loss(apply_fn, modality: str, regularizer: Regularizer):
-  """loss(trainable, frozen, batch, prev_logits, has_prev, other_logits,
-  has_other) for the phase that trains `modality`."""
+def phase_loss(apply_fn, modality: str, regularizer: Regularizer):
+  """The loss of the phase that trains `modality` (see `Regularizer`).
+
+  Returns:
+    `loss_fn(trainable, frozen, batch, context) -> (loss, metrics)`: the model
+    params are `{**frozen, **trainable}`; `context` holds 'prev' (boost) or
+    'other' (reweight) detached logits [B, K] with 'has_prev'/'has_other'.
+  """
 
   def loss_fn(trainable, frozen, batch, context):
     params = {**frozen, **trainable}
@@ -119,7 +124,7 @@ def chain_update(apply_fn: Callable, modalities: Sequence[str],
     phase_metrics = {}
     for j, m in enumerate(order):
       blocks = [models.encoder_name(m), models.head_name(m)]
-      grad_fn = jax.grad(_phase_loss(apply_fn, m, regularizer), has_aux=True)
+      grad_fn = jax.grad(phase_loss(apply_fn, m, regularizer), has_aux=True)
       phase_batches = jax.tree.map(
           lambda x: x[j * steps_per_phase:(j + 1) * steps_per_phase], batches)
       prev = tuple(order[:j])

@@ -111,7 +111,16 @@ def test_fedprox_runs(tmp_path):
     ('rounds.cohort_size', 7,
      'config.rounds.cohort_size=7 is invalid: must be <= data.num_clients (6)'),
     ('algorithm', 'fedsgd', "config.algorithm='fedsgd' is invalid: must be one "
-     'of fedavg, fedprox'),
+     'of fedavg, fedprox, fedavg_ogm, fedmchain, fedmchain_noreg, '
+     'fedmchain_mean, fedmchain_ties, joint_ssca'),
+    ('fedmchain.rho', 0.0,
+     'config.fedmchain.rho=0.0 is invalid: must be in (0, 1]'),
+    ('fedmchain.tau', 1.0,
+     'config.fedmchain.tau=1.0 is invalid: must be in [-1, 1)'),
+    ('fedmchain.chain_rule', 'random', "config.fedmchain.chain_rule='random' "
+     'is invalid: must be one of fixed, rotate'),
+    ('fedmchain.max_groups', 0, 'config.fedmchain.max_groups=0 is '
+     'invalid: must be an integer >= 1'),
     ('data.name', 'cifar', "config.data.name='cifar' is invalid: must be one "
      'of synthetic'),
     ('data.missing_modality_rate', 1.0,
@@ -133,6 +142,16 @@ def test_validation_names_field_value_and_allowed(field, value, message):
   with pytest.raises(config_checks.ConfigError) as info:
     config_checks.validate(tiny_config(**{field: value}))
   assert str(info.value) == message
+
+
+def test_chain_order_must_name_the_data_modalities(tmp_path):
+  config = tiny_config(algorithm='fedmchain',
+                       **{'fedmchain.chain_order': ('weak', 'audio')})
+  with pytest.raises(config_checks.ConfigError) as info:
+    train.train_and_evaluate(config, str(tmp_path))
+  assert str(info.value) == (
+      "config.fedmchain.chain_order=('weak', 'audio') is invalid: must name "
+      'each data modality once (strong, weak) or be ()')
 
 
 def _launch(workdir, *overrides):

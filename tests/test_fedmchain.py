@@ -1,0 +1,279 @@
+"""Tests of FedMChain: chain phases, regularizers, uploads, the whole round."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import fedmchain_jax as fmc
+from fedmchain_jax import data as fdata
+from fedmchain_jax import local
+from fedmchain_jax.data import synthetic
+
+MODALITIES = ('strong', 'weak')
+
+
+def logits_model(params, features, modality_mask=None, only=None):
+  """A stand-in model: modality m's logits are params['head_m']['z'] [K]."""
+  unimodal = {}
+  fused = jnp.zeros(())
+  for m in (('a', 'b') if only is None else only):
+    z = jnp.broadcast_to(params[f'head_{m}']['z'], features[m].shape[:1] +
+                         params[f'head_{m}']['z'].shape)
+    unimodal[m] = z
+    present = True if modality_mask is None else modality_mask[m]
+    fused = fused + jnp.where(present, z, 0.0)
+  return fused, unimodal
+
+
+def test_boost_regularizer_golden_numbers():
+  # z_m = [0, 0], prev = [ln 3, 0], y = 0:
+  # CE(y, z_m) = ln 2; CE(y, prev + z_m) = -ln(3 / 4); lam = 0.5.
+  loss_fn = local.phase_loss(logits_model, 'a', local.Regularizer('boost', 0.5))
+  batch = {'features': {'a': jnp.zeros((1, 1))}, 'label': jnp.array([0]),
+           'mask': jnp.array([True])}
+  trainable = {'head_a': {'z': jnp.zeros(2)}}
+  context = {'prev': jnp.array([[math.log(3), 0.0]]),
+             'has_prev': jnp.array(True), 'has_other': jnp.array(True)}
+  loss, metrics = loss_fn(trainable, {}, batch, context)
+  np.testing.assert_allclose(loss, math.log(2) - 0.5 * math.log(0.75),
+                             rtol=1e-6)
+  np.testing.assert_allclose(metrics['loss'], math.log(2), rtol=1e-6)
+  # No earlier modality in the chain: the term is dropped.
+  loss, _ = loss_fn(trainable, {}, batch, {**context,
+                                           'has_prev': jnp.array(False)})
+  np.testing.assert_allclose(loss, math.log(2), rtol=1e-6)
+  # lam = 0 switches it off.
+  off = local.phase_loss(logits_model, 'a', local.Regularizer('boost', 0.0))
+  np.testing.assert_allclose(off(trainable, {}, batch, context)[0],
+                             math.log(2), rtol=1e-6)
+
+
+def test_reweight_regularizer_golden_numbers():
+  # other = [ln 3, 0] -> q_y = 3 / 4; w1 = 1, w2 = 0.8: weight 0.4;
+  # loss = ln 2 + lam * 0.4 * ln 2 with lam = 0.5.
+  loss_fn = local.phase_loss(logits_model, 'a',
+                             local.Regularizer('reweight', 0.5, 1.0, 0.8))
+  batch = {'features': {'a': jnp.zeros((1, 1))}, 'label': jnp.array([0]),
+           'mask': jnp.array([True])}
+  context = {'other': jnp.array([[math.log(3), 0.0]]),
+             'has_prev': jnp.array(False), 'has_other': jnp.array(True)}
+  loss, _ = loss_fn({'head_a': {'z': jnp.zeros(2)}}, {}, batch, context)
+  np.testing.assert_allclose(loss, math.log(2) * 1.2, rtol=1e-6)
+
+
+def _setup(num_clients=6, missing=0.0, hidden=(8,)):
+  train, test = synthetic.make_federated(
+      seed=0, num_clients=num_clients, examples_per_client=16, num_test=20,
+      missing_modality_rate=missing)
+  model = fmc.models.LateFusionClassifier(MODALITIES, hidden, 10)
+  apply_fn = lambda p, f, m=None, only=None: model.apply({'params': p}, f, m,
+                                                         only)
+  params = model.init(jax.random.key(0),
+                      {m: x[:1] for m, x in test.features.items()})['params']
+  return apply_fn, params, jax.device_put(train)
+
+
+def _client_batches(train, steps, client=0):
+  cohort = fdata.sample_cohort(jax.random.key(1), train, 2, steps, 4)
+  return fdata.client_batches(cohort, client)
+
+
+def _changed(before, after):
+  return {k: bool(any(np.any(np.asarray(a) != np.asarray(b)) for a, b in zip(
+      jax.tree.leaves(before[k]), jax.tree.leaves(after[k])))) for k in before}
+
+
+def test_each_phase_moves_only_its_modality():
+  apply_fn, params, train = _setup()
+  update = jax.jit(local.chain_update(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                                      [('strong', 'weak')]))
+  batches = _client_batches(train, 6)
+  present = {'strong': jnp.array(True), 'weak': jnp.array(True)}
+  # Mask out the examples of phase 2 ('weak'): only phase 1 can move anything,
+  # and it may move only the 'strong' blocks.
+  first_only = {**batches, 'mask': batches['mask'].at[3:].set(False)}
+  trained, _ = update(params, first_only, present, jax.random.key(0), 0)
+  assert _changed(params, trained) == {
+      'encoder_strong': True, 'head_strong': True,
+      'encoder_weak': False, 'head_weak': False}
+  second_only = {**batches, 'mask': batches['mask'].at[:3].set(False)}
+  trained, _ = update(params, second_only, present, jax.random.key(0), 0)
+  assert _changed(params, trained) == {
+      'encoder_strong': False, 'head_strong': False,
+      'encoder_weak': True, 'head_weak': True}
+
+
+def test_missing_modality_leaves_its_blocks_unchanged():
+  apply_fn, params, train = _setup()
+  update = jax.jit(local.chain_update(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                                      fmc.algorithms.chain_orders(
+                                          MODALITIES, 'rotate')))
+  batches = _client_batches(train, 6)
+  for round_index in (0, 1):
+    present = {'strong': jnp.array(True), 'weak': jnp.array(False)}
+    trained, _ = update(params, batches, present, jax.random.key(0),
+                        round_index)
+    assert _changed(params, trained) == {
+        'encoder_strong': True, 'head_strong': True,
+        'encoder_weak': False, 'head_weak': False}
+
+
+def test_chain_orders():
+  assert fmc.algorithms.chain_orders(('a', 'b', 'c'), 'fixed') == [
+      ('a', 'b', 'c')]
+  assert fmc.algorithms.chain_orders(('a', 'b', 'c'), 'rotate') == [
+      ('a', 'b', 'c'), ('b', 'c', 'a'), ('c', 'a', 'b')]
+
+
+def test_chain_order_changes_the_result():
+  apply_fn, params, train = _setup()
+  batches = _client_batches(train, 6)
+  present = {'strong': jnp.array(True), 'weak': jnp.array(True)}
+  results = []
+  for order in [('strong', 'weak'), ('weak', 'strong')]:
+    update = local.chain_update(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                                [order])
+    results.append(update(params, batches, present, jax.random.key(0), 0)[0])
+  rotating = local.chain_update(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                                [('strong', 'weak'), ('weak', 'strong')])
+  for round_index, expected in enumerate(results):
+    got, _ = rotating(params, batches, present, jax.random.key(0), round_index)
+    jax.tree.map(np.testing.assert_array_equal, got, expected)
+  assert _changed(results[0], results[1])['encoder_weak']
+
+
+def _fedmchain(apply_fn, num_clients, **kwargs):
+  return fmc.algorithms.fedmchain(
+      apply_fn, MODALITIES, optax.sgd(0.1), optax.sgd(1.0), steps_per_phase=2,
+      cohort_size=4, batch_size=4, num_clients=num_clients, **kwargs)
+
+
+def test_fedmchain_round_compiles_once_and_is_deterministic():
+  apply_fn, params, train = _setup(missing=0.3)
+  algorithm = _fedmchain(apply_fn, 6)
+  traces = []
+
+  def counted(state, data, key):
+    traces.append(1)
+    return algorithm.run_round(state, data, key)
+
+  run = jax.jit(counted)
+
+  def rounds():
+    state, history = algorithm.init(params), []
+    for _ in range(3):
+      state, metrics = run(state, train, jax.random.key(3))
+      history.append(metrics)
+    return state, history
+
+  first, second = rounds(), rounds()
+  assert len(traces) == 1 and run._cache_size() == 1
+  jax.tree.map(np.testing.assert_array_equal, first, second)
+  assert int(first[0].round) == 3
+
+
+def test_upload_bytes_and_error_feedback():
+  apply_fn, params, train = _setup()
+  fraction = 0.25
+  algorithm = _fedmchain(apply_fn, 6, fraction=fraction)
+  state = algorithm.init(params)
+  cohort = fdata.sample_cohort(jax.random.key(1), train, 4, 4, 4)
+  # Client 2 lacks 'weak': it must not send that encoder.
+  cohort = cohort._replace(modality_mask={
+      'strong': jnp.ones(4, bool), 'weak': jnp.array([True, True, False, True])})
+  new_state, metrics = jax.jit(algorithm.run_cohort)(state, cohort,
+                                                     jax.random.key(2))
+  sizes = {'encoder_strong': 32 * 8 + 8, 'encoder_weak': 32 * 8 + 8,
+           'classifier': 2 * (8 * 10 + 10)}
+  residuals = new_state.client_states
+  assert set(residuals) == set(sizes)
+  expected_bytes = 0.0
+  for name, size in sizes.items():
+    table = np.asarray(residuals[name])
+    assert table.shape == (6, size)
+    ids = np.asarray(cohort.client_ids)
+    others = np.setdiff1d(np.arange(6), ids)
+    assert not table[others].any()  # Only cohort rows change.
+    holders = 4 if name != 'encoder_weak' else 3
+    # Each holder kept about a quarter: bytes = min(positions, bitmap).
+    k = math.ceil(fraction * size)
+    expected_bytes += holders * min(8 * k, 4 * k + math.ceil(size / 8))
+    if name == 'encoder_weak':
+      assert not table[ids[2]].any()  # Never trained, nothing withheld.
+  np.testing.assert_allclose(metrics['comm/upload_bytes'], expected_bytes,
+                             rtol=0.05)
+  assert 0.2 < float(metrics['comm/kept_fraction']) < 0.3
+
+
+def test_error_feedback_conserves_the_update():
+  # Dense mean aggregation with error feedback: what a client withholds plus
+  # what it sends is its whole update, so with fraction 1 nothing is withheld
+  # and the round equals the same round without error feedback.
+  apply_fn, params, train = _setup()
+  cohort = fdata.sample_cohort(jax.random.key(1), train, 4, 4, 4)
+  with_ef = _fedmchain(apply_fn, 6, fraction=1.0, aggregator='mean')
+  without = _fedmchain(apply_fn, 6, fraction=1.0, aggregator='mean',
+                       error_feedback=False)
+  a, _ = with_ef.run_cohort(with_ef.init(params), cohort, jax.random.key(2))
+  b, _ = without.run_cohort(without.init(params), cohort, jax.random.key(2))
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6),
+               a.params, b.params)
+  assert not any(np.asarray(v).any() for v in a.client_states.values())
+
+
+def test_padding_client_changes_nothing_in_fedmchain():
+  apply_fn, params, train = _setup()
+  algorithm = _fedmchain(apply_fn, 6, error_feedback=False)
+  state = algorithm.init(params)
+  cohort = fdata.sample_cohort(jax.random.key(1), train, 4, 4, 4)
+  padded = jax.tree.map(lambda x: jnp.concatenate([x, x[:1] * 3 + 1]), cohort)
+  padded = padded._replace(weights=padded.weights.at[-1].set(0.0))
+  run = jax.jit(algorithm.run_cohort)
+  a, ma = run(state, cohort, jax.random.key(2))
+  b, mb = run(state, padded, jax.random.key(2))
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6),
+               a.params, b.params)
+  assert float(ma['comm/upload_bytes']) == float(mb['comm/upload_bytes'])
+
+
+def test_ogm_ge_damps_the_dominant_modality():
+  apply_fn, params, train = _setup(num_clients=6)
+  algorithm = fmc.algorithms.fedavg_ogm_ge(
+      apply_fn, MODALITIES, optax.sgd(0.1), optax.sgd(1.0), 10, 6, 8,
+      alpha=0.5)
+  run = jax.jit(algorithm.run_round)
+  state = algorithm.init(params)
+  for _ in range(10):
+    state, metrics = run(state, train, jax.random.key(0))
+  strong = float(metrics['train/ogm/coefficient/strong'])
+  weak = float(metrics['train/ogm/coefficient/weak'])
+  # 'strong' is the confident one: its gradient is scaled down far more often
+  # and further (averages over clients and steps; early steps can go either
+  # way).
+  assert strong < 0.6 and weak > strong + 0.2
+
+
+def test_fedmchain_lifts_the_weak_modality(tmp_path):
+  # Shrunken study on the embedded data, equal rounds and local work: the
+  # weak head alone is far better under fedmchain than under fedavg (about
+  # 0.54 vs 0.25 at this size).
+  from tests.test_launcher import tiny_config
+  from experiments import train as runner
+  accuracy = {}
+  for algorithm in ('fedavg', 'fedmchain'):
+    config = tiny_config(algorithm=algorithm, **{
+        'data.num_clients': 20, 'data.examples_per_client': 32,
+        'data.num_test': 500, 'model.hidden': (32,), 'rounds.num_rounds': 30,
+        'rounds.cohort_size': 10, 'rounds.eval_every': 30,
+        'rounds.checkpoint_every': 30, 'client.num_local_steps': 10,
+        'client.steps_per_phase': 5, 'client.batch_size': 16})
+    record = runner.train_and_evaluate(config, str(tmp_path / algorithm))[-1]
+    accuracy[algorithm] = record
+  assert (accuracy['fedmchain']['eval/accuracy/weak'] >
+          accuracy['fedavg']['eval/accuracy/weak'] + 0.1)
+  assert (accuracy['fedmchain']['comm/upload_bytes'] <
+          0.3 * accuracy['fedavg']['comm/upload_bytes'])

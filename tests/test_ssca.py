@@ -1,0 +1,167 @@
+"""SSCA and top-fraction sparsification against NumPy references."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fedmchain_jax import compression
+from fedmchain_jax import ssca
+
+
+def reference_ssca(values, weights, holders, tau, max_groups, combine):
+  """Loops and breadth-first search, written independently of ssca.py."""
+  size = values.shape[0]
+  active = holders & (weights > 0)
+  signs = np.sign(values) * active[:, None]
+  agree = signs @ signs.T
+  overlap = np.abs(signs) @ np.abs(signs).T
+  agreement = np.where(overlap > 0, agree / np.maximum(overlap, 1), 0.0)
+  labels = np.full(size, size)
+  for start in range(size):
+    if not active[start] or labels[start] != size:
+      continue
+    labels[start], frontier = start, [start]
+    while frontier:
+      i = frontier.pop()
+      for j in range(size):
+        if (j != i and active[j] and labels[j] == size
+            and agreement[i, j] > tau):
+          labels[j] = start
+          frontier.append(j)
+  components = sorted({l for l in labels if l < size},
+                      key=lambda l: (-weights[labels == l].sum(), l))
+  kept = components[:max_groups]
+  merged, group_weights = [], []
+  for label in kept:
+    members = np.flatnonzero(labels == label)
+    mass = sum(weights[c] * values[c] for c in members)
+    elected = np.sign(mass)
+    numerator = np.zeros(values.shape[1])
+    denominator = np.zeros(values.shape[1])
+    for c in members:
+      agrees = values[c] * elected > 0
+      numerator += weights[c] * values[c] * agrees
+      denominator += weights[c] * agrees
+    merged.append(np.where(denominator > 0,
+                           numerator / np.maximum(denominator, 1e-30), 0.0))
+    group_weights.append(weights[members].sum())
+  if combine == 'largest':
+    update = merged[0]
+  else:
+    update = sum(g * u for g, u in zip(group_weights, merged)) / sum(
+        group_weights)
+  return agreement, labels, kept, update
+
+
+def clustered_updates(seed, size=7, dim=40):
+  """Sparse updates from two clusters of opposite direction."""
+  rng = np.random.default_rng(seed)
+  base = rng.normal(size=dim)
+  cluster = rng.integers(0, 2, size)
+  values = np.where(cluster[:, None] == 0, base, -base) * np.abs(
+      rng.normal(size=(size, dim)))
+  values += 0.3 * rng.normal(size=(size, dim))  # Some disagreement.
+  values *= rng.random((size, dim)) < 0.4  # Sparse supports.
+  weights = rng.uniform(1, 10, size)
+  weights[3] = 0.0  # A padding client.
+  holders = np.ones(size, bool)
+  holders[5] = False  # A client without this block.
+  return values.astype(np.float32), weights.astype(np.float32), holders
+
+
+@pytest.mark.parametrize('seed, tau, max_groups, combine', [
+    (s, t, g, c) for s, t, g, c in itertools.product(
+        [0, 1, 2], [-0.5, 0.0, 0.4], [1, 2, 7], ['weighted', 'largest'])
+])
+def test_ssca_matches_numpy(seed, tau, max_groups, combine):
+  values, weights, holders = clustered_updates(seed)
+  result = jax.jit(ssca.ssca, static_argnums=(3, 4, 5))(
+      values, weights, holders, tau, max_groups, combine)
+  agreement, labels, kept, update = reference_ssca(
+      values, weights, holders, tau, max_groups, combine)
+  active = holders & (weights > 0)
+  np.testing.assert_allclose(
+      np.asarray(result.agreement)[np.ix_(active, active)],
+      agreement[np.ix_(active, active)], atol=1e-6)
+  np.testing.assert_array_equal(result.labels, labels)
+  kept_members = np.asarray(result.membership)[:len(kept)]
+  for row, label in zip(kept_members, kept):
+    np.testing.assert_array_equal(row, labels == label)
+  assert not np.asarray(result.membership)[len(kept):].any()
+  np.testing.assert_allclose(result.update, update, rtol=1e-5, atol=1e-6)
+
+
+def test_two_opposed_clusters_form_two_groups():
+  values, weights, holders = clustered_updates(0)
+  result = ssca.ssca(values, weights, holders, 0.3, 4, 'weighted')
+  assert int((np.asarray(result.group_weights) > 0).sum()) == 2
+
+
+def test_elected_sign_and_disjoint_mean_by_hand():
+  # One group. Coordinate 0: +2 (w 1) and +4 (w 1) and -1 (w 1): mass +5,
+  # elected +, mean of agreeing entries 3. Coordinate 1: -3 (w 2) vs +1 (w 1):
+  # mass -5, elected -, only -3 agrees. Coordinate 2: nobody sent: 0.
+  values = np.array([[2.0, -3.0, 0.0], [4.0, 0.0, 0.0], [-1.0, 1.0, 0.0]],
+                    np.float32)
+  weights = np.array([1.0, 2.0, 1.0], np.float32)
+  values[1, 1] = 0.0
+  weights_by_coordinate = weights.copy()
+  del weights_by_coordinate
+  result = ssca.ssca(values, np.array([1.0, 1.0, 1.0], np.float32),
+                     np.ones(3, bool), -2.0, 1)
+  np.testing.assert_allclose(result.update, [3.0, -3.0, 0.0])
+  weighted = ssca.ssca(values, weights, np.ones(3, bool), -2.0, 1)
+  # Coordinate 0 with weights (1, 2, 1): mass 2 + 8 - 1 > 0, agreeing
+  # entries 2 (w 1) and 4 (w 2): (2 + 8) / 3.
+  np.testing.assert_allclose(weighted.update, [10 / 3, -3.0, 0.0], rtol=1e-6)
+
+
+def test_connected_components_of_a_known_graph():
+  # Edges 0-3, 3-5, 1-4; 2 alone.
+  adjacency = np.zeros((6, 6), bool)
+  for i, j in [(0, 3), (3, 5), (1, 4)]:
+    adjacency[i, j] = adjacency[j, i] = True
+  labels = ssca.connected_components(jnp.asarray(adjacency))
+  np.testing.assert_array_equal(labels, [0, 1, 2, 0, 1, 0])
+  # A path is the slow case for label propagation.
+  path = np.eye(9, k=1, dtype=bool) | np.eye(9, k=-1, dtype=bool)
+  np.testing.assert_array_equal(
+      ssca.connected_components(jnp.asarray(path[::-1, ::-1])), [0] * 9)
+
+
+@pytest.mark.parametrize('fraction', [0.01, 0.1, 0.5])
+def test_threshold_keeps_about_the_top_fraction(fraction):
+  x = jax.random.normal(jax.random.key(0), (20000,))
+  sparse = jax.jit(compression.sparsify, static_argnums=1)(
+      x, fraction, jax.random.key(1))
+  k = int(np.ceil(fraction * x.size))
+  kept = int(sparse.kept)
+  assert abs(kept - k) <= max(2, 0.02 * k), (kept, k)
+  values = np.asarray(sparse.values)
+  assert kept == int((values != 0).sum())
+  # Exactly the largest magnitudes are kept.
+  kept_abs = np.abs(np.asarray(x))[values != 0]
+  dropped_abs = np.abs(np.asarray(x))[values == 0]
+  assert kept_abs.min() >= dropped_abs.max()
+  np.testing.assert_array_equal(values[values != 0], np.asarray(x)[values != 0])
+
+
+def test_fraction_one_is_the_identity_and_zeros_are_never_kept():
+  x = jnp.array([0.0, 1.0, -2.0, 0.0])
+  full = compression.sparsify(x, 1.0, jax.random.key(0))
+  np.testing.assert_array_equal(full.values, x)
+  assert int(full.kept) == 2
+  zeros = compression.sparsify(jnp.zeros(100), 0.1, jax.random.key(0))
+  assert int(zeros.kept) == 0
+
+
+def test_message_bytes_takes_the_cheaper_encoding():
+  # 10 of 1000 kept: positions 10 * 8 = 80 < bitmap 40 + 125.
+  assert float(compression.message_bytes(jnp.array(10), 1000)) == 80
+  # 500 of 1000: bitmap 2000 + 125 < positions 4000 = dense 4000.
+  assert float(compression.message_bytes(jnp.array(500), 1000)) == 2125
+  # All kept: dense values only.
+  assert float(compression.message_bytes(jnp.array(1000), 1000)) == 4000
