@@ -13,7 +13,7 @@ import ml_collections
 ALGORITHMS = ('fedavg', 'fedprox', 'fedavg_ogm', 'fedmchain',
               'fedmchain_noreg', 'fedmchain_mean', 'fedmchain_ties',
               'joint_ssca')
-DATASETS = ('synthetic',)
+DATASETS = ('synthetic', 'av_digits')
 OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adagrad', 'yogi')
 
 
@@ -80,8 +80,12 @@ def _boolean(config, field):
   return value
 
 
-def check_modalities(config, modalities) -> None:
-  """Checks the fields that name modalities against the data's."""
+def check_data(config, modalities, num_clients: int) -> None:
+  """Checks the fields that depend on the loaded data."""
+  if config.rounds.cohort_size > num_clients:
+    raise ConfigError('rounds.cohort_size', config.rounds.cohort_size,
+                      f'must be <= the number of clients the data has '
+                      f'({num_clients})')
   order = tuple(config.fedmchain.chain_order)
   if order and sorted(order) != sorted(modalities):
     raise ConfigError(
@@ -135,6 +139,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError('data.synthetic.noise_scale',
                           config.data.synthetic.noise_scale,
                           'every entry must be >= 0')
+  if config.data.name == 'av_digits':
+    for field in ('manual_dir', 'data_dir'):
+      value = _get(config, f'data.{field}')
+      if not isinstance(value, str) or not value:
+        raise ConfigError(f'data.{field}', value, 'must be a directory path')
+    _choice(config, 'data.partition', ('natural', 'dirichlet'))
+    _choice(config, 'data.source', ('manual', 'catalog'))
+    _integer(config, 'data.clients_per_speaker')
+    _integer(config, 'data.pairing_seed', low=0)
+    snr = _get(config, 'data.audio_snr_db')
+    if snr is not None and not _is_number(snr):
+      raise ConfigError('data.audio_snr_db', snr,
+                        'must be a number (dB) or None for clean audio')
+    _real(config, 'data.image_energy_removed', 0, 1, high_open=True)
   hidden = _get(config, 'model.hidden')
   if not isinstance(hidden, (tuple, list)) or not all(
       isinstance(w, numbers.Integral) and w >= 1 for w in hidden):
@@ -142,7 +160,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       'must be a tuple of integers >= 1 (layer widths)')
   _integer(config, 'rounds.num_rounds')
   cohort_size = _integer(config, 'rounds.cohort_size')
-  if cohort_size > num_clients:
+  if config.data.name == 'synthetic' and cohort_size > num_clients:
     raise ConfigError('rounds.cohort_size', cohort_size,
                       f'must be <= data.num_clients ({num_clients})')
   _integer(config, 'rounds.eval_every')

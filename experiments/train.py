@@ -19,6 +19,7 @@ import optax
 
 import fedmchain_jax as fmc
 from fedmchain_jax import checkpointing
+from fedmchain_jax.data import av_raw
 from fedmchain_jax.data import synthetic
 from experiments import config_checks
 
@@ -42,8 +43,32 @@ def make_optimizer(name: str, lr: float,
                                   f'must be one of {config_checks.OPTIMIZERS}')
 
 
-def build_data(config) -> tuple[fmc.data.FederatedData, fmc.data.TestData]:
-  """The train population and the held-out split, as NumPy arrays."""
+def build_data(config
+               ) -> tuple[fmc.data.FederatedData, fmc.data.TestData, int]:
+  """The train population, the held-out split (NumPy) and the class count."""
+  if config.data.name == 'av_digits':
+    # Imported here: it needs the `data` extra (tensorflow-datasets).
+    from fedmchain_jax.data import av_digits
+    import tensorflow_datasets as tfds
+    tfds.disable_progress_bar()
+    snr = config.data.audio_snr_db
+    builder_config = av_digits.make_config(
+        config.data.pairing_seed, None if snr is None else float(snr),
+        config.data.image_energy_removed)
+    try:
+      train, test = av_digits.load_federated(
+          config.data.manual_dir, config.data.data_dir, seed=config.seed,
+          partition=config.data.partition,
+          clients_per_speaker=config.data.clients_per_speaker,
+          num_clients=config.data.num_clients,
+          dirichlet_alpha=config.data.dirichlet_alpha,
+          missing_modality_rate=config.data.missing_modality_rate,
+          min_examples=config.data.min_examples, config=builder_config,
+          source=config.data.source)
+    except av_raw.RawDataError as e:
+      raise config_checks.ConfigError('data.manual_dir',
+                                      config.data.manual_dir, str(e)) from None
+    return train, test, 10
   if config.data.name == 'synthetic':
     spec = config.data.synthetic
     modalities = [
@@ -51,7 +76,7 @@ def build_data(config) -> tuple[fmc.data.FederatedData, fmc.data.TestData]:
         for name, dim, p, s in zip(spec.modalities, spec.dims,
                                    spec.informativeness, spec.noise_scale)
     ]
-    return synthetic.make_federated(
+    train, test = synthetic.make_federated(
         seed=config.seed,
         num_clients=config.data.num_clients,
         examples_per_client=config.data.examples_per_client,
@@ -65,10 +90,11 @@ def build_data(config) -> tuple[fmc.data.FederatedData, fmc.data.TestData]:
                                   f'must be one of {config_checks.DATASETS}')
 
 
-def build_model(config, modalities) -> fmc.models.LateFusionClassifier:
+def build_model(config, modalities,
+                num_classes) -> fmc.models.LateFusionClassifier:
   return fmc.models.LateFusionClassifier(
       modalities=tuple(modalities), hidden=tuple(config.model.hidden),
-      num_classes=config.data.num_classes)
+      num_classes=num_classes)
 
 
 def apply_fn_of(model):
@@ -89,7 +115,8 @@ _FEDMCHAIN_PRESETS = {
 }
 
 
-def build_algorithm(config, apply_fn, modalities) -> fmc.FederatedAlgorithm:
+def build_algorithm(config, apply_fn, modalities,
+                    num_clients) -> fmc.FederatedAlgorithm:
   client_optimizer = make_optimizer(config.client.optimizer, config.client.lr,
                                     config.client.momentum)
   server_optimizer = make_optimizer(config.server.optimizer, config.server.lr,
@@ -110,7 +137,7 @@ def build_algorithm(config, apply_fn, modalities) -> fmc.FederatedAlgorithm:
         steps_per_phase=config.client.steps_per_phase,
         cohort_size=config.rounds.cohort_size,
         batch_size=config.client.batch_size,
-        num_clients=config.data.num_clients,
+        num_clients=num_clients,
         chain_order=tuple(config.fedmchain.chain_order) or None,
         chain_rule=config.fedmchain.chain_rule,
         regularizer=regularizer,
@@ -165,12 +192,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
     f.write(config.to_json(indent=2, sort_keys=True))
 
-  train_np, test_np = build_data(config)
+  train_np, test_np, num_classes = build_data(config)
   modalities = sorted(train_np.features)
-  config_checks.check_modalities(config, modalities)
-  model = build_model(config, modalities)
+  config_checks.check_data(config, modalities, train_np.num_clients)
+  model = build_model(config, modalities, num_classes)
   apply_fn = apply_fn_of(model)
-  algorithm = build_algorithm(config, apply_fn, modalities)
+  algorithm = build_algorithm(config, apply_fn, modalities,
+                              train_np.num_clients)
 
   key = jax.random.key(config.seed)
   init_key, run_key = jax.random.split(key)

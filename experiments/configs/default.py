@@ -13,7 +13,15 @@ entry): joint training lets the strong modality suppress the weak one.
 uploading 2.8 MiB instead of 21 MiB.
 """
 
+import os
+
 import ml_collections
+
+# Raw AV-digits files on this project's machines (see ../shared/data/README.md);
+# elsewhere pass --config.data.manual_dir=DIR.
+_SHARED_DATA = os.path.normpath(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared',
+    'data'))
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -38,6 +46,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.synthetic.dims = (32, 32)
   config.data.synthetic.informativeness = (0.8, 0.7)
   config.data.synthetic.noise_scale = (0.5, 2.0)
+  # AV-digits (data.name = 'av_digits'; fedmchain_jax/data/av_digits.py).
+  config.data.manual_dir = (_SHARED_DATA if os.path.isdir(_SHARED_DATA) else
+                            os.path.expanduser('~/fedmchain_data/raw'))
+  config.data.data_dir = os.path.expanduser('~/fedmchain_data/tfds')
+  config.data.source = 'manual'  # manual | catalog (needs TensorFlow).
+  config.data.partition = 'natural'  # natural (by speaker) | dirichlet.
+  config.data.clients_per_speaker = 5
+  config.data.pairing_seed = 0
+  config.data.audio_snr_db = ml_collections.config_dict.placeholder(float)
+  config.data.image_energy_removed = 0.0
 
   config.model = ml_collections.ConfigDict()
   config.model.hidden = (64,)

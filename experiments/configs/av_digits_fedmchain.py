@@ -1,0 +1,19 @@
+r"""FedMChain on AV-digits: the av_digits_fedavg setting with the chained
+phases, top-10% uploads and SSCA (equal local work: 2 x 5 vs 10 steps).
+
+Command:
+  python -m experiments.main \
+      --config=experiments/configs/av_digits_fedmchain.py \
+      --workdir=/tmp/av_digits_fedmchain
+
+Expected result (2-core CPU, about 3 minutes): see the table in
+docs/algorithm.md.
+"""
+
+from experiments.configs import av_digits_fedavg
+
+
+def get_config():
+  config = av_digits_fedavg.get_config()
+  config.algorithm = 'fedmchain'
+  return config
