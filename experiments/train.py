@@ -39,8 +39,8 @@ def make_optimizer(name: str, lr: float,
     return optax.adagrad(lr)
   if name == 'yogi':
     return optax.yogi(lr)
-  raise config_checks.ConfigError('optimizer', name,
-                                  f'must be one of {config_checks.OPTIMIZERS}')
+  raise config_checks.ConfigError(
+      'optimizer', name, f'must be one of {", ".join(config_checks.OPTIMIZERS)}')
 
 
 def build_data(config
@@ -86,8 +86,10 @@ def build_data(config
         dirichlet_alpha=config.data.dirichlet_alpha,
         missing_modality_rate=config.data.missing_modality_rate,
         min_examples=config.data.min_examples)
-  raise config_checks.ConfigError('data.name', config.data.name,
-                                  f'must be one of {config_checks.DATASETS}')
+    return train, test, config.data.num_classes
+  raise config_checks.ConfigError(
+      'data.name', config.data.name,
+      f'must be one of {", ".join(config_checks.DATASETS)}')
 
 
 def build_model(config, modalities,
@@ -160,8 +162,8 @@ def build_algorithm(config, apply_fn, modalities,
     return fmc.algorithms.fedavg(**common)
   if config.algorithm == 'fedprox':
     return fmc.algorithms.fedavg(**common, prox_mu=config.fedprox.mu)
-  raise config_checks.ConfigError('algorithm', config.algorithm,
-                                  f'must be one of {ALGORITHMS}')
+  raise config_checks.ConfigError(
+      'algorithm', config.algorithm, f'must be one of {", ".join(ALGORITHMS)}')
 
 
 def init_params(model, test: fmc.data.TestData, key):
