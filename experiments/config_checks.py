@@ -165,6 +165,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f'must be <= data.num_clients ({num_clients})')
   _integer(config, 'rounds.eval_every')
   _integer(config, 'rounds.checkpoint_every')
+  _integer(config, 'rounds.chunk_size', low=0)
+  _boolean(config, 'rounds.shard_clients')
   for side in ('client', 'server'):
     _choice(config, f'{side}.optimizer', OPTIMIZERS)
     _real(config, f'{side}.lr', low=0, low_open=True)

@@ -117,13 +117,21 @@ _FEDMCHAIN_PRESETS = {
 }
 
 
-def build_algorithm(config, apply_fn, modalities,
-                    num_clients) -> fmc.FederatedAlgorithm:
+def make_mesh(config) -> jax.sharding.Mesh | None:
+  """A 1-D mesh with axis 'clients' over all devices, or None for one."""
+  if not config.rounds.shard_clients or jax.device_count() == 1:
+    return None
+  return jax.sharding.Mesh(np.array(jax.devices()), ('clients',))
+
+
+def build_algorithm(config, apply_fn, modalities, num_clients,
+                    mesh=None) -> fmc.FederatedAlgorithm:
   client_optimizer = make_optimizer(config.client.optimizer, config.client.lr,
                                     config.client.momentum)
   server_optimizer = make_optimizer(config.server.optimizer, config.server.lr,
                                     config.server.momentum)
   loss_fn = fmc.losses.fused_classification_loss(apply_fn)
+  scale = dict(chunk_size=config.rounds.chunk_size or None, mesh=mesh)
   if config.algorithm in _FEDMCHAIN_PRESETS:
     settings = dict(
         local_training='chain', reg_lambda=config.fedmchain.reg_lambda,
@@ -144,20 +152,20 @@ def build_algorithm(config, apply_fn, modalities,
         chain_rule=config.fedmchain.chain_rule,
         regularizer=regularizer,
         combine=config.fedmchain.combine,
-        **settings)
+        **settings, **scale)
   if config.algorithm == 'fedavg_ogm':
     return fmc.algorithms.fedavg_ogm_ge(
         apply_fn, modalities, client_optimizer, server_optimizer,
         config.client.num_local_steps, config.rounds.cohort_size,
         config.client.batch_size, alpha=config.ogm.alpha,
-        noise=config.ogm.noise)
+        noise=config.ogm.noise, **scale)
   common = dict(
       loss_fn=loss_fn,
       client_optimizer=client_optimizer,
       server_optimizer=server_optimizer,
       num_local_steps=config.client.num_local_steps,
       cohort_size=config.rounds.cohort_size,
-      batch_size=config.client.batch_size)
+      batch_size=config.client.batch_size, **scale)
   if config.algorithm == 'fedavg':
     return fmc.algorithms.fedavg(**common)
   if config.algorithm == 'fedprox':
@@ -199,8 +207,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   config_checks.check_data(config, modalities, train_np.num_clients)
   model = build_model(config, modalities, num_classes)
   apply_fn = apply_fn_of(model)
+  mesh = make_mesh(config)
   algorithm = build_algorithm(config, apply_fn, modalities,
-                              train_np.num_clients)
+                              train_np.num_clients, mesh)
 
   key = jax.random.key(config.seed)
   init_key, run_key = jax.random.split(key)
@@ -221,9 +230,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   start = int(state.round)
   writer.truncate_after(start)
 
-  data = jax.device_put(train_np)
+  # Data and server state are replicated; the round shards the cohort.
+  replicated = (None if mesh is None else jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec()))
+  data = jax.device_put(train_np, replicated)
+  state = jax.device_put(state, replicated)
   test_batches = jax.device_put(
-      fmc.evaluation.batch_test_data(test_np, config.eval.batch_size))
+      fmc.evaluation.batch_test_data(test_np, config.eval.batch_size),
+      replicated)
   tic = time.perf_counter()
   round_fn = jax.jit(algorithm.run_round, donate_argnums=0).lower(
       state, data, run_key).compile()

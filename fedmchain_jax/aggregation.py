@@ -15,7 +15,10 @@ def weighted_mean(values: PyTree, weights: Array) -> PyTree:
   total = jnp.maximum(weights.sum(), jnp.finfo(jnp.float32).tiny)
 
   def reduce(x):
-    w = weights.reshape(weights.shape + (1,) * (x.ndim - 1)).astype(x.dtype)
-    return jnp.where(w > 0, x * w, 0).sum(axis=0) / total.astype(x.dtype)
+    mask = (weights > 0).reshape(weights.shape + (1,) * (x.ndim - 1))
+    # A contraction, not .sum(axis=0): XLA:CPU runs leading-axis reductions
+    # of [C, P] an order of magnitude slower than the matrix-vector product.
+    summed = jnp.tensordot(weights.astype(x.dtype), jnp.where(mask, x, 0), 1)
+    return summed / total.astype(x.dtype)
 
   return jax.tree.map(reduce, values)

@@ -21,7 +21,9 @@ client's support), the clients that hold the block, and their weights n_c:
      U = sum_g W_g U_g / sum_g W_g,
    or U = U_{largest group} with `combine='largest'`.
 
-All shapes are static; cost is two C x C x P integer products plus O(G C P).
+All shapes are static; cost is two C x C x P sign products (int8 with int32
+accumulation on accelerators, float32 on CPU where XLA runs it faster) plus
+O(G C P) for the group sums, all as matrix products.
 """
 
 from typing import NamedTuple
@@ -42,20 +44,27 @@ class SSCAResult(NamedTuple):
   group_weights: Array
 
 
-def sign_agreement(values: Array, holders: Array) -> tuple[Array, Array]:
+def sign_agreement(values: Array, holders: Array,
+                   dtype: str = 'auto') -> tuple[Array, Array]:
   """Pairwise sign agreement on common support.
 
   Args:
     values: [C, P] sparse updates.
     holders: [C] bool; rows of non-holders are ignored.
+    dtype: 'int8' (int32 accumulation: exact, and the fastest on GPU),
+      'float32' (exact for P < 2^24; the faster one on XLA:CPU) or 'auto'
+      (float32 on CPU, int8 elsewhere).
 
   Returns:
-    (agreement [C, C] float32 in [-1, 1], overlap [C, C] int32 = D).
+    (agreement [C, C] float32 in [-1, 1], overlap [C, C] = D).
   """
-  signs = jnp.where(holders[:, None], jnp.sign(values), 0).astype(jnp.int8)
-  agree = jnp.dot(signs, signs.T, preferred_element_type=jnp.int32)
+  if dtype == 'auto':
+    dtype = 'float32' if jax.default_backend() == 'cpu' else 'int8'
+  accumulate = jnp.int32 if dtype == 'int8' else jnp.float32
+  signs = jnp.where(holders[:, None], jnp.sign(values), 0).astype(dtype)
+  agree = jnp.dot(signs, signs.T, preferred_element_type=accumulate)
   support = jnp.abs(signs)
-  overlap = jnp.dot(support, support.T, preferred_element_type=jnp.int32)
+  overlap = jnp.dot(support, support.T, preferred_element_type=accumulate)
   agreement = agree.astype(jnp.float32) / jnp.maximum(overlap, 1).astype(
       jnp.float32)
   return agreement, overlap
@@ -124,5 +133,5 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
     update = merged[0]
   else:
     total = jnp.maximum(group_weights.sum(), jnp.finfo(jnp.float32).tiny)
-    update = (group_weights[:, None] * merged).sum(0) / total
+    update = jnp.tensordot(group_weights, merged, 1) / total
   return SSCAResult(update, agreement, labels, membership, group_weights)

@@ -62,8 +62,18 @@ class FederatedAlgorithm(NamedTuple):
       `key` is the run's base key; the round key is
       `fold_in(key, state.round)`, so keys are never stored.
     num_local_steps: steps each client takes per round (S in cohort shapes).
+    train_cohort: `train_cohort(state, cohort, key) -> (deltas, metrics)`,
+      the vmapped local training part of `run_cohort` (leaves [C, ...]).
+    aggregate: `aggregate(state, cohort, deltas, metrics, key) -> (state,
+      metrics)`, the upload, aggregation and server-step part.
+    local_update: the per-client function `train_cohort` vmaps,
+      `local_update(params, batches, present, key, round) -> (params,
+      metrics)` (for a per-client loop, e.g. the benchmark's baseline).
   """
   init: Callable[..., ServerState]
   run_cohort: Callable[..., tuple[ServerState, Metrics]]
   run_round: Callable[..., tuple[ServerState, Metrics]]
   num_local_steps: int
+  train_cohort: Callable[..., Any] = None
+  aggregate: Callable[..., tuple[ServerState, Metrics]] = None
+  local_update: Callable[..., Any] = None

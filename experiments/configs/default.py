@@ -65,6 +65,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.rounds.cohort_size = 10
   config.rounds.eval_every = 10
   config.rounds.checkpoint_every = 20
+  # Train the cohort in chunks of this many clients (0: all at once).
+  config.rounds.chunk_size = 0
+  # With several devices, shard the cohort over a mesh axis 'clients'.
+  config.rounds.shard_clients = True
 
   config.client = ml_collections.ConfigDict()
   config.client.optimizer = 'sgd'

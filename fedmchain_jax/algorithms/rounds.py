@@ -29,6 +29,7 @@ from fedmchain_jax.data import federated
 from fedmchain_jax.types import FederatedAlgorithm, PRNGKey, ServerState
 
 AGGREGATORS = ('mean', 'ssca')
+CLIENTS_AXIS = 'clients'
 Blocks = Mapping[str, tuple[Sequence[str], str | None]]
 
 
@@ -71,6 +72,8 @@ def compose(local_update: Callable,
             max_groups: int = 4,
             combine: str = 'weighted',
             threshold_options: Mapping[str, float] | None = None,
+            chunk_size: int | None = None,
+            mesh: jax.sharding.Mesh | None = None,
             ) -> FederatedAlgorithm:
   """Builds a round from a local update, an upload rule and an aggregator.
 
@@ -95,6 +98,13 @@ def compose(local_update: Callable,
     tau, max_groups, combine: SSCA's link threshold, number of groups kept,
       and how groups combine.
     threshold_options: keyword arguments of `compression.magnitude_threshold`.
+    chunk_size: train the cohort in chunks of this many clients (vmap inside
+      a `lax.map`), bounding memory by the chunk; None trains all C at once.
+      Results equal the unchunked round.
+    mesh: a `jax.sharding.Mesh` with an axis named 'clients': the cohort is
+      padded with zero-weight clients to a multiple of that axis and its
+      leaves sharded over it (DrJAX style); server state stays replicated.
+      None: plain vmap on the default device.
 
   Returns:
     A `FederatedAlgorithm`. Metrics: 'train/*' (weighted client means of the
@@ -174,14 +184,33 @@ def compose(local_update: Callable,
     metrics['comm/kept_fraction'] = kept_total / jnp.maximum(sent_total, 1.0)
     return update, client_states, metrics
 
-  def run_cohort(state: ServerState, cohort: federated.Cohort, key: PRNGKey):
+  def train_cohort(state: ServerState, cohort: federated.Cohort,
+                   key: PRNGKey):
+    """Local training of every cohort client: (deltas [C, ...], metrics [C])."""
     _, train_key = base.round_keys(key, state.round)
     keys = base.client_keys(train_key, cohort.client_ids)
-    trained, client_metrics = jax.vmap(
-        local_update, in_axes=(None, 0, 0, 0, None))(
-            state.params, federated.cohort_batches(cohort),
-            cohort.modality_mask, keys, state.round)
+    inputs = (federated.cohort_batches(cohort), dict(cohort.modality_mask),
+              keys)
+    size = cohort.weights.shape[0]
+    if chunk_size is None or chunk_size >= size:
+      trained, client_metrics = jax.vmap(
+          local_update, in_axes=(None, 0, 0, 0, None))(
+              state.params, *inputs, state.round)
+    else:
+      # vmap inside a scan over chunks: memory follows the chunk, not C.
+      trained, client_metrics = jax.lax.map(
+          lambda x: local_update(state.params, *x, state.round), inputs,
+          batch_size=chunk_size)
     deltas = jax.tree.map(lambda new, old: new - old, trained, state.params)
+    if mesh is not None:
+      deltas = _constrain(deltas)
+    return deltas, client_metrics
+
+  def aggregate(state: ServerState, cohort: federated.Cohort, deltas,
+                client_metrics, key: PRNGKey):
+    """Upload, aggregation and the server step: (new state, metrics)."""
+    _, train_key = base.round_keys(key, state.round)
+    keys = base.client_keys(train_key, cohort.client_ids)
     participating = (cohort.weights > 0).sum()
     model_bytes = participating.astype(jnp.float32) * float(
         base.tree_bytes(state.params))
@@ -202,9 +231,25 @@ def compose(local_update: Callable,
     metrics['clients/participating'] = participating
     return new_state, metrics
 
+  def _constrain(tree):
+    sharding = jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec(CLIENTS_AXIS))
+    return jax.tree.map(
+        lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+
+  def run_cohort(state: ServerState, cohort: federated.Cohort, key: PRNGKey):
+    if mesh is not None:
+      cohort = _constrain(federated.pad_cohort(
+          cohort, mesh.shape[CLIENTS_AXIS]))
+    deltas, client_metrics = train_cohort(state, cohort, key)
+    return aggregate(state, cohort, deltas, client_metrics, key)
+
   return FederatedAlgorithm(
       init=init,
       run_cohort=run_cohort,
+      train_cohort=train_cohort,
+      aggregate=aggregate,
+      local_update=local_update,
       run_round=base.with_sampling(run_cohort, cohort_size, num_local_steps,
                                    batch_size),
       num_local_steps=num_local_steps,

@@ -14,6 +14,9 @@ import numpy as np
 
 from fedmchain_jax.types import Array, PRNGKey
 
+# The client id of padding clients: beyond any real population.
+PADDING_ID = np.iinfo(np.int32).max
+
 
 class FederatedData(NamedTuple):
   """A padded population of clients.
@@ -135,6 +138,27 @@ def sample_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
       modality_mask={m: v[client_ids] for m, v in data.modality_mask.items()},
       weights=data.weights[client_ids],
   )
+
+
+def pad_cohort(cohort: Cohort, multiple: int) -> Cohort:
+  """Appends zero-weight clients so C is a multiple of `multiple`.
+
+  Padding clients copy client 0's inputs (any finite values do), get weight 0
+  (so they change nothing) and id `PADDING_ID`, past any population: gathers
+  of per-client state clamp it and scatters drop it.
+  """
+  size = cohort.weights.shape[0]
+  extra = -size % multiple
+  if extra == 0:
+    return cohort
+
+  def pad(x):
+    return jnp.concatenate([x, jnp.broadcast_to(x[:1], (extra,) + x.shape[1:])])
+
+  padded = jax.tree.map(pad, cohort)
+  return padded._replace(
+      client_ids=padded.client_ids.at[size:].set(PADDING_ID),
+      weights=padded.weights.at[size:].set(0.0))
 
 
 # ---------------------------------------------------------------------------

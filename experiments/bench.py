@@ -1,0 +1,272 @@
+r"""Benchmark harness: the cost of one federated round and of its parts.
+
+  python -m experiments.bench --workload=reference [--json]
+  python -m experiments.bench --workload=tiny --cohort_size=1024
+  python -m experiments.bench --algorithm=fedavg --hidden=128,128 \
+      --cohort_size=256 --chunk_size=64 --repeats=5
+
+Reports, all measured in the same process on the default device:
+  compile_s              lowering + compiling the round
+  round_ms               median round time over --repeats after --warmup
+  client_updates_per_s   C / round time
+  examples_per_s         C * S * B / round time
+  local_ms, local_tflops, local_share_of_peak
+                         local training alone (cohort sampling excluded) and
+                         its model FLOP/s (analytic: 6 W per example-step for
+                         trained weight entries W, 2 W for forward-only
+                         logits) against...
+  peak_tflops            ...a 2048^3 float32 matrix product on this device
+  aggregate_ms, aggregate_share
+                         upload, aggregation and server step alone, and their
+                         share of the round
+  memory_mb              XLA's estimate of the round's peak memory
+                         (arguments + outputs + temporaries), and max RSS
+  loop_round_ms, vmap_speedup
+                         the same round as a Python loop over clients calling
+                         a jitted per-client update, then the jitted
+                         aggregation; the ratio to the vmapped round
+
+Workloads: 'reference' is AV-digits-shaped (image 784-256-256 and audio
+400-256-256 encoders, 10 classes, C = 64, 5 steps per phase, B = 32, SGD,
+FedMChain with rho = 0.1); 'tiny' is the same with hidden width 32 and
+C = 1024. Flags override either.
+"""
+
+import json
+import platform
+import resource
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fedmchain_jax as fmc
+from fedmchain_jax import data as fdata
+from experiments import train as runner
+from experiments.configs import default
+
+WORKLOADS = {
+    'reference': dict(hidden=(256, 256), cohort_size=64),
+    'tiny': dict(hidden=(32,), cohort_size=1024),
+}
+INPUTS = {'image': (28, 28), 'audio': (20, 20)}
+NUM_CLASSES = 10
+
+_WORKLOAD = flags.DEFINE_enum('workload', 'reference', list(WORKLOADS),
+                              'Preset the other flags override.')
+_ALGORITHM = flags.DEFINE_string('algorithm', 'fedmchain', 'config.algorithm')
+_HIDDEN = flags.DEFINE_list('hidden', None, 'Encoder widths, e.g. 256,256.')
+_COHORT = flags.DEFINE_integer('cohort_size', None, 'C.')
+_STEPS = flags.DEFINE_integer('steps_per_phase', 5,
+                              'S_p; joint training takes M * S_p steps.')
+_BATCH = flags.DEFINE_integer('batch_size', 32, 'B.')
+_CHUNK = flags.DEFINE_integer('chunk_size', 0, 'Cohort chunk (0: none).')
+_RHO = flags.DEFINE_float('rho', 0.1, 'fedmchain.rho')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.')
+_WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed repetitions first.')
+_LOOP = flags.DEFINE_bool('loop_baseline', True,
+                          'Also time the per-client Python loop.')
+_LOOP_REPEATS = flags.DEFINE_integer('loop_repeats', 2,
+                                     'Timed repetitions of the loop.')
+_JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
+
+
+def median_seconds(fn, repeats, warmup):
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    tic = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - tic)
+  return statistics.median(times)
+
+
+def peak_flops(size=2048, repeats=5):
+  """FLOP/s of a size^3 float32 matrix product on the default device."""
+  a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+  product = jax.jit(jnp.dot)
+  return 2 * size**3 / median_seconds(lambda: product(a, b), repeats, 1)
+
+
+def weight_entries(params, keys):
+  """Multiply-accumulate weights (kernels) in the given top-level blocks."""
+  return sum(x.size for k in keys if k in params
+             for x in jax.tree.leaves(params[k]) if x.ndim >= 2)
+
+
+def local_flops(params, algorithm: str, modalities, steps_per_phase: int,
+                batch_size: int, cohort_size: int) -> float:
+  """Model FLOPs of one round's local training (6 W trained, 2 W forward)."""
+  blocks = {m: [fmc.models.encoder_name(m), fmc.models.head_name(m)]
+            for m in modalities}
+  everything = [k for m in modalities for k in blocks[m]]
+  steps = len(modalities) * steps_per_phase
+  if algorithm in ('fedavg', 'fedprox', 'fedavg_ogm', 'joint_ssca'):
+    per_example_step = 6 * weight_entries(params, everything)
+    total = steps * per_example_step
+  else:
+    # A chain: phase j trains modality j; the boost regularizer runs the
+    # earlier modalities forward (about half of them on average over the
+    # rotations; counted exactly for the first order).
+    total = 0
+    for j, m in enumerate(modalities):
+      earlier = [k for n in modalities[:j] for k in blocks[n]]
+      total += steps_per_phase * (6 * weight_entries(params, blocks[m]) +
+                                  2 * weight_entries(params, earlier))
+  return float(total * batch_size * cohort_size)
+
+
+def random_population(num_clients, examples, seed=0):
+  rng = np.random.default_rng(seed)
+  features = {m: rng.normal(size=(num_clients, examples) + shape).astype(
+      np.float32) for m, shape in INPUTS.items()}
+  return fdata.FederatedData(
+      features=features,
+      labels=rng.integers(0, NUM_CLASSES, (num_clients, examples)).astype(
+          np.int32),
+      example_mask=np.ones((num_clients, examples), bool),
+      modality_mask={m: np.ones(num_clients, bool) for m in INPUTS},
+      weights=np.full(num_clients, float(examples), np.float32))
+
+
+def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
+                batch_size, chunk_size, rho):
+  config = default.get_config()
+  config.algorithm = algorithm
+  config.model.hidden = tuple(hidden)
+  config.data.num_clients = cohort_size
+  config.rounds.cohort_size = cohort_size
+  config.rounds.chunk_size = chunk_size
+  config.client.steps_per_phase = steps_per_phase
+  config.client.num_local_steps = len(INPUTS) * steps_per_phase
+  config.client.batch_size = batch_size
+  config.fedmchain.rho = rho
+  del workload
+  return config
+
+
+def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
+                  cohort_size=None, steps_per_phase=5, batch_size=32,
+                  chunk_size=0, rho=0.1, repeats=5, warmup=1,
+                  loop_baseline=True, loop_repeats=2) -> dict:
+  preset = WORKLOADS[workload]
+  hidden = tuple(hidden or preset['hidden'])
+  cohort_size = cohort_size or preset['cohort_size']
+  config = make_config(workload, algorithm, hidden, cohort_size,
+                       steps_per_phase, batch_size, chunk_size, rho)
+  modalities = tuple(sorted(INPUTS))
+  model = runner.build_model(config, modalities, NUM_CLASSES)
+  apply_fn = runner.apply_fn_of(model)
+  algorithm_fns = runner.build_algorithm(config, apply_fn, modalities,
+                                         cohort_size)
+  num_steps = algorithm_fns.num_local_steps
+  data = jax.device_put(random_population(cohort_size,
+                                          num_steps * batch_size))
+  sample = {m: jnp.zeros((1,) + s) for m, s in INPUTS.items()}
+  params = model.init(jax.random.key(0), sample)['params']
+  state = algorithm_fns.init(params)
+  key = jax.random.key(1)
+
+  tic = time.perf_counter()
+  round_fn = jax.jit(algorithm_fns.run_round).lower(state, data,
+                                                    key).compile()
+  compile_s = time.perf_counter() - tic
+  round_s = median_seconds(lambda: round_fn(state, data, key), repeats,
+                           warmup)
+
+  def sample_only(state, data, key):
+    sample_key, _ = fmc.algorithms.base.round_keys(key, state.round)
+    return fdata.sample_cohort(sample_key, data, cohort_size, num_steps,
+                               batch_size)
+
+  sample_fn = jax.jit(sample_only)
+  cohort = sample_fn(state, data, key)
+  train_fn = jax.jit(algorithm_fns.train_cohort)
+  local_s = median_seconds(lambda: train_fn(state, cohort, key), repeats,
+                           warmup)
+  deltas, client_metrics = train_fn(state, cohort, key)
+  aggregate_fn = jax.jit(algorithm_fns.aggregate)
+  aggregate_s = median_seconds(
+      lambda: aggregate_fn(state, cohort, deltas, client_metrics, key),
+      repeats, warmup)
+  sample_s = median_seconds(lambda: sample_fn(state, data, key), repeats,
+                            warmup)
+
+  flops = local_flops(params, algorithm, modalities, steps_per_phase,
+                      batch_size, cohort_size)
+  peak = peak_flops()
+  memory = round_fn.memory_analysis()
+  memory_bytes = None
+  if memory is not None:
+    memory_bytes = (memory.argument_size_in_bytes +
+                    memory.output_size_in_bytes + memory.temp_size_in_bytes)
+  examples = cohort_size * num_steps * batch_size
+  result = {
+      'workload': workload, 'algorithm': algorithm, 'hidden': list(hidden),
+      'cohort_size': cohort_size, 'steps_per_phase': steps_per_phase,
+      'local_steps': num_steps, 'batch_size': batch_size,
+      'chunk_size': chunk_size, 'rho': rho,
+      'parameters': int(sum(x.size for x in jax.tree.leaves(params))),
+      'device': jax.devices()[0].device_kind,
+      'backend': jax.default_backend(), 'jax': jax.__version__,
+      'machine': platform.machine(), 'python': platform.python_version(),
+      'compile_s': compile_s,
+      'round_ms': 1e3 * round_s,
+      'client_updates_per_s': cohort_size / round_s,
+      'examples_per_s': examples / round_s,
+      'sample_ms': 1e3 * sample_s,
+      'local_ms': 1e3 * local_s,
+      'local_tflops': flops / local_s / 1e12,
+      'peak_tflops': peak / 1e12,
+      'local_share_of_peak': flops / local_s / peak,
+      'aggregate_ms': 1e3 * aggregate_s,
+      'aggregate_share': aggregate_s / round_s,
+      'memory_mb': None if memory_bytes is None else memory_bytes / 2**20,
+      'max_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+  }
+  if loop_baseline:
+    one_client = jax.jit(algorithm_fns.local_update)
+    train_key = fmc.algorithms.base.round_keys(key, state.round)[1]
+    keys = fmc.algorithms.base.client_keys(train_key, cohort.client_ids)
+    batches = fdata.cohort_batches(cohort)
+
+    def loop_round():
+      trained = []
+      for c in range(cohort_size):
+        client_batches = jax.tree.map(lambda x, c=c: x[c], batches)
+        present = {m: v[c] for m, v in cohort.modality_mask.items()}
+        trained.append(one_client(state.params, client_batches, present,
+                                  keys[c], state.round))
+      stacked, metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *trained)
+      deltas = jax.tree.map(lambda new, old: new - old, stacked, state.params)
+      return aggregate_fn(state, cohort, deltas, metrics, key)
+
+    loop_s = median_seconds(loop_round, loop_repeats, 1)
+    result['loop_round_ms'] = 1e3 * loop_s
+    result['vmap_speedup'] = loop_s / round_s
+  return result
+
+
+def main(argv):
+  del argv
+  result = run_benchmark(
+      _WORKLOAD.value, _ALGORITHM.value,
+      [int(w) for w in _HIDDEN.value] if _HIDDEN.value else None,
+      _COHORT.value, _STEPS.value, _BATCH.value, _CHUNK.value, _RHO.value,
+      _REPEATS.value, _WARMUP.value, _LOOP.value, _LOOP_REPEATS.value)
+  if _JSON.value:
+    print(json.dumps(result, sort_keys=True))
+    return
+  for name, value in result.items():
+    text = f'{value:.4g}' if isinstance(value, float) else str(value)
+    print(f'{name:>22}: {text}')
+
+
+if __name__ == '__main__':
+  app.run(main)
