@@ -15,6 +15,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from fedmchain_jax import data as fmc_data
 from experiments import config_checks
 from experiments import train
 
@@ -54,6 +55,8 @@ def main(argv):
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except config_checks.ConfigError as e:  # Checks that need the data.
+    sys.exit(f'error: {e}')
+  except (train.ResumeError, fmc_data.DataError) as e:
     sys.exit(f'error: {e}')
 
 

@@ -25,6 +25,50 @@ from experiments import config_checks
 
 ALGORITHMS = config_checks.ALGORITHMS
 
+# Fields a resumed run may change: how long, how often to save, where the
+# data lies, and how the work is laid out (not what is computed).
+RESUMABLE_CHANGES = ('rounds.num_rounds', 'rounds.checkpoint_every',
+                     'rounds.chunk_size', 'rounds.shard_clients',
+                     'eval.batch_size', 'data.data_dir', 'data.manual_dir')
+
+
+class ResumeError(ValueError):
+  """The workdir holds a run this config cannot continue."""
+
+
+def _flatten_config(tree, prefix=''):
+  flat = {}
+  for key, value in tree.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, dict):
+      flat.update(_flatten_config(value, name + '.'))
+    else:
+      flat[name] = value
+  return flat
+
+
+def check_resumable(config, workdir: str) -> None:
+  """Refuses to continue a run in `workdir` with a config that changes it.
+
+  Raises:
+    ResumeError: naming the first field whose value differs.
+  """
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = _flatten_config(json.load(f))
+  current = _flatten_config(json.loads(config.to_json()))
+  for name in sorted(set(saved) | set(current)):
+    if name in RESUMABLE_CHANGES:
+      continue
+    if saved.get(name) != current.get(name):
+      raise ResumeError(
+          f'--workdir={workdir} holds a run with config.{name}='
+          f'{saved.get(name)!r}; this config has {current.get(name)!r}. '
+          'Resume with the same config (only '
+          f'{", ".join(RESUMABLE_CHANGES)} may change) or use a new workdir')
+
 
 def make_optimizer(name: str, lr: float,
                    momentum: float = 0.0) -> optax.GradientTransformation:
@@ -131,7 +175,13 @@ def build_algorithm(config, apply_fn, modalities, num_clients,
   server_optimizer = make_optimizer(config.server.optimizer, config.server.lr,
                                     config.server.momentum)
   loss_fn = fmc.losses.fused_classification_loss(apply_fn)
-  scale = dict(chunk_size=config.rounds.chunk_size or None, mesh=mesh)
+  faults = fmc.faults.FaultModel(
+      dropout_rate=config.faults.dropout_rate,
+      nonfinite_rate=config.faults.nonfinite_rate,
+      attack_fraction=config.faults.attack_fraction,
+      attack=config.faults.attack, attack_scale=config.faults.attack_scale)
+  scale = dict(chunk_size=config.rounds.chunk_size or None, mesh=mesh,
+               faults=faults)
   if config.algorithm in _FEDMCHAIN_PRESETS:
     settings = dict(
         local_training='chain', reg_lambda=config.fedmchain.reg_lambda,
@@ -199,10 +249,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   config_checks.validate(config)
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json(indent=2, sort_keys=True))
+  checkpoints_dir = os.path.join(workdir, 'checkpoints')
+  if os.path.isdir(checkpoints_dir) and os.listdir(checkpoints_dir):
+    check_resumable(config, workdir)
 
   train_np, test_np, num_classes = build_data(config)
+  fmc.data.validate(train_np, test_np, num_classes)
   modalities = sorted(train_np.features)
   config_checks.check_data(config, modalities, train_np.num_clients)
   model = build_model(config, modalities, num_classes)
@@ -220,15 +272,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   checkpointer = checkpointing.Checkpointer(
       os.path.join(workdir, 'checkpoints'), config.rounds.checkpoint_every)
   writer = checkpointing.MetricsWriter(os.path.join(workdir, 'metrics.jsonl'))
-  latest = checkpointer.latest_round()
+  try:
+    latest, restored = checkpointer.restore_latest_valid(
+        {'state': state, 'counters': counters}, warn=logging.warning,
+        quarantine=os.path.join(workdir, 'unreadable_checkpoints'))
+  except ValueError as e:
+    raise ResumeError(str(e)) from None
   if latest is not None:
-    restored = checkpointer.restore({'state': state, 'counters': counters},
-                                    latest)
     state, counters = restored['state'], restored['counters']
     logging.info('Resumed from the checkpoint of round %d in %s.', latest,
                  workdir)
   start = int(state.round)
   writer.truncate_after(start)
+  config_path = os.path.join(workdir, 'config.json')
+  with open(config_path + '.tmp', 'w') as f:
+    f.write(config.to_json(indent=2, sort_keys=True))
+  os.replace(config_path + '.tmp', config_path)
 
   # Data and server state are replicated; the round shards the cohort.
   replicated = (None if mesh is None else jax.sharding.NamedSharding(

@@ -10,6 +10,7 @@ from fedmchain_jax import client
 from fedmchain_jax import compression
 from fedmchain_jax import data
 from fedmchain_jax import evaluation
+from fedmchain_jax import faults
 from fedmchain_jax import local
 from fedmchain_jax import losses
 from fedmchain_jax import models

@@ -23,13 +23,65 @@ class Checkpointer:
   def __init__(self, directory: str, save_every: int, max_to_keep: int = 2):
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=save_every, max_to_keep=max_to_keep, create=True,
+        cleanup_tmp_directories=True,
         # Synchronous: the next round donates the arrays being saved.
         enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(
-        os.path.abspath(directory), options=options)
+    self.directory = os.path.abspath(directory)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_round(self) -> int | None:
     return self._manager.latest_step()
+
+  def rounds(self) -> list[int]:
+    """Rounds with a complete checkpoint, oldest first."""
+    return sorted(self._manager.all_steps())
+
+  def restore_latest_valid(self, target: Any, warn=None,
+                           quarantine: str | None = None
+                           ) -> tuple[int | None, Any]:
+    """Restores the newest checkpoint that reads back, newest first.
+
+    A checkpoint that fails to restore (truncated or corrupt files) is
+    reported through `warn(message)` and skipped; with `quarantine`, the
+    skipped ones newer than the restored one are moved there (nothing is
+    deleted), so later saves of those rounds can proceed.
+
+    Returns:
+      (round, tree), or (None, None) when there is no checkpoint.
+
+    Raises:
+      ValueError: checkpoints exist but none restores (its message names the
+        last error), e.g. when the model's shapes changed.
+    """
+    errors = []
+    for round_number in reversed(self.rounds()):
+      try:
+        restored = self.restore(target, round_number)
+      except Exception as e:  # pylint: disable=broad-except
+        message = str(e).strip().splitlines()[0] if str(e).strip() else (
+            type(e).__name__)
+        errors.append((round_number, message))
+        if warn is not None:
+          warn(f'checkpoint of round {round_number} in {self.directory} '
+               f'cannot be restored ({message[:200]}); trying the one before')
+        continue
+      if errors and quarantine is not None:
+        os.makedirs(quarantine, exist_ok=True)
+        for bad, _ in errors:
+          target_dir = os.path.join(quarantine, str(bad))
+          if os.path.exists(target_dir):
+            target_dir += f'.{len(os.listdir(quarantine))}'
+          os.replace(os.path.join(self.directory, str(bad)), target_dir)
+          if warn is not None:
+            warn(f'moved the unreadable checkpoint of round {bad} to '
+                 f'{target_dir}')
+        self._manager.reload()
+      return round_number, restored
+    if errors:
+      round_number, message = errors[-1]
+      raise ValueError(f'no checkpoint in {self.directory} can be restored; '
+                       f'round {round_number}: {message[:300]}')
+    return None, None
 
   def restore(self, target: Any, round_number: int | None = None) -> Any:
     """Restores round `round_number` (default latest) shaped like `target`."""
@@ -54,12 +106,20 @@ class MetricsWriter:
     self._path = path
 
   def truncate_after(self, round_number: int) -> None:
-    """Drops lines of rounds after `round_number` (work lost to a restart)."""
+    """Drops lines of rounds after `round_number` (work lost to a restart)
+    and a last line cut short by a crash."""
     if not os.path.exists(self._path):
       return
     with open(self._path) as f:
       lines = [line for line in f if line.strip()]
-    kept = [line for line in lines if json.loads(line)['round'] <= round_number]
+    kept = []
+    for line in lines:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue  # Cut short by a crash mid-write.
+      if record['round'] <= round_number and line.endswith('\n'):
+        kept.append(line)
     if len(kept) != len(lines):
       tmp = self._path + '.tmp'
       with open(tmp, 'w') as f:

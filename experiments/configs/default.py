@@ -109,6 +109,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.ogm.alpha = 0.5
   config.ogm.noise = True
 
+  # Simulated faults and attackers (fedmchain_jax/faults.py).
+  config.faults = ml_collections.ConfigDict()
+  config.faults.dropout_rate = 0.0  # Cohort clients that never report.
+  config.faults.nonfinite_rate = 0.0  # Reporting clients sending NaN.
+  config.faults.attack = 'none'  # none | sign_flip | scale | noise.
+  config.faults.attack_fraction = 0.0  # Share of clients that attack.
+  config.faults.attack_scale = 10.0  # Factor of the 'scale' attack.
+
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 500
   return config

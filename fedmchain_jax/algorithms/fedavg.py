@@ -14,8 +14,7 @@ def fedavg(loss_fn: LossFn,
            cohort_size: int,
            batch_size: int,
            prox_mu: float = 0.0,
-           chunk_size: int | None = None,
-           mesh=None) -> FederatedAlgorithm:
+           **round_options) -> FederatedAlgorithm:
   """Federated averaging with a server optimizer, optionally FedProx.
 
   Each cohort client c runs S steps of `client_optimizer` from the global
@@ -37,7 +36,7 @@ def fedavg(loss_fn: LossFn,
     cohort_size: C.
     batch_size: B.
     prox_mu: FedProx proximal weight; 0 is FedAvg.
-    chunk_size, mesh: see `rounds.compose`.
+    **round_options: `chunk_size`, `mesh`, `faults` of `rounds.compose`.
 
   Returns:
     A `FederatedAlgorithm`. Metrics per round: 'train/loss' and
@@ -54,17 +53,16 @@ def fedavg(loss_fn: LossFn,
   return rounds.compose(
       local.joint_update(loss_fn, client_optimizer, prox_mu),
       server_optimizer, num_local_steps, cohort_size, batch_size,
-      chunk_size=chunk_size, mesh=mesh)
+      **round_options)
 
 
 def fedavg_ogm_ge(apply_fn, modalities, client_optimizer: optax.GradientTransformation,
                   server_optimizer: optax.GradientTransformation,
                   num_local_steps: int, cohort_size: int, batch_size: int,
                   alpha: float, noise: bool = True,
-                  chunk_size: int | None = None,
-                  mesh=None) -> FederatedAlgorithm:
+                  **round_options) -> FederatedAlgorithm:
   """FedAvg whose local training applies OGM-GE (`local.ogm_ge_update`)."""
   return rounds.compose(
       local.ogm_ge_update(apply_fn, modalities, client_optimizer, alpha, noise),
       server_optimizer, num_local_steps, cohort_size, batch_size,
-      chunk_size=chunk_size, mesh=mesh)
+      **round_options)

@@ -44,8 +44,7 @@ def fedmchain(apply_fn: Callable,
               combine: str = 'weighted',
               ogm_alpha: float = 0.0,
               ogm_noise: bool = True,
-              chunk_size: int | None = None,
-              mesh=None) -> FederatedAlgorithm:
+              **round_options) -> FederatedAlgorithm:
   """FedMChain: chained modality phases, sparse upload, sign-guided consensus.
 
   Each client runs one phase per modality (`local.chain_update`) with the
@@ -78,7 +77,7 @@ def fedmchain(apply_fn: Callable,
     aggregator: 'ssca' or 'mean'.
     tau, max_groups, combine: SSCA settings.
     ogm_alpha, ogm_noise: OGM-GE settings for `local_training='joint'`.
-    chunk_size, mesh: see `rounds.compose`.
+    **round_options: `chunk_size`, `mesh`, `faults` of `rounds.compose`.
 
   Returns:
     A `FederatedAlgorithm`.
@@ -105,5 +104,4 @@ def fedmchain(apply_fn: Callable,
       blocks=models.parameter_blocks(modalities),
       fraction=fraction, error_feedback=error_feedback,
       num_clients=num_clients, aggregator=aggregator, tau=tau,
-      max_groups=max_groups, combine=combine, chunk_size=chunk_size,
-      mesh=mesh)
+      max_groups=max_groups, combine=combine, **round_options)

@@ -23,6 +23,7 @@ import optax
 
 from fedmchain_jax import aggregation
 from fedmchain_jax import compression
+from fedmchain_jax import faults as fault_lib
 from fedmchain_jax import ssca
 from fedmchain_jax.algorithms import base
 from fedmchain_jax.data import federated
@@ -74,6 +75,7 @@ def compose(local_update: Callable,
             threshold_options: Mapping[str, float] | None = None,
             chunk_size: int | None = None,
             mesh: jax.sharding.Mesh | None = None,
+            faults: fault_lib.FaultModel | None = None,
             ) -> FederatedAlgorithm:
   """Builds a round from a local update, an upload rule and an aggregator.
 
@@ -105,6 +107,9 @@ def compose(local_update: Callable,
       padded with zero-weight clients to a multiple of that axis and its
       leaves sharded over it (DrJAX style); server state stays replicated.
       None: plain vmap on the default device.
+    faults: simulated dropouts, non-finite updates and attackers
+      (`fedmchain_jax.faults`). Whatever it is, a client whose delta is not
+      finite is excluded from the round ('faults/nonfinite').
 
   Returns:
     A `FederatedAlgorithm`. Metrics: 'train/*' (weighted client means of the
@@ -211,6 +216,15 @@ def compose(local_update: Callable,
     """Upload, aggregation and the server step: (new state, metrics)."""
     _, train_key = base.round_keys(key, state.round)
     keys = base.client_keys(train_key, cohort.client_ids)
+    fault_metrics = {}
+    weights = cohort.weights
+    downloading = (weights > 0).sum()
+    if faults is not None and faults.active:
+      deltas, weights, fault_metrics = fault_lib.apply_faults(
+          faults, deltas, weights, cohort.client_ids, key, train_key)
+    deltas, weights, excluded = fault_lib.exclude_nonfinite(deltas, weights)
+    fault_metrics['faults/nonfinite'] = excluded.sum()
+    cohort = cohort._replace(weights=weights)
     participating = (cohort.weights > 0).sum()
     model_bytes = participating.astype(jnp.float32) * float(
         base.tree_bytes(state.params))
@@ -227,8 +241,10 @@ def compose(local_update: Callable,
         f'train/{name}': aggregation.weighted_mean(value, cohort.weights)
         for name, value in client_metrics.items()
     })
-    metrics['comm/download_bytes'] = model_bytes
+    metrics['comm/download_bytes'] = downloading.astype(jnp.float32) * float(
+        base.tree_bytes(state.params))
     metrics['clients/participating'] = participating
+    metrics.update(fault_metrics)
     return new_state, metrics
 
   def _constrain(tree):

@@ -1,6 +1,8 @@
 """Federated data: the padded population, cohort gathering and datasets."""
 
 from fedmchain_jax.data.federated import Cohort
+from fedmchain_jax.data.federated import DataError
+from fedmchain_jax.data.federated import validate
 from fedmchain_jax.data.federated import cohort_batches
 from fedmchain_jax.data.federated import client_batches
 from fedmchain_jax.data.federated import dirichlet_partition

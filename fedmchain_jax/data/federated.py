@@ -69,6 +69,50 @@ class TestData(NamedTuple):
   labels: Array
 
 
+class DataError(ValueError):
+  """Data that cannot be trained on; the message says what is wrong."""
+
+
+def validate(data: FederatedData, test: TestData, num_classes: int) -> None:
+  """Checks a population and its test split before training.
+
+  Raises:
+    DataError: labels outside [0, num_classes), modalities whose shapes
+      differ between train and test or across leaves, a modality no client
+      holds, a client without examples or weight, or non-finite features.
+  """
+  modalities = sorted(data.features)
+  if sorted(test.features) != modalities:
+    raise DataError(f'train modalities {modalities} differ from test '
+                    f'modalities {sorted(test.features)}')
+  if sorted(data.modality_mask) != modalities:
+    raise DataError(f'modality_mask names {sorted(data.modality_mask)}, '
+                    f'the features {modalities}')
+  shape = np.shape(data.labels)
+  for m in modalities:
+    train_shape = np.shape(data.features[m])
+    if train_shape[:2] != shape:
+      raise DataError(f"modality '{m}' has leading shape {train_shape[:2]}; "
+                      f'the labels have {shape} (clients, examples)')
+    if np.shape(test.features[m])[1:] != train_shape[2:]:
+      raise DataError(f"modality '{m}' has example shape {train_shape[2:]} in "
+                      f'train but {np.shape(test.features[m])[1:]} in test')
+    if not np.all(np.isfinite(data.features[m])):
+      raise DataError(f"modality '{m}' has non-finite train features")
+    if not np.any(data.modality_mask[m]):
+      raise DataError(f"modality '{m}' is present in no client")
+  mask = np.asarray(data.example_mask)
+  for name, labels in (('train', np.asarray(data.labels)[mask]),
+                       ('test', np.asarray(test.labels))):
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+      raise DataError(f'{name} labels span [{labels.min()}, {labels.max()}]; '
+                      f'allowed are 0 to {num_classes - 1}')
+  empty = np.flatnonzero(mask.sum(axis=1) == 0)
+  if empty.size:
+    raise DataError(f'{empty.size} client(s) hold no examples (first: client '
+                    f'{empty[0]})')
+
+
 def client_batches(cohort: Cohort, client: int) -> dict:
   """The local batches of one cohort member, leaves [S, B, ...] (for loops)."""
   return jax.tree.map(lambda x: x[client], cohort_batches(cohort))
