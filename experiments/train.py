@@ -168,12 +168,29 @@ def make_mesh(config) -> jax.sharding.Mesh | None:
   return jax.sharding.Mesh(np.array(jax.devices()), ('clients',))
 
 
-def build_algorithm(config, apply_fn, modalities, num_clients,
-                    mesh=None) -> fmc.FederatedAlgorithm:
-  client_optimizer = make_optimizer(config.client.optimizer, config.client.lr,
-                                    config.client.momentum)
-  server_optimizer = make_optimizer(config.server.optimizer, config.server.lr,
-                                    config.server.momentum)
+# Numeric fields that may be traced values (a sweep vmaps over them).
+SWEEPABLE = ('seed', 'client.lr', 'server.lr', 'fedprox.mu',
+             'fedmchain.reg_lambda', 'fedmchain.tau', 'ogm.alpha')
+
+
+def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
+                    hparams=None) -> fmc.FederatedAlgorithm:
+  """The config's algorithm; `hparams` {field: value} overrides SWEEPABLE
+  fields with values that may be JAX tracers."""
+  hparams = dict(hparams or {})
+
+  def value(field):
+    if field in hparams:
+      return hparams[field]
+    node = config
+    for part in field.split('.'):
+      node = node[part]
+    return node
+
+  client_optimizer = make_optimizer(config.client.optimizer,
+                                    value('client.lr'), config.client.momentum)
+  server_optimizer = make_optimizer(config.server.optimizer,
+                                    value('server.lr'), config.server.momentum)
   loss_fn = fmc.losses.fused_classification_loss(apply_fn)
   faults = fmc.faults.FaultModel(
       dropout_rate=config.faults.dropout_rate,
@@ -184,10 +201,10 @@ def build_algorithm(config, apply_fn, modalities, num_clients,
                faults=faults)
   if config.algorithm in _FEDMCHAIN_PRESETS:
     settings = dict(
-        local_training='chain', reg_lambda=config.fedmchain.reg_lambda,
+        local_training='chain', reg_lambda=value('fedmchain.reg_lambda'),
         aggregator='ssca', fraction=config.fedmchain.rho,
         error_feedback=config.fedmchain.error_feedback,
-        max_groups=config.fedmchain.max_groups, tau=config.fedmchain.tau)
+        max_groups=config.fedmchain.max_groups, tau=value('fedmchain.tau'))
     settings.update(_FEDMCHAIN_PRESETS[config.algorithm])
     regularizer = fmc.local.Regularizer(
         kind=config.fedmchain.regularizer, lam=settings.pop('reg_lambda'),
@@ -207,7 +224,7 @@ def build_algorithm(config, apply_fn, modalities, num_clients,
     return fmc.algorithms.fedavg_ogm_ge(
         apply_fn, modalities, client_optimizer, server_optimizer,
         config.client.num_local_steps, config.rounds.cohort_size,
-        config.client.batch_size, alpha=config.ogm.alpha,
+        config.client.batch_size, alpha=value('ogm.alpha'),
         noise=config.ogm.noise, **scale)
   common = dict(
       loss_fn=loss_fn,
@@ -219,7 +236,7 @@ def build_algorithm(config, apply_fn, modalities, num_clients,
   if config.algorithm == 'fedavg':
     return fmc.algorithms.fedavg(**common)
   if config.algorithm == 'fedprox':
-    return fmc.algorithms.fedavg(**common, prox_mu=config.fedprox.mu)
+    return fmc.algorithms.fedavg(**common, prox_mu=value('fedprox.mu'))
   raise config_checks.ConfigError(
       'algorithm', config.algorithm, f'must be one of {", ".join(ALGORITHMS)}')
 

@@ -45,6 +45,15 @@ class Regularizer(NamedTuple):
   w2: float = 1.0
 
 
+def is_zero(value) -> bool:
+  """True for a Python number equal to 0; False for anything traced.
+
+  Hyper-parameters may be tracers (a sweep vmaps over them): a term is only
+  dropped at trace time when its weight is a literal 0.
+  """
+  return isinstance(value, (int, float)) and value == 0
+
+
 def _select(tree: dict, keys: Sequence[str]) -> dict:
   return {k: tree[k] for k in keys if k in tree}
 
@@ -65,7 +74,7 @@ def phase_loss(apply_fn, modality: str, regularizer: Regularizer):
     label, mask = batch['label'], batch['mask']
     per_example = optax.softmax_cross_entropy_with_integer_labels(logits, label)
     base = losses.masked_mean(per_example, mask)
-    if regularizer.lam == 0.0:
+    if is_zero(regularizer.lam):
       extra = jnp.zeros(())
     elif regularizer.kind == 'boost':
       boosted = losses.masked_cross_entropy(context['prev'] + logits, label,
@@ -191,7 +200,7 @@ def joint_update(loss_fn, optimizer: optax.GradientTransformation,
 
   def local_update(params, batches, present, key, round_index):
     del present, round_index  # The batches carry the modality mask.
-    if prox_mu:
+    if not is_zero(prox_mu):
       def local_loss(current, batch, step_key):
         loss, metrics = loss_fn(current, batch, step_key)
         distance = sum(jnp.sum((p - g)**2) for p, g in zip(

@@ -162,7 +162,11 @@ def sample_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
   mask = data.example_mask[client_ids]  # [C, E]
   counts = mask.sum(axis=1)
   # A random order of each client's real examples, padding slots last.
-  noise = jax.random.uniform(order_key, (cohort_size, slots))
+  # Per client from its id, so the order does not depend on its cohort
+  # position; element j of a row does not depend on the row's length (JAX's
+  # partitionable threefry), so padding the example axis changes nothing.
+  noise = jax.vmap(lambda i: jax.random.uniform(
+      jax.random.fold_in(order_key, i), (slots,)))(client_ids)
   order = jnp.argsort(jnp.where(mask, noise, 2.0), axis=1)
   position = jnp.arange(num_steps * batch_size)
   index = jnp.take_along_axis(

@@ -1,0 +1,284 @@
+r"""Many runs in one compiled program: a sweep over seeds and numeric fields.
+
+  python -m experiments.sweep --config=experiments/configs/default.py \
+      --workdir=/tmp/sweep --sweep='client.lr=[0.01,0.03,0.1];seed=[0,1,2]'
+
+The product of the listed values gives the members. Every member's whole
+training run (all rounds, with evaluation every `rounds.eval_every` rounds)
+is one `lax.scan`, and the members are one `vmap` over a leading sweep axis
+of the hyper-parameters, the data (one population per seed) and the keys:
+one XLA program for the whole sweep. Fields that may be swept:
+experiments.train.SWEEPABLE. A config file may instead define `sweep()`
+returning the same {field: [values]} mapping.
+
+Writes DIR/member_<i>/metrics.jsonl (the single-run schema) and
+DIR/member_<i>/settings.json, DIR/summary.md (final fused and per-modality
+accuracy, mean and spread over seeds per setting) and DIR/sweep.json with
+the timing: the sweep's wall time against running one member alone times
+the number of members.
+"""
+
+import ast
+import itertools
+import json
+import os
+import time
+from typing import Any
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import config_flags
+
+import fedmchain_jax as fmc
+from fedmchain_jax import data as fdata
+from experiments import config_checks
+from experiments import train
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.')
+_SWEEP = flags.DEFINE_string(
+    'sweep', None, "'field=[v1,v2];field2=[...]'; default: the config "
+    "file's sweep().")
+_BASELINE = flags.DEFINE_bool('sequential_baseline', True,
+                              'Time one member alone for the comparison.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def parse_sweep(spec: str) -> dict[str, list]:
+  """'client.lr=[0.01,0.1];seed=[0,1]' -> {'client.lr': [...], 'seed': [...]}."""
+  sweep = {}
+  for part in filter(None, (p.strip() for p in spec.split(';'))):
+    if '=' not in part:
+      raise config_checks.ConfigError(
+          'sweep', part, "each entry must read field=[v1,v2,...]")
+    field, values = part.split('=', 1)
+    try:
+      parsed = ast.literal_eval(values.strip())
+    except (ValueError, SyntaxError):
+      raise config_checks.ConfigError(
+          'sweep', part, 'values must be a Python list of numbers') from None
+    if not isinstance(parsed, (list, tuple)) or not parsed:
+      raise config_checks.ConfigError(
+          'sweep', part, 'values must be a non-empty list')
+    sweep[field.strip()] = list(parsed)
+  return sweep
+
+
+def expand(config, sweep: dict[str, list]) -> list[dict[str, Any]]:
+  """The members (settings dicts), each validated against the config."""
+  for field in sweep:
+    if field not in train.SWEEPABLE:
+      raise config_checks.ConfigError(
+          f'sweep {field}', sweep[field],
+          f'only these fields can be swept in one program: '
+          f'{", ".join(train.SWEEPABLE)}')
+  members = [dict(zip(sweep, values))
+             for values in itertools.product(*sweep.values())]
+  for settings in members:
+    config_checks.validate(with_settings(config, settings))
+  return members
+
+
+def with_settings(config, settings):
+  config = config.copy_and_resolve_references()
+  for field, value in settings.items():
+    node = config
+    *parents, leaf = field.split('.')
+    for part in parents:
+      node = node[part]
+    node[leaf] = type(node[leaf])(value)
+  return config
+
+
+def _pad_examples(data: fdata.FederatedData, slots: int):
+  extra = slots - data.labels.shape[1]
+
+  def pad(x):
+    x = np.asarray(x)
+    return np.pad(x, [(0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 2))
+
+  return data._replace(features={m: pad(x) for m, x in data.features.items()},
+                       labels=pad(data.labels),
+                       example_mask=pad(data.example_mask))
+
+
+def run_sweep(config, sweep: dict[str, list], workdir: str,
+              sequential_baseline: bool = True) -> dict[str, Any]:
+  """Runs every member in one program; writes and returns the results."""
+  config_checks.validate(config)
+  members = expand(config, sweep)
+  if config.rounds.num_rounds % config.rounds.eval_every:
+    raise config_checks.ConfigError(
+        'rounds.eval_every', config.rounds.eval_every,
+        f'must divide rounds.num_rounds ({config.rounds.num_rounds}) in a '
+        'sweep')
+  seeds = sorted({int(m.get('seed', config.seed)) for m in members})
+  per_seed = {}
+  for seed in seeds:
+    seed_config = with_settings(config, {'seed': seed})
+    train_np, test_np, num_classes = train.build_data(seed_config)
+    fdata.validate(train_np, test_np, num_classes)
+    per_seed[seed] = (train_np, test_np)
+  shapes = {(d.labels.shape[0], t.labels.shape[0])
+            for d, t in per_seed.values()}
+  if len(shapes) != 1:
+    raise config_checks.ConfigError(
+        'seed', seeds, 'seeds must give data of one shape (clients, test '
+        'examples) to share a program')
+  slots = max(d.labels.shape[1] for d, _ in per_seed.values())
+  modalities = sorted(next(iter(per_seed.values()))[0].features)
+  config_checks.check_data(config, modalities, shapes.pop()[0])
+  model = train.build_model(config, modalities, num_classes)
+  apply_fn = train.apply_fn_of(model)
+  evaluate = fmc.evaluation.make_evaluate(apply_fn)
+  num_clients = next(iter(per_seed.values()))[0].num_clients
+
+  member_seeds = [int(m.get('seed', config.seed)) for m in members]
+  stack = lambda trees: jax.tree.map(lambda *xs: np.stack(xs), *trees)
+  data = stack([_pad_examples(per_seed[s][0], slots) for s in member_seeds])
+  tests = stack([fmc.evaluation.batch_test_data(per_seed[s][1],
+                                                config.eval.batch_size)
+                 for s in member_seeds])
+  numeric = [f for f in sweep if f != 'seed']
+  hparams = {f: np.array([float(m[f]) for m in members], np.float32)
+             for f in numeric}
+  keys = jax.vmap(jax.random.key)(np.array(member_seeds, np.uint32))
+  sample = {m: np.asarray(x[:1]) for m, x in per_seed[seeds[0]][1]
+            .features.items()}
+  blocks = config.rounds.num_rounds // config.rounds.eval_every
+
+  def run_member(member_hparams, member_data, member_test, key):
+    init_key, run_key = jax.random.split(key)
+    params = model.init(init_key, sample)['params']
+    algorithm = train.build_algorithm(config, apply_fn, modalities,
+                                      num_clients, hparams=member_hparams)
+    state = algorithm.init(params)
+
+    def one_round(state, _):
+      return algorithm.run_round(state, member_data, run_key)
+
+    def block(state, _):
+      state, metrics = jax.lax.scan(one_round, state, None,
+                                    length=config.rounds.eval_every)
+      return state, (metrics, evaluate(state.params, member_test))
+
+    state, (metrics, evals) = jax.lax.scan(block, state, None,
+                                           length=blocks)
+    return metrics, evals, state.params
+
+  program = jax.jit(jax.vmap(run_member))
+  tic = time.perf_counter()
+  compiled = program.lower(hparams, data, tests, keys).compile()
+  compile_s = time.perf_counter() - tic
+  tic = time.perf_counter()
+  metrics, evals, params = jax.block_until_ready(
+      compiled(hparams, data, tests, keys))
+  sweep_s = time.perf_counter() - tic
+  metrics, evals = jax.device_get((metrics, evals))
+  # [members, blocks, eval_every] -> [members, rounds].
+  metrics = {k: v.reshape(v.shape[0], -1) for k, v in metrics.items()}
+
+  timing = {'members': len(members), 'compile_s': compile_s,
+            'sweep_s': sweep_s}
+  if sequential_baseline:
+    one = jax.jit(run_member)
+    first = jax.tree.map(lambda x: x[0], (hparams, data, tests, keys))
+    jax.block_until_ready(one(*first))  # Compile and warm up.
+    tic = time.perf_counter()
+    jax.block_until_ready(one(*first))
+    timing['one_member_s'] = time.perf_counter() - tic
+    timing['sequential_estimate_s'] = timing['one_member_s'] * len(members)
+    timing['speedup'] = timing['sequential_estimate_s'] / sweep_s
+
+  os.makedirs(workdir, exist_ok=True)
+  results = []
+  for i, settings in enumerate(members):
+    member_dir = os.path.join(workdir, f'member_{i}')
+    os.makedirs(member_dir, exist_ok=True)
+    with open(os.path.join(member_dir, 'settings.json'), 'w') as f:
+      json.dump(settings, f, sort_keys=True)
+    upload = np.cumsum(np.asarray(metrics['comm/upload_bytes'][i],
+                                  np.float64))
+    download = np.cumsum(np.asarray(metrics['comm/download_bytes'][i],
+                                    np.float64))
+    records = []
+    for b in range(blocks):
+      last = (b + 1) * config.rounds.eval_every - 1
+      record = {'round': last + 1}
+      record.update({k: float(v[i][b]) for k, v in evals.items()})
+      record.update({k: float(v[i][last]) for k, v in metrics.items()
+                     if k.startswith('train/')})
+      record['comm/upload_bytes'] = float(upload[last])
+      record['comm/download_bytes'] = float(download[last])
+      record['time/round_s'] = sweep_s / config.rounds.num_rounds / len(
+          members)
+      records.append(record)
+    with open(os.path.join(member_dir, 'metrics.jsonl'), 'w') as f:
+      for record in records:
+        f.write(json.dumps(record, sort_keys=True) + '\n')
+    results.append({'settings': settings, 'final': records[-1]})
+
+  summary = summarize(results, modalities)
+  with open(os.path.join(workdir, 'summary.md'), 'w') as f:
+    f.write(summary + '\n')
+  with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
+    json.dump({'timing': timing, 'members': results}, f, indent=2,
+              sort_keys=True)
+  logging.info('sweep of %d members: %.1f s compile, %.1f s run%s', len(members),
+               compile_s, sweep_s,
+               f' (one member alone: {timing["one_member_s"]:.1f} s, '
+               f'{timing["speedup"]:.1f}x)' if sequential_baseline else '')
+  return {'timing': timing, 'members': results, 'summary': summary,
+          'params': params}
+
+
+def summarize(results, modalities) -> str:
+  """Markdown: final accuracies per setting, mean ± std over seeds."""
+  groups: dict[tuple, list] = {}
+  for result in results:
+    key = tuple(sorted((k, v) for k, v in result['settings'].items()
+                       if k != 'seed'))
+    groups.setdefault(key, []).append(result['final'])
+  columns = ['eval/accuracy'] + [f'eval/accuracy/{m}' for m in modalities]
+  lines = ['| setting | seeds | ' + ' | '.join(columns) + ' |',
+           '| --- | --- | ' + ' | '.join('---' for _ in columns) + ' |']
+  for key, finals in groups.items():
+    name = ', '.join(f'{k}={v}' for k, v in key) or '(config)'
+    cells = []
+    for column in columns:
+      values = [f[column] for f in finals]
+      cells.append(f'{np.mean(values):.3f} ± {np.std(values):.3f}')
+    lines.append(f'| {name} | {len(finals)} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(
+      lambda r: '/orbax/' not in r.pathname)
+  config = _CONFIG.value
+  try:
+    if _SWEEP.value:
+      sweep = parse_sweep(_SWEEP.value)
+    else:
+      module = config_flags.get_config_filename(flags.FLAGS['config'])
+      namespace = {}
+      with open(module) as f:
+        exec(compile(f.read(), module, 'exec'), namespace)  # pylint: disable=exec-used
+      if 'sweep' not in namespace:
+        raise config_checks.ConfigError(
+            'sweep', None, 'pass --sweep or define sweep() in the config file')
+      sweep = namespace['sweep']()
+    result = run_sweep(config, sweep, _WORKDIR.value, _BASELINE.value)
+  except (config_checks.ConfigError, fdata.DataError) as e:
+    raise SystemExit(f'error: {e}') from None
+  print(result['summary'])
+
+
+if __name__ == '__main__':
+  app.run(main)
