@@ -36,6 +36,7 @@ from ml_collections import config_flags
 import fedmchain_jax as fmc
 from fedmchain_jax import data as fdata
 from experiments import config_checks
+from experiments import distributed
 from experiments import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file.')
@@ -45,6 +46,9 @@ _SWEEP = flags.DEFINE_string(
     "file's sweep().")
 _BASELINE = flags.DEFINE_bool('sequential_baseline', True,
                               'Time one member alone for the comparison.')
+_SWEEP_DEVICES = flags.DEFINE_integer(
+    'sweep_devices', 1, "With several devices: the mesh's 'sweep' axis size "
+    "(the rest form the 'clients' axis).")
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -106,9 +110,29 @@ def _pad_examples(data: fdata.FederatedData, slots: int):
                        example_mask=pad(data.example_mask))
 
 
+def make_mesh(sweep_devices: int) -> jax.sharding.Mesh | None:
+  """A (sweep, clients) mesh over all devices, `sweep_devices` x the rest."""
+  count = jax.device_count()
+  if count == 1:
+    return None
+  if sweep_devices < 1 or count % sweep_devices:
+    raise config_checks.ConfigError(
+        'sweep_devices', sweep_devices,
+        f'must divide the device count ({count})')
+  devices = np.array(jax.devices()).reshape(sweep_devices,
+                                            count // sweep_devices)
+  return jax.sharding.Mesh(devices, ('sweep', 'clients'))
+
+
 def run_sweep(config, sweep: dict[str, list], workdir: str,
-              sequential_baseline: bool = True) -> dict[str, Any]:
-  """Runs every member in one program; writes and returns the results."""
+              sequential_baseline: bool = True,
+              mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
+  """Runs every member in one program; writes and returns the results.
+
+  With a mesh of axes ('sweep', 'clients') the members are sharded over
+  'sweep' (padded with copies of member 0 to a multiple of its size) and
+  each member's cohort over 'clients'.
+  """
   config_checks.validate(config)
   members = expand(config, sweep)
   if config.rounds.num_rounds % config.rounds.eval_every:
@@ -146,16 +170,17 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
   numeric = [f for f in sweep if f != 'seed']
   hparams = {f: np.array([float(m[f]) for m in members], np.float32)
              for f in numeric}
-  keys = jax.vmap(jax.random.key)(np.array(member_seeds, np.uint32))
+  seeds_array = np.array(member_seeds, np.uint32)
   sample = {m: np.asarray(x[:1]) for m, x in per_seed[seeds[0]][1]
             .features.items()}
   blocks = config.rounds.num_rounds // config.rounds.eval_every
 
-  def run_member(member_hparams, member_data, member_test, key):
-    init_key, run_key = jax.random.split(key)
+  def run_member(member_hparams, member_data, member_test, seed):
+    init_key, run_key = jax.random.split(jax.random.key(seed))
     params = model.init(init_key, sample)['params']
     algorithm = train.build_algorithm(config, apply_fn, modalities,
-                                      num_clients, hparams=member_hparams)
+                                      num_clients, mesh=client_mesh,
+                                      hparams=member_hparams)
     state = algorithm.init(params)
 
     def one_round(state, _):
@@ -170,23 +195,46 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
                                            length=blocks)
     return metrics, evals, state.params
 
-  program = jax.jit(jax.vmap(run_member))
+  count = len(members)
+  client_mesh = None
+  if mesh is not None:
+    # Pad the members to fill the sweep axis; the copies are dropped below.
+    extra = -count % mesh.shape['sweep']
+    pad = lambda x: np.concatenate([x, np.repeat(x[:1], extra, axis=0)])
+    inputs = jax.tree.map(pad, (hparams, data, tests, seeds_array))
+    by_member = jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec('sweep'))
+    # Every process holds the same host arrays and gives each of its devices
+    # its slice: this works across hosts, where device_put cannot.
+    hparams, data, tests, seeds_array = jax.tree.map(
+        lambda x: jax.make_array_from_callback(
+            x.shape, by_member, lambda index, x=x: x[index]), inputs)
+    client_mesh = mesh
+    replicated = jax.sharding.NamedSharding(mesh,
+                                            jax.sharding.PartitionSpec())
+    # Results come back replicated, so every process can read them.
+    program = jax.jit(jax.vmap(run_member, spmd_axis_name='sweep'),
+                      out_shardings=replicated)
+  else:
+    program = jax.jit(jax.vmap(run_member))
   tic = time.perf_counter()
-  compiled = program.lower(hparams, data, tests, keys).compile()
+  compiled = program.lower(hparams, data, tests, seeds_array).compile()
   compile_s = time.perf_counter() - tic
   tic = time.perf_counter()
   metrics, evals, params = jax.block_until_ready(
-      compiled(hparams, data, tests, keys))
+      compiled(hparams, data, tests, seeds_array))
   sweep_s = time.perf_counter() - tic
+  metrics, evals, params = jax.tree.map(lambda x: x[:count],
+                                        (metrics, evals, params))
   metrics, evals = jax.device_get((metrics, evals))
   # [members, blocks, eval_every] -> [members, rounds].
   metrics = {k: v.reshape(v.shape[0], -1) for k, v in metrics.items()}
 
   timing = {'members': len(members), 'compile_s': compile_s,
             'sweep_s': sweep_s}
-  if sequential_baseline:
+  if sequential_baseline and mesh is None:
     one = jax.jit(run_member)
-    first = jax.tree.map(lambda x: x[0], (hparams, data, tests, keys))
+    first = jax.tree.map(lambda x: x[0], (hparams, data, tests, seeds_array))
     jax.block_until_ready(one(*first))  # Compile and warm up.
     tic = time.perf_counter()
     jax.block_until_ready(one(*first))
@@ -194,13 +242,12 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
     timing['sequential_estimate_s'] = timing['one_member_s'] * len(members)
     timing['speedup'] = timing['sequential_estimate_s'] / sweep_s
 
-  os.makedirs(workdir, exist_ok=True)
   results = []
+  writes = jax.process_index() == 0  # One writer on multi-host runs.
+  if writes:
+    os.makedirs(workdir, exist_ok=True)
   for i, settings in enumerate(members):
     member_dir = os.path.join(workdir, f'member_{i}')
-    os.makedirs(member_dir, exist_ok=True)
-    with open(os.path.join(member_dir, 'settings.json'), 'w') as f:
-      json.dump(settings, f, sort_keys=True)
     upload = np.cumsum(np.asarray(metrics['comm/upload_bytes'][i],
                                   np.float64))
     download = np.cumsum(np.asarray(metrics['comm/download_bytes'][i],
@@ -217,21 +264,26 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
       record['time/round_s'] = sweep_s / config.rounds.num_rounds / len(
           members)
       records.append(record)
-    with open(os.path.join(member_dir, 'metrics.jsonl'), 'w') as f:
-      for record in records:
-        f.write(json.dumps(record, sort_keys=True) + '\n')
+    if writes:
+      os.makedirs(member_dir, exist_ok=True)
+      with open(os.path.join(member_dir, 'settings.json'), 'w') as f:
+        json.dump(settings, f, sort_keys=True)
+      with open(os.path.join(member_dir, 'metrics.jsonl'), 'w') as f:
+        for record in records:
+          f.write(json.dumps(record, sort_keys=True) + '\n')
     results.append({'settings': settings, 'final': records[-1]})
 
   summary = summarize(results, modalities)
-  with open(os.path.join(workdir, 'summary.md'), 'w') as f:
-    f.write(summary + '\n')
-  with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
-    json.dump({'timing': timing, 'members': results}, f, indent=2,
-              sort_keys=True)
+  if writes:
+    with open(os.path.join(workdir, 'summary.md'), 'w') as f:
+      f.write(summary + '\n')
+    with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
+      json.dump({'timing': timing, 'members': results}, f, indent=2,
+                sort_keys=True)
   logging.info('sweep of %d members: %.1f s compile, %.1f s run%s', len(members),
                compile_s, sweep_s,
-               f' (one member alone: {timing["one_member_s"]:.1f} s, '
-               f'{timing["speedup"]:.1f}x)' if sequential_baseline else '')
+               f' (one member alone: {timing["one_member_s"]:.2f} s, '
+               f'{timing["speedup"]:.1f}x)' if 'speedup' in timing else '')
   return {'timing': timing, 'members': results, 'summary': summary,
           'params': params}
 
@@ -258,6 +310,7 @@ def summarize(results, modalities) -> str:
 
 def main(argv):
   del argv
+  distributed.initialize()
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(
       lambda r: '/orbax/' not in r.pathname)
@@ -274,7 +327,8 @@ def main(argv):
         raise config_checks.ConfigError(
             'sweep', None, 'pass --sweep or define sweep() in the config file')
       sweep = namespace['sweep']()
-    result = run_sweep(config, sweep, _WORKDIR.value, _BASELINE.value)
+    result = run_sweep(config, sweep, _WORKDIR.value, _BASELINE.value,
+                       make_mesh(_SWEEP_DEVICES.value))
   except (config_checks.ConfigError, fdata.DataError) as e:
     raise SystemExit(f'error: {e}') from None
   print(result['summary'])

@@ -68,3 +68,73 @@ def test_member_equals_the_single_run(tmp_path, algorithm, field, values):
   assert len(set(finals)) == 4
   summary = (tmp_path / 'sweep' / 'summary.md').read_text()
   assert f'{field}={values[0]}' in summary and '| 2 |' in summary
+
+
+def test_sweep_on_sweep_by_clients_meshes_matches_one_device():
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ,
+             XLA_FLAGS='--xla_force_host_platform_device_count=8',
+             JAX_PLATFORMS='cpu', PYTHONPATH=root)
+  result = subprocess.run(
+      [sys.executable, os.path.join(root, 'tests', 'helpers',
+                                    'sharded_sweep.py'), 'fedmchain'],
+      cwd=root, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report['devices'] == 8
+  for layout in ('2x4', '8x1'):
+    # 6 members over a sweep axis of 2 or 8 (padded to 8), each member's
+    # cohort of 3 over a clients axis of 4 or 1 (padded to 4).
+    assert report[layout]['members'] == 6
+    assert report[layout]['params'] < 1e-6, report
+    assert report[layout]['finals'] < 1e-5, report
+
+
+def _free_port():
+  import socket
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one(tmp_path):
+  import subprocess
+  import sys
+  from tests.test_launcher import TINY
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  overrides = [f'--config.{k}={v}' for k, v in TINY.items()
+               if k != 'model.hidden']
+  base = [sys.executable, '-m', 'experiments.sweep',
+          '--config=experiments/configs/default.py',
+          '--config.model.hidden=(8,)', '--config.rounds.num_rounds=4',
+          '--config.rounds.eval_every=2', '--config.algorithm=fedmchain',
+          '--sweep=client.lr=[0.02,0.1];seed=[0,1]', *overrides]
+  single = subprocess.run(base + [f'--workdir={tmp_path / "one"}'], cwd=root,
+                          env=dict(os.environ, JAX_PLATFORMS='cpu'),
+                          capture_output=True, text=True, timeout=600)
+  assert single.returncode == 0, single.stderr[-3000:]
+  port = _free_port()
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  processes = [subprocess.Popen(
+      base + [f'--workdir={tmp_path / "two"}', '--sweep_devices=2',
+              '--distributed=explicit',
+              f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+              f'--process_id={rank}', '--nosequential_baseline'],
+      cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for rank in (0, 1)]
+  outputs = [p.communicate(timeout=600) for p in processes]
+  for p, (_, err) in zip(processes, outputs):
+    assert p.returncode == 0, err[-3000:]
+  assert 'devices' not in outputs[1][0]
+  for i in range(4):
+    with open(tmp_path / 'one' / f'member_{i}' / 'metrics.jsonl') as f:
+      expected = without_times([json.loads(line) for line in f])
+    with open(tmp_path / 'two' / f'member_{i}' / 'metrics.jsonl') as f:
+      got = without_times([json.loads(line) for line in f])
+    for a, b in zip(expected, got):
+      for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6,
+                                   err_msg=f'member {i} {key}')
