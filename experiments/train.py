@@ -16,6 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 import optax
+import tqdm
 
 import fedmchain_jax as fmc
 from fedmchain_jax import checkpointing
@@ -301,6 +302,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                  workdir)
   start = int(state.round)
   writer.truncate_after(start)
+  board = checkpointing.TensorBoardWriter(os.path.join(workdir, 'tensorboard'),
+                                          purge_after=start)
   config_path = os.path.join(workdir, 'config.json')
   with open(config_path + '.tmp', 'w') as f:
     f.write(config.to_json(indent=2, sort_keys=True))
@@ -326,6 +329,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   upload = float(counters['upload_bytes'])
   download = float(counters['download_bytes'])
   round_times = []
+  # A bar with rounds done, rounds/s and ETA on terminals (off in logs).
+  progress = tqdm.tqdm(total=num_rounds, initial=start, unit='round',
+                       disable=None, dynamic_ncols=True, leave=False)
   for round_number in range(start + 1, num_rounds + 1):
     tic = time.perf_counter()
     state, metrics = round_fn(state, data, run_key)
@@ -333,6 +339,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     round_times.append(time.perf_counter() - tic)
     upload += float(metrics['comm/upload_bytes'])
     download += float(metrics['comm/download_bytes'])
+    progress.update(1)
 
     last = round_number == num_rounds
     if round_number % config.rounds.eval_every == 0 or last:
@@ -346,6 +353,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       record['time/round_s'] = float(np.mean(round_times))
       round_times = []
       writer.write(record)
+      board.write(round_number, {k: v for k, v in record.items()
+                                 if k != 'round'})
+      progress.set_postfix(accuracy=f'{record["eval/accuracy"]:.3f}',
+                           refresh=False)
       logging.info('%s', _summary(record, num_rounds))
     if round_number % config.rounds.checkpoint_every == 0 or last:
       checkpointer.save(round_number, {
@@ -353,5 +364,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           'counters': {'upload_bytes': np.float64(upload),
                        'download_bytes': np.float64(download)},
       }, force=last)
+  progress.close()
+  board.close()
   checkpointer.close()
   return writer.read()

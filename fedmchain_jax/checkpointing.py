@@ -137,3 +137,26 @@ class MetricsWriter:
       return []
     with open(self._path) as f:
       return [json.loads(line) for line in f if line.strip()]
+
+
+class TensorBoardWriter:
+  """Scalars to TensorBoard event files (tensorboardX: no TensorFlow).
+
+  Args:
+    logdir: the event files' folder.
+    purge_after: on a resumed run, the last round kept; TensorBoard hides
+      events of later rounds written before the restart.
+  """
+
+  def __init__(self, logdir: str, purge_after: int | None = None):
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+    self._writer = tensorboardX.SummaryWriter(
+        logdir, purge_step=None if not purge_after else purge_after + 1)
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    for name, value in scalars.items():
+      self._writer.add_scalar(name, value, global_step=step)
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()

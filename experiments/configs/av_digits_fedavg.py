@@ -9,9 +9,10 @@ Needs the `data` extra and the raw files: FSDD recordings and MNIST idx files
 under --config.data.manual_dir (default ../shared/data on this project's
 machines). The dataset is built once into --config.data.data_dir.
 
-Expected result (2-core CPU, about 2 minutes): see the table in
-docs/algorithm.md; the image head dominates and the audio head lags the
-accuracy audio reaches on its own.
+Expected result (2-core CPU, about 30 s with the dataset built): after 100
+rounds fused test accuracy about 0.97, the image head alone about 0.78 and
+the audio head alone about 0.50, far below the 0.90 audio reaches on its own
+(docs/datasets.md): the image modality dominates.
 """
 
 from experiments.configs import default

@@ -1,0 +1,47 @@
+"""The user's view: TensorBoard event files and the plot command."""
+
+import glob
+import os
+
+import pytest
+
+from experiments import plot
+from experiments import train
+from tests.test_launcher import tiny_config
+
+
+def read_scalars(path):
+  """(step, tag, value) from a TFRecord file of Event protos."""
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  scalars = []
+  with open(path, 'rb') as f:
+    while header := f.read(12):
+      length, = struct.unpack('<Q', header[:8])
+      event = event_pb2.Event.FromString(f.read(length))
+      f.read(4)  # The payload's CRC.
+      for value in event.summary.value:
+        scalars.append((event.step, value.tag, value.simple_value))
+  return scalars
+
+
+def test_tensorboard_events_and_plot(tmp_path):
+  for algorithm in ('fedavg', 'fedmchain'):
+    train.train_and_evaluate(tiny_config(algorithm=algorithm),
+                             str(tmp_path / algorithm))
+  events = glob.glob(str(tmp_path / 'fedavg' / 'tensorboard' / 'events.*'))
+  assert len(events) == 1
+  steps = [step for step, tag, _ in read_scalars(events[0])
+           if tag == 'eval/accuracy/weak']
+  assert steps == [1, 2]
+  out = tmp_path / 'runs.png'
+  plot.main(['--workdir', str(tmp_path / 'fedavg'), str(tmp_path / 'fedmchain'),
+             '--out', str(out)])
+  with open(out, 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  assert os.path.getsize(out) > 10_000
+
+
+def test_plot_names_a_workdir_without_metrics(tmp_path):
+  with pytest.raises(SystemExit, match='metrics.jsonl does not exist'):
+    plot.main(['--workdir', str(tmp_path), '--out', str(tmp_path / 'x.png')])
