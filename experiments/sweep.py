@@ -49,7 +49,6 @@ _BASELINE = flags.DEFINE_bool('sequential_baseline', True,
 _SWEEP_DEVICES = flags.DEFINE_integer(
     'sweep_devices', 1, "With several devices: the mesh's 'sweep' axis size "
     "(the rest form the 'clients' axis).")
-flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def parse_sweep(spec: str) -> dict[str, list]:
@@ -335,4 +334,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  flags.mark_flags_as_required(['config', 'workdir'])
   app.run(main)

@@ -1,0 +1,182 @@
+r"""The comparison study: every algorithm on every setting, three seeds each.
+
+  python -m experiments.study --study_dir=/tmp/study --out=docs/RESULTS.md \
+      [--datasets=synthetic,av_digits] [--rounds=100]
+
+Settings: Dirichlet alpha 0.1 and 1.0 x missing-modality rate 0, 0.3, 0.5;
+algorithms fedavg, fedprox, fedavg_ogm, fedmchain and its ablations, at equal
+local work (joint training 10 steps, the chain 2 phases x 5). Each setting's
+seeds run as one in-program sweep (experiments/sweep.py). The report gives,
+per dataset and setting, final fused and per-modality accuracy (mean ± std
+over seeds), and the rounds and uploaded MiB until the fused accuracy first
+reaches the dataset's target (mean over the seeds that reach it), then plots
+of the curves.
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from experiments import plot
+from experiments import sweep
+from experiments.configs import av_digits_fedavg
+from experiments.configs import default
+
+ALGORITHMS = ('fedavg', 'fedprox', 'fedavg_ogm', 'fedmchain',
+              'fedmchain_noreg', 'fedmchain_mean', 'fedmchain_ties',
+              'joint_ssca')
+ALPHAS = (0.1, 1.0)
+MISSING = (0.0, 0.3, 0.5)
+# Dataset -> (config, fused-accuracy target for rounds/bytes-to-target).
+DATASETS = {
+    'synthetic': (default.get_config, 0.85),
+    'av_digits': (av_digits_fedavg.get_config, 0.95),
+}
+
+_WORKDIR = flags.DEFINE_string('study_dir', '/tmp/fedmchain_study',
+                               'Where every run writes.')
+_OUT = flags.DEFINE_string('out', 'docs/RESULTS.md', 'The report.')
+_DATASETS = flags.DEFINE_list('datasets', list(DATASETS), 'Datasets.')
+_ALGORITHMS = flags.DEFINE_list('algorithms', list(ALGORITHMS), 'Algorithms.')
+_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
+_ROUNDS = flags.DEFINE_integer('rounds', 100, 'Rounds per run.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None,
+                                'AV-digits TFDS cache (default: config).')
+
+
+def study_config(dataset, algorithm, alpha, missing, rounds, data_dir=None):
+  config = DATASETS[dataset][0]()
+  config.algorithm = algorithm
+  config.data.dirichlet_alpha = alpha
+  config.data.missing_modality_rate = missing
+  config.rounds.num_rounds = rounds
+  config.rounds.eval_every = 10 if rounds % 10 == 0 else rounds
+  if dataset == 'av_digits':
+    config.data.partition = 'dirichlet'
+    config.data.num_clients = 30
+    if data_dir:
+      config.data.data_dir = data_dir
+  return config
+
+
+def to_target(records, target):
+  for record in records:
+    if record['eval/accuracy'] >= target:
+      return record['round'], record['comm/upload_bytes'] / 2**20
+  return None, None
+
+
+def run_cell(dataset, algorithm, alpha, missing, seeds, rounds, root,
+             data_dir=None):
+  config = study_config(dataset, algorithm, alpha, missing, rounds, data_dir)
+  workdir = os.path.join(root, dataset, f'alpha{alpha}_missing{missing}',
+                         algorithm)
+  sweep.run_sweep(config, {'seed': seeds}, workdir, sequential_baseline=False)
+  runs = []
+  for i in range(len(seeds)):
+    with open(os.path.join(workdir, f'member_{i}', 'metrics.jsonl')) as f:
+      runs.append([json.loads(line) for line in f])
+  return workdir, runs
+
+
+def summarize_cell(runs, target):
+  finals = [r[-1] for r in runs]
+  modalities = sorted(k.rsplit('/', 1)[1] for k in finals[0]
+                      if k.startswith('eval/accuracy/'))
+  cell = {'fused': [f['eval/accuracy'] for f in finals]}
+  for m in modalities:
+    cell[m] = [f[f'eval/accuracy/{m}'] for f in finals]
+  reached = [to_target(r, target) for r in runs]
+  cell['rounds'] = [r for r, _ in reached if r is not None]
+  cell['mib'] = [b for _, b in reached if b is not None]
+  cell['total_mib'] = finals[0]['comm/upload_bytes'] / 2**20
+  return cell, modalities
+
+
+def fmt(values):
+  return f'{np.mean(values):.3f} ± {np.std(values):.3f}'
+
+
+def report(results, seeds, rounds) -> str:
+  lines = ['# Results', '',
+           'Written by `python -m experiments.study --out=docs/RESULTS.md` '
+           f'({rounds} rounds, seeds {", ".join(map(str, seeds))}, '
+           'mean ± standard deviation over seeds). Equal local work: joint '
+           'training takes 10 steps a round, the chain 2 phases x 5 steps. '
+           '"to target": rounds and uploaded MiB until the fused accuracy '
+           'first reaches the target, averaged over the seeds that reach it '
+           f'(n/{len(seeds)}); "—" when none does. The best mean fused '
+           'accuracy of each setting is in bold.', '']
+  for dataset, cells in results.items():
+    target = DATASETS[dataset][1]
+    lines += [f'## {dataset}', '', f'Target fused accuracy: {target}.', '']
+    for (alpha, missing), by_algorithm in cells.items():
+      modalities = by_algorithm[next(iter(by_algorithm))][1]
+      lines += [f'### Dirichlet alpha {alpha}, missing-modality rate '
+                f'{missing}', '',
+                '| algorithm | fused | ' +
+                ' | '.join(f'{m} head' for m in modalities) +
+                ' | rounds to target | MiB to target | MiB in all |',
+                '| --- | --- | ' + ' | '.join('---' for _ in modalities) +
+                ' | --- | --- | --- |']
+      best = max(np.mean(c['fused']) for c, _ in by_algorithm.values())
+      for algorithm, (cell, _) in by_algorithm.items():
+        fused = fmt(cell['fused'])
+        if np.mean(cell['fused']) == best:
+          fused = f'**{fused}**'
+        reached = len(cell['rounds'])
+        rounds_text = (f'{np.mean(cell["rounds"]):.0f} ({reached}/'
+                       f'{len(seeds)})' if reached else '—')
+        mib_text = f'{np.mean(cell["mib"]):.1f}' if reached else '—'
+        lines.append(f'| {algorithm} | {fused} | ' +
+                     ' | '.join(fmt(cell[m]) for m in modalities) +
+                     f' | {rounds_text} | {mib_text} | '
+                     f'{cell["total_mib"]:.1f} |')
+      lines.append('')
+    figure = f'RESULTS_{dataset}.png'
+    lines += [f'Curves (seed {seeds[0]}, alpha 1.0, missing rate 0.3):', '',
+              f'![{dataset}]({figure})', '']
+  return '\n'.join(lines)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  seeds = [int(s) for s in _SEEDS.value]
+  results = {}
+  for dataset in _DATASETS.value:
+    cells = {}
+    curves = []
+    for alpha in ALPHAS:
+      for missing in MISSING:
+        by_algorithm = {}
+        for algorithm in _ALGORITHMS.value:
+          workdir, runs = run_cell(dataset, algorithm, alpha, missing, seeds,
+                                   _ROUNDS.value, _WORKDIR.value,
+                                   _DATA_DIR.value)
+          by_algorithm[algorithm] = summarize_cell(runs,
+                                                   DATASETS[dataset][1])
+          print(dataset, alpha, missing, algorithm,
+                fmt(by_algorithm[algorithm][0]['fused']), flush=True)
+          if alpha == 1.0 and missing == 0.3:
+            curves.append(os.path.join(workdir, 'member_0'))
+        cells[(alpha, missing)] = by_algorithm
+    results[dataset] = cells
+    if curves:
+      out_dir = os.path.dirname(os.path.abspath(_OUT.value))
+      runs = []
+      for path in curves:
+        _, records = plot.load_run(path)
+        runs.append((path.split(os.sep)[-2], records))
+      plot.plot(runs, os.path.join(out_dir, f'RESULTS_{dataset}.png'))
+  with open(_OUT.value, 'w') as f:
+    f.write(report(results, seeds, _ROUNDS.value) + '\n')
+  print(f'wrote {_OUT.value}')
+
+
+if __name__ == '__main__':
+  app.run(main)
