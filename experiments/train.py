@@ -171,7 +171,8 @@ def make_mesh(config) -> jax.sharding.Mesh | None:
 
 # Numeric fields that may be traced values (a sweep vmaps over them).
 SWEEPABLE = ('seed', 'client.lr', 'server.lr', 'fedprox.mu',
-             'fedmchain.reg_lambda', 'fedmchain.tau', 'ogm.alpha')
+             'fedmchain.reg_lambda', 'fedmchain.rho', 'fedmchain.tau',
+             'ogm.alpha')
 
 
 def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
@@ -203,7 +204,7 @@ def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
   if config.algorithm in _FEDMCHAIN_PRESETS:
     settings = dict(
         local_training='chain', reg_lambda=value('fedmchain.reg_lambda'),
-        aggregator='ssca', fraction=config.fedmchain.rho,
+        aggregator='ssca', fraction=value('fedmchain.rho'),
         error_feedback=config.fedmchain.error_feedback,
         max_groups=config.fedmchain.max_groups, tau=value('fedmchain.tau'))
     settings.update(_FEDMCHAIN_PRESETS[config.algorithm])

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fedmchain_jax.types import Array, PRNGKey
 
@@ -42,7 +43,7 @@ def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
 
   Args:
     x: [P] values (any sign).
-    fraction: rho in (0, 1].
+    fraction: rho in (0, 1], a Python number or a traced scalar.
     key: PRNG key for the sample positions.
     num_samples: entries sampled to bracket the threshold.
     refine_steps: false-position passes inside the bracket (one count of
@@ -55,22 +56,34 @@ def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
     A scalar threshold (0 when fraction >= 1).
   """
   size = x.shape[0]
-  if fraction >= 1.0:
+  static = isinstance(fraction, (int, float))
+  if static and fraction >= 1.0:
     return jnp.zeros((), x.dtype)
   if refine_steps is None:
-    refine_steps = 3 if fraction >= 0.05 else 8
+    refine_steps = ((3 if fraction >= 0.05 else 8) if static else
+                    jnp.where(fraction >= 0.05, 3, 8))
   magnitude = jnp.abs(x)
-  k = max(1, math.ceil(fraction * size))
   samples = min(num_samples, size)
   sample = jnp.sort(magnitude[jax.random.randint(key, (samples,), 0, size)])
-  spread = bracket_sigmas * math.sqrt(fraction * (1 - fraction) / samples)
   # Order statistics of the sample bracketing the (1 - fraction) quantile,
-  # and the counts the sample predicts there (no pass over x needed).
-  low_rank = max(0, math.floor((1 - fraction - spread) * samples) - 1)
-  high_rank = min(samples - 1, math.ceil((1 - fraction + spread) * samples))
-  low, high = sample[low_rank], sample[high_rank]
-  f_low = (samples - low_rank) / samples * size - k
-  f_high = (samples - high_rank) / samples * size - k
+  # and the counts the sample predicts there (no pass over x needed). All in
+  # float32, with NumPy for a Python fraction and jnp for a traced one (a
+  # sweep over rho): the same correctly rounded steps, the same threshold.
+  xp = np if static else jnp
+  rho = xp.float32(fraction) if static else fraction.astype(jnp.float32)
+  k = xp.maximum(xp.float32(1), xp.ceil(rho * xp.float32(size)))
+  spread = xp.float32(bracket_sigmas) * xp.sqrt(
+      rho * (xp.float32(1) - rho) / xp.float32(samples))
+  low_rank = xp.clip(xp.floor((xp.float32(1) - rho - spread) *
+                              xp.float32(samples)) - 1, 0, samples - 1)
+  high_rank = xp.clip(xp.ceil((xp.float32(1) - rho + spread) *
+                              xp.float32(samples)), 0, samples - 1)
+  low = sample[low_rank.astype(xp.int32)]
+  high = sample[high_rank.astype(xp.int32)]
+  f_low = (xp.float32(samples) - low_rank) / xp.float32(samples) * xp.float32(
+      size) - k
+  f_high = (xp.float32(samples) - high_rank) / xp.float32(samples) * (
+      xp.float32(size)) - k
 
   def false_position(_, state):
     # Illinois variant: halve the stale end's excess so both ends move.
@@ -89,7 +102,10 @@ def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
   low, high, f_low, f_high, _ = jax.lax.fori_loop(0, refine_steps,
                                                   false_position, state)
   # The end whose count is nearer k.
-  return jnp.where(jnp.abs(f_high) < jnp.abs(f_low), high, low)
+  threshold = jnp.where(jnp.abs(f_high) < jnp.abs(f_low), high, low)
+  if not static:
+    threshold = jnp.where(fraction >= 1.0, 0.0, threshold)
+  return threshold
 
 
 def sparsify(x: Array, fraction: float, key: PRNGKey, **threshold_kwargs
@@ -98,7 +114,7 @@ def sparsify(x: Array, fraction: float, key: PRNGKey, **threshold_kwargs
 
   Exact zeros are never kept (they cost bytes and carry nothing).
   """
-  if fraction >= 1.0:
+  if isinstance(fraction, (int, float)) and fraction >= 1.0:
     return SparseUpdate(x, (x != 0).sum().astype(jnp.int32))
   threshold = magnitude_threshold(x, fraction, key, **threshold_kwargs)
   keep = (jnp.abs(x) >= threshold) & (x != 0)

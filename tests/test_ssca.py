@@ -165,3 +165,14 @@ def test_message_bytes_takes_the_cheaper_encoding():
   assert float(compression.message_bytes(jnp.array(500), 1000)) == 2125
   # All kept: dense values only.
   assert float(compression.message_bytes(jnp.array(1000), 1000)) == 4000
+
+
+def test_traced_fraction_matches_the_static_one():
+  x = jax.random.normal(jax.random.key(0), (20000,))
+  fractions = [0.01, 0.1, 0.3]
+  traced = jax.jit(jax.vmap(lambda f: compression.sparsify(
+      x, f, jax.random.key(1))))(jnp.array(fractions))
+  for i, fraction in enumerate(fractions):
+    static = compression.sparsify(x, fraction, jax.random.key(1))
+    assert int(traced.kept[i]) == int(static.kept)
+    np.testing.assert_array_equal(traced.values[i], static.values)

@@ -36,6 +36,7 @@ def test_unsweepable_field_and_bad_value_are_refused():
 @pytest.mark.parametrize('algorithm, field, values', [
     ('fedavg', 'client.lr', [0.02, 0.1]),
     ('fedmchain', 'fedmchain.reg_lambda', [0.0, 2.0]),
+    ('fedmchain', 'fedmchain.rho', [0.03, 0.3]),
 ])
 def test_member_equals_the_single_run(tmp_path, algorithm, field, values):
   config = tiny_config(algorithm=algorithm, **{'rounds.num_rounds': 4,

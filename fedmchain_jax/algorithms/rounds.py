@@ -122,8 +122,8 @@ def compose(local_update: Callable,
   if aggregator not in AGGREGATORS:
     raise ValueError(f'aggregator must be one of {AGGREGATORS}, got '
                      f'{aggregator!r}')
-  if blocks is None and (fraction < 1.0 or error_feedback or
-                         aggregator != 'mean'):
+  dense = isinstance(fraction, (int, float)) and fraction >= 1.0
+  if blocks is None and (not dense or error_feedback or aggregator != 'mean'):
     raise ValueError('sparsification, error feedback and SSCA need blocks')
   if error_feedback and num_clients is None:
     raise ValueError('error_feedback needs num_clients')
