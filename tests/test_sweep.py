@@ -139,3 +139,22 @@ def test_two_processes_match_one(tmp_path):
       for key in a:
         np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6,
                                    err_msg=f'member {i} {key}')
+
+
+def test_sweep_from_the_config_files_sweep_function(tmp_path):
+  import subprocess
+  import sys
+  from tests.test_launcher import TINY
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  overrides = [f'--config.{k}={v}' for k, v in TINY.items()
+               if k != 'model.hidden']
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.sweep',
+       '--config=experiments/configs/fedmchain_sweep.py',
+       f'--workdir={tmp_path}', '--config.model.hidden=(8,)', *overrides,
+       '--nosequential_baseline'],
+      cwd=root, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert sorted(os.listdir(tmp_path)) == sorted(
+      [f'member_{i}' for i in range(6)] + ['summary.md', 'sweep.json'])
+  assert '| client.lr=0.02 | 3 |' in result.stdout
