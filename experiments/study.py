@@ -46,6 +46,9 @@ _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
 _ROUNDS = flags.DEFINE_integer('rounds', 100, 'Rounds per run.')
 _DATA_DIR = flags.DEFINE_string('data_dir', None,
                                 'AV-digits TFDS cache (default: config).')
+_REPORT_ONLY = flags.DEFINE_bool(
+    'report_only', False, 'Rewrite the report from the runs already in '
+    '--study_dir (for each dataset that has them) without running anything.')
 
 
 def study_config(dataset, algorithm, alpha, missing, rounds, data_dir=None):
@@ -71,11 +74,14 @@ def to_target(records, target):
 
 
 def run_cell(dataset, algorithm, alpha, missing, seeds, rounds, root,
-             data_dir=None):
-  config = study_config(dataset, algorithm, alpha, missing, rounds, data_dir)
+             data_dir=None, report_only=False):
   workdir = os.path.join(root, dataset, f'alpha{alpha}_missing{missing}',
                          algorithm)
-  sweep.run_sweep(config, {'seed': seeds}, workdir, sequential_baseline=False)
+  if not report_only:
+    config = study_config(dataset, algorithm, alpha, missing, rounds,
+                          data_dir)
+    sweep.run_sweep(config, {'seed': seeds}, workdir,
+                    sequential_baseline=False)
   runs = []
   for i in range(len(seeds)):
     with open(os.path.join(workdir, f'member_{i}', 'metrics.jsonl')) as f:
@@ -101,16 +107,46 @@ def fmt(values):
   return f'{np.mean(values):.3f} ± {np.std(values):.3f}'
 
 
+def verdicts(results) -> list[str]:
+  """Plain sentences: where FedMChain wins on fused accuracy, where not."""
+  lines = []
+  for dataset, cells in results.items():
+    wins, losses = [], []
+    for (alpha, missing), by_algorithm in cells.items():
+      if 'fedmchain' not in by_algorithm or 'fedavg' not in by_algorithm:
+        continue
+      ours = np.mean(by_algorithm['fedmchain'][0]['fused'])
+      theirs = np.mean(by_algorithm['fedavg'][0]['fused'])
+      best_name = max(by_algorithm,
+                      key=lambda a: np.mean(by_algorithm[a][0]['fused']))
+      best = np.mean(by_algorithm[best_name][0]['fused'])
+      text = (f'alpha {alpha}, missing {missing}: fedmchain {ours:.3f} vs '
+              f'fedavg {theirs:.3f}')
+      if best_name != 'fedmchain':
+        text += f' (best: {best_name} {best:.3f})'
+      (wins if ours > theirs else losses).append(text)
+    lines.append(f'- **{dataset}**: FedMChain beats FedAvg on final fused '
+                 f'accuracy in {len(wins)} of {len(wins) + len(losses)} '
+                 'settings.')
+    if losses:
+      lines.append('  It does not win in: ' + '; '.join(losses) + '.')
+    if wins:
+      lines.append('  It wins in: ' + '; '.join(wins) + '.')
+  return lines
+
+
 def report(results, seeds, rounds) -> str:
   lines = ['# Results', '',
            'Written by `python -m experiments.study --out=docs/RESULTS.md` '
-           f'({rounds} rounds, seeds {", ".join(map(str, seeds))}, '
+           f'(rounds: {", ".join(f"{d} {r}" for d, r in rounds.items())}; '
+           f'seeds {", ".join(map(str, seeds))}, '
            'mean ± standard deviation over seeds). Equal local work: joint '
            'training takes 10 steps a round, the chain 2 phases x 5 steps. '
            '"to target": rounds and uploaded MiB until the fused accuracy '
            'first reaches the target, averaged over the seeds that reach it '
            f'(n/{len(seeds)}); "—" when none does. The best mean fused '
-           'accuracy of each setting is in bold.', '']
+           'accuracy of each setting is in bold.', '', '## Summary', '']
+  lines += verdicts(results) + ['']
   for dataset, cells in results.items():
     target = DATASETS[dataset][1]
     lines += [f'## {dataset}', '', f'Target fused accuracy: {target}.', '']
@@ -148,7 +184,11 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   seeds = [int(s) for s in _SEEDS.value]
   results = {}
+  rounds = {}
   for dataset in _DATASETS.value:
+    if _REPORT_ONLY.value and not os.path.isdir(
+        os.path.join(_WORKDIR.value, dataset)):
+      continue
     cells = {}
     curves = []
     for alpha in ALPHAS:
@@ -157,7 +197,8 @@ def main(argv):
         for algorithm in _ALGORITHMS.value:
           workdir, runs = run_cell(dataset, algorithm, alpha, missing, seeds,
                                    _ROUNDS.value, _WORKDIR.value,
-                                   _DATA_DIR.value)
+                                   _DATA_DIR.value, _REPORT_ONLY.value)
+          rounds[dataset] = runs[0][-1]['round']
           by_algorithm[algorithm] = summarize_cell(runs,
                                                    DATASETS[dataset][1])
           print(dataset, alpha, missing, algorithm,
@@ -174,7 +215,7 @@ def main(argv):
         runs.append((path.split(os.sep)[-2], records))
       plot.plot(runs, os.path.join(out_dir, f'RESULTS_{dataset}.png'))
   with open(_OUT.value, 'w') as f:
-    f.write(report(results, seeds, _ROUNDS.value) + '\n')
+    f.write(report(results, seeds, rounds) + '\n')
   print(f'wrote {_OUT.value}')
 
 
