@@ -195,6 +195,10 @@ def main(argv):
       for missing in MISSING:
         by_algorithm = {}
         for algorithm in _ALGORITHMS.value:
+          if _REPORT_ONLY.value and not os.path.exists(os.path.join(
+              _WORKDIR.value, dataset, f'alpha{alpha}_missing{missing}',
+              algorithm, 'sweep.json')):
+            continue  # Not run (yet): left out of the report.
           workdir, runs = run_cell(dataset, algorithm, alpha, missing, seeds,
                                    _ROUNDS.value, _WORKDIR.value,
                                    _DATA_DIR.value, _REPORT_ONLY.value)
@@ -205,7 +209,8 @@ def main(argv):
                 fmt(by_algorithm[algorithm][0]['fused']), flush=True)
           if alpha == 1.0 and missing == 0.3:
             curves.append(os.path.join(workdir, 'member_0'))
-        cells[(alpha, missing)] = by_algorithm
+        if by_algorithm:
+          cells[(alpha, missing)] = by_algorithm
     results[dataset] = cells
     if curves:
       out_dir = os.path.dirname(os.path.abspath(_OUT.value))
