@@ -37,6 +37,7 @@ def plot(runs: list[tuple[str, list[dict]]], out: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   metrics = ['eval/accuracy'] + sorted(
       {k for _, records in runs for k in records[0]
        if k.startswith('eval/accuracy/')})
@@ -55,6 +56,9 @@ def plot(runs: list[tuple[str, list[dict]]], out: str) -> None:
     axes[0, column].set_xlabel('round')
     axes[1, column].set_xlabel('uploaded MiB (cumulative)')
     axes[1, column].set_xscale('log')
+    # Minor log ticks unlabelled: their labels collide.
+    axes[1, column].xaxis.set_minor_formatter(
+        matplotlib.ticker.NullFormatter())
     for row in range(2):
       axes[row, column].set_ylabel('test accuracy')
       axes[row, column].grid(alpha=0.3)
