@@ -226,7 +226,6 @@ def test_dropout_and_attackers_are_counted_and_attackers_are_fixed():
 
 @pytest.mark.parametrize('attack', ['sign_flip', 'scale', 'noise'])
 def test_attacks_change_the_update(attack):
-  import optax
   deltas = {'w': jnp.arange(1.0, 13.0).reshape(3, 4)}
   weights = jnp.ones(3)
   model = fmc.faults.FaultModel(attack_fraction=1.0, attack=attack,
@@ -245,4 +244,3 @@ def test_attacks_change_the_update(attack):
                                                               axis=1)
     assert np.all((ratio > 0.2) & (ratio < 3))
     assert not np.allclose(out['w'], deltas['w'])
-  del optax

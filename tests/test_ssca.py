@@ -101,21 +101,19 @@ def test_two_opposed_clusters_form_two_groups():
 
 
 def test_elected_sign_and_disjoint_mean_by_hand():
-  # One group. Coordinate 0: +2 (w 1) and +4 (w 1) and -1 (w 1): mass +5,
-  # elected +, mean of agreeing entries 3. Coordinate 1: -3 (w 2) vs +1 (w 1):
-  # mass -5, elected -, only -3 agrees. Coordinate 2: nobody sent: 0.
+  # One group (tau -2 links every pair), unit weights. Coordinate 0: +2, +4
+  # and -1: mass +5, elected +, mean of the agreeing entries 3. Coordinate 1:
+  # -3 and +1: mass -2, elected -, only -3 agrees. Coordinate 2: nobody
+  # sent anything: 0.
   values = np.array([[2.0, -3.0, 0.0], [4.0, 0.0, 0.0], [-1.0, 1.0, 0.0]],
                     np.float32)
   weights = np.array([1.0, 2.0, 1.0], np.float32)
-  values[1, 1] = 0.0
-  weights_by_coordinate = weights.copy()
-  del weights_by_coordinate
   result = ssca.ssca(values, np.array([1.0, 1.0, 1.0], np.float32),
                      np.ones(3, bool), -2.0, 1)
   np.testing.assert_allclose(result.update, [3.0, -3.0, 0.0])
   weighted = ssca.ssca(values, weights, np.ones(3, bool), -2.0, 1)
-  # Coordinate 0 with weights (1, 2, 1): mass 2 + 8 - 1 > 0, agreeing
-  # entries 2 (w 1) and 4 (w 2): (2 + 8) / 3.
+  # Weights (1, 2, 1). Coordinate 0: mass 2 + 8 - 1 > 0, agreeing entries
+  # 2 (w 1) and 4 (w 2): (2 + 8) / 3. Coordinate 1: mass -3 + 1 < 0: -3.
   np.testing.assert_allclose(weighted.update, [10 / 3, -3.0, 0.0], rtol=1e-6)
 
 
