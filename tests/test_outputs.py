@@ -45,3 +45,18 @@ def test_tensorboard_events_and_plot(tmp_path):
 def test_plot_names_a_workdir_without_metrics(tmp_path):
   with pytest.raises(SystemExit, match='metrics.jsonl does not exist'):
     plot.main(['--workdir', str(tmp_path), '--out', str(tmp_path / 'x.png')])
+
+
+def test_study_cell_and_report(tmp_path):
+  from experiments import study
+  results = {'synthetic': {(1.0, 0.3): {}}}
+  for algorithm in ('fedavg', 'fedmchain'):
+    _, runs = study.run_cell('synthetic', algorithm, 1.0, 0.3, [0, 1], 10,
+                             str(tmp_path))
+    assert [len(r) for r in runs] == [1, 1]  # One evaluation at round 10.
+    results['synthetic'][(1.0, 0.3)][algorithm] = study.summarize_cell(
+        runs, target=0.5)
+  text = study.report(results, [0, 1], {'synthetic': 10})
+  assert '### Dirichlet alpha 1.0, missing-modality rate 0.3' in text
+  assert 'FedMChain beats FedAvg on final fused accuracy in' in text
+  assert text.count('| fedmchain |') == 1
