@@ -1,9 +1,12 @@
 """AV-digits: FSDD spoken digits paired with MNIST handwritten digits, as a
 TensorFlow Datasets builder, and its federated loader.
 
-This module imports `tensorflow_datasets` (the `data` extra) but never
+TensorFlow Datasets (the `data` extra) is imported on first use, never
 TensorFlow: the builder writes `array_record` files with plain tensor
-features and is read back with `tfds.data_source`-style random access.
+features and is read back with `tfds.data_source`-style random access. The
+builder classes are defined then too (`builder_classes()`; the module
+attributes `AvDigits` and `AvDigitsConfig` resolve to them), so importing
+this module needs only NumPy.
 
 Raw files (`manual_dir`), found in any of these layouts:
   audio:  manual_dir/fsdd/recordings/, manual_dir/recordings/ or manual_dir/fsdd/
@@ -31,17 +34,17 @@ waveform before the spectrogram; None = clean) and `image_energy_removed`
 """
 
 import dataclasses
+import functools
 import os
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from fedmchain_jax.data import av_raw
 from fedmchain_jax.data import federated
 
 MODALITIES = ('audio', 'image')
-VERSION = tfds.core.Version('1.0.0')
+VERSION = '1.0.0'
 _AUDIO_DIRS = ('fsdd/recordings', 'recordings', 'fsdd')
 _IMAGE_DIRS = ('mnist', 'mnist5k', '.')
 
@@ -73,25 +76,31 @@ def find_raw_dirs(manual_dir: str) -> tuple[str, str]:
       f'format, from {av_raw.MNIST_URL})')
 
 
-@dataclasses.dataclass
-class AvDigitsConfig(tfds.core.BuilderConfig):
-  pairing_seed: int = 0
-  audio_snr_db: float | None = None
-  image_energy_removed: float = 0.0
+@functools.cache
+def _tfds():
+  import tensorflow_datasets  # pylint: disable=g-import-not-at-top
+  return tensorflow_datasets
+
+
+def _config_fields(pairing_seed: int, audio_snr_db: float | None,
+                   image_energy_removed: float) -> dict[str, Any]:
+  snr = 'clean' if audio_snr_db is None else f'snr{audio_snr_db:g}'
+  name = f'seed{pairing_seed}_{snr}_pca{image_energy_removed:g}'
+  return dict(name=name.replace('.', 'p').replace('-', 'm'),
+              pairing_seed=pairing_seed, audio_snr_db=audio_snr_db,
+              image_energy_removed=image_energy_removed)
 
 
 def make_config(pairing_seed: int = 0, audio_snr_db: float | None = None,
-                image_energy_removed: float = 0.0) -> AvDigitsConfig:
+                image_energy_removed: float = 0.0) -> 'AvDigitsConfig':
   """A builder config whose name encodes its settings (its cache folder)."""
-  snr = 'clean' if audio_snr_db is None else f'snr{audio_snr_db:g}'
-  name = f'seed{pairing_seed}_{snr}_pca{image_energy_removed:g}'
-  return AvDigitsConfig(name=name.replace('.', 'p').replace('-', 'm'),
-                        version=VERSION, pairing_seed=pairing_seed, audio_snr_db=audio_snr_db,
-                        image_energy_removed=image_energy_removed)
+  config_class, _ = builder_classes()
+  return config_class(version=VERSION, **_config_fields(
+      pairing_seed, audio_snr_db, image_energy_removed))
 
 
 def build_records(clips, images, image_labels, test_images, test_labels,
-                  config: AvDigitsConfig) -> dict[str, dict[str, np.ndarray]]:
+                  config: 'AvDigitsConfig') -> dict[str, dict[str, np.ndarray]]:
   """The train/test records as arrays, from decoded raw inputs.
 
   Shared by the manual-directory builder and the TFDS-catalog path.
@@ -149,56 +158,79 @@ def build_records(clips, images, image_labels, test_images, test_labels,
   return records
 
 
-class AvDigits(tfds.core.GeneratorBasedBuilder):
-  """FSDD spoken digits paired by label with MNIST images."""
+@functools.cache
+def builder_classes():
+  """(AvDigitsConfig, AvDigits), defined (and registered with TFDS) once."""
+  tfds = _tfds()
 
-  VERSION = VERSION
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
-  BUILDER_CONFIGS = [make_config()]
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      'Put FSDD recordings in <manual_dir>/fsdd/recordings/ '
-      f'({av_raw.FSDD_URL}) and MNIST idx files in <manual_dir>/mnist/ '
-      f'({av_raw.MNIST_URL}).')
+  @dataclasses.dataclass
+  class AvDigitsConfig(tfds.core.BuilderConfig):
+    pairing_seed: int = 0
+    audio_snr_db: float | None = None
+    image_energy_removed: float = 0.0
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(shape=(28, 28), dtype=np.uint8),
-            'audio': tfds.features.Tensor(shape=av_raw.SPECTROGRAM_SHAPE,
-                                          dtype=np.float32),
-            'label': tfds.features.ClassLabel(num_classes=10),
-            'speaker': tfds.features.Scalar(dtype=np.int32),
-            'take': tfds.features.Scalar(dtype=np.int32),
-            'clip_id': tfds.features.Scalar(dtype=np.int32),
-            'image_id': tfds.features.Scalar(dtype=np.int32),
-        }),
-        homepage=av_raw.FSDD_URL,
-        metadata=tfds.core.MetadataDict(),
-    )
+  class AvDigits(tfds.core.GeneratorBasedBuilder):
+    """FSDD spoken digits paired by label with MNIST images."""
 
-  def _split_generators(self, dl_manager):
-    audio_dir, image_dir = find_raw_dirs(dl_manager.manual_dir)
-    clips = [(c.label, c.speaker, c.take, av_raw.read_wav(c.path))
-             for c in av_raw.find_clips(audio_dir)]
-    images, labels = av_raw.read_mnist(image_dir)
-    test_images = test_labels = None
-    if av_raw.has_mnist_test(image_dir):
-      test_images, test_labels = av_raw.read_mnist(image_dir, test=True)
-    records = build_records(clips, images, labels, test_images, test_labels,
-                            self.builder_config)
-    self.info.metadata['speakers'] = records['speakers']
-    return {split: self._generate_examples(records[split])
-            for split in ('train', 'test')}
+    VERSION = tfds.core.Version(VERSION)
+    RELEASE_NOTES = {'1.0.0': 'First release.'}
+    BUILDER_CONFIGS = [AvDigitsConfig(version=VERSION,
+                                      **_config_fields(0, None, 0.0))]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        'Put FSDD recordings in <manual_dir>/fsdd/recordings/ '
+        f'({av_raw.FSDD_URL}) and MNIST idx files in <manual_dir>/mnist/ '
+        f'({av_raw.MNIST_URL}).')
 
-  def _generate_examples(self, arrays):
-    for i in range(len(arrays['label'])):
-      yield int(arrays['clip_id'][i]), {k: v[i] for k, v in arrays.items()}
+    def _info(self) -> tfds.core.DatasetInfo:
+      return self.dataset_info_from_configs(
+          description=__doc__,
+          features=tfds.features.FeaturesDict({
+              'image': tfds.features.Tensor(shape=(28, 28), dtype=np.uint8),
+              'audio': tfds.features.Tensor(shape=av_raw.SPECTROGRAM_SHAPE,
+                                            dtype=np.float32),
+              'label': tfds.features.ClassLabel(num_classes=10),
+              'speaker': tfds.features.Scalar(dtype=np.int32),
+              'take': tfds.features.Scalar(dtype=np.int32),
+              'clip_id': tfds.features.Scalar(dtype=np.int32),
+              'image_id': tfds.features.Scalar(dtype=np.int32),
+          }),
+          homepage=av_raw.FSDD_URL,
+          metadata=tfds.core.MetadataDict(),
+      )
+
+    def _split_generators(self, dl_manager):
+      audio_dir, image_dir = find_raw_dirs(dl_manager.manual_dir)
+      clips = [(c.label, c.speaker, c.take, av_raw.read_wav(c.path))
+               for c in av_raw.find_clips(audio_dir)]
+      images, labels = av_raw.read_mnist(image_dir)
+      test_images = test_labels = None
+      if av_raw.has_mnist_test(image_dir):
+        test_images, test_labels = av_raw.read_mnist(image_dir, test=True)
+      records = build_records(clips, images, labels, test_images, test_labels,
+                              self.builder_config)
+      self.info.metadata['speakers'] = records['speakers']
+      return {split: self._generate_examples(records[split])
+              for split in ('train', 'test')}
+
+    def _generate_examples(self, arrays):
+      for i in range(len(arrays['label'])):
+        yield int(arrays['clip_id'][i]), {k: v[i] for k, v in arrays.items()}
+
+  return AvDigitsConfig, AvDigits
+
+
+def __getattr__(name: str):
+  if name in ('AvDigits', 'AvDigitsConfig'):
+    config_class, builder_class = builder_classes()
+    return builder_class if name == 'AvDigits' else config_class
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def build(manual_dir: str, data_dir: str,
-          config: AvDigitsConfig | None = None) -> AvDigits:
+          config: 'AvDigitsConfig | None' = None) -> 'AvDigits':
   """Builds (once; later calls reuse `data_dir`) and returns the builder."""
+  tfds = _tfds()
+  _, AvDigits = builder_classes()  # pylint: disable=invalid-name
   config = config or make_config()
   # TFDS refuses a config object named like a registered one: pass the name.
   known = AvDigits.builder_configs.get(config.name)
@@ -213,7 +245,7 @@ def build(manual_dir: str, data_dir: str,
   return builder
 
 
-def read_split(builder: AvDigits, split: str) -> dict[str, np.ndarray]:
+def read_split(builder: 'AvDigits', split: str) -> dict[str, np.ndarray]:
   """A whole split as arrays, sorted by clip_id (independent of storage)."""
   source = builder.as_data_source()[split]
   records = [source[i] for i in range(len(source))]
@@ -243,7 +275,7 @@ def load_federated(manual_dir: str | None, data_dir: str, *, seed: int = 0,
                    partition: str = 'natural', clients_per_speaker: int = 1,
                    num_clients: int = 10, dirichlet_alpha: float = 1.0,
                    missing_modality_rate: float = 0.0, min_examples: int = 2,
-                   config: AvDigitsConfig | None = None,
+                   config: 'AvDigitsConfig | None' = None,
                    source: str = 'manual',
                    ) -> tuple[federated.FederatedData, federated.TestData]:
   """AV-digits as federated train data and a centralized test split.
@@ -289,7 +321,7 @@ def load_federated(manual_dir: str | None, data_dir: str, *, seed: int = 0,
 
 
 def records_from_tfds_catalog(data_dir: str | None = None,
-                              config: AvDigitsConfig | None = None):
+                              config: 'AvDigitsConfig | None' = None):
   """The same records from the TFDS catalog's `spoken_digit` and `mnist`.
 
   For users with internet and the `tensorflow` extra: downloads both through
@@ -297,6 +329,7 @@ def records_from_tfds_catalog(data_dir: str | None = None,
   same pairing (`build_records`). TFDS' `spoken_digit` has 2,500 clips from
   5 speakers; speaker and take come from its file names.
   """
+  tfds = _tfds()
   config = config or make_config()
   spoken = tfds.as_numpy(tfds.load('spoken_digit', split='train',
                                    data_dir=data_dir))
