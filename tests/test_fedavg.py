@@ -7,8 +7,8 @@ import optax
 import pytest
 
 import fedmchain_jax as fmc
+from tests import common
 from fedmchain_jax import data as fdata
-from fedmchain_jax.data import synthetic
 
 
 def quadratic_loss(params, batch, key):
@@ -81,19 +81,15 @@ def test_fedprox_golden_numbers():
 
 def _real_setup(num_clients=5, cohort_size=4, num_steps=3, batch_size=4,
                 prox_mu=0.0, server_optimizer=None):
-  train, test = synthetic.make_federated(
-      seed=0, num_clients=num_clients, examples_per_client=12, num_test=20,
-      dirichlet_alpha=0.5, missing_modality_rate=0.3)
-  model = fmc.models.LateFusionClassifier(('strong', 'weak'), (8,), 10)
-  apply_fn = lambda p, f, m: model.apply({'params': p}, f, m)
+  apply_fn, params, train = common.synthetic_setup(
+      num_clients, 12, (8,), missing_modality_rate=0.3, dirichlet_alpha=0.5,
+      init_seed=1)
   loss_fn = fmc.losses.fused_classification_loss(apply_fn)
   algorithm = fmc.algorithms.fedavg(
       loss_fn, optax.sgd(0.1), server_optimizer or optax.sgd(1.0),
       num_local_steps=num_steps, cohort_size=cohort_size,
       batch_size=batch_size, prox_mu=prox_mu)
-  params = model.init(jax.random.key(1),
-                      {m: x[:1] for m, x in test.features.items()})['params']
-  return algorithm, loss_fn, params, jax.device_put(train)
+  return algorithm, loss_fn, params, train
 
 
 def test_vmapped_local_training_equals_a_loop_over_clients():

@@ -9,9 +9,9 @@ import optax
 import pytest
 
 import fedmchain_jax as fmc
+from tests import common
 from fedmchain_jax import data as fdata
 from fedmchain_jax import local
-from fedmchain_jax.data import synthetic
 
 MODALITIES = ('strong', 'weak')
 
@@ -66,15 +66,8 @@ def test_reweight_regularizer_golden_numbers():
 
 
 def _setup(num_clients=6, missing=0.0, hidden=(8,)):
-  train, test = synthetic.make_federated(
-      seed=0, num_clients=num_clients, examples_per_client=16, num_test=20,
-      missing_modality_rate=missing)
-  model = fmc.models.LateFusionClassifier(MODALITIES, hidden, 10)
-  apply_fn = lambda p, f, m=None, only=None: model.apply({'params': p}, f, m,
-                                                         only)
-  params = model.init(jax.random.key(0),
-                      {m: x[:1] for m, x in test.features.items()})['params']
-  return apply_fn, params, jax.device_put(train)
+  return common.synthetic_setup(num_clients, 16, hidden,
+                                missing_modality_rate=missing)
 
 
 def _client_batches(train, steps, client=0):

@@ -15,6 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import fedmchain_jax as fmc
+from tests import common
 from fedmchain_jax import data as fdata
 from experiments import train
 from tests.test_launcher import tiny_config, without_times
@@ -163,15 +164,8 @@ def test_bad_data_is_reported_at_load_time(kwargs, message):
 
 
 def _fault_setup(faults, num_clients=12, cohort_size=10):
-  from fedmchain_jax.data import synthetic
   import optax
-  train_data, test = synthetic.make_federated(
-      seed=0, num_clients=num_clients, examples_per_client=16, num_test=20)
-  model = fmc.models.LateFusionClassifier(('strong', 'weak'), (8,), 10)
-  apply_fn = lambda p, f, m=None, only=None: model.apply({'params': p}, f, m,
-                                                         only)
-  params = model.init(jax.random.key(0),
-                      {m: x[:1] for m, x in test.features.items()})['params']
+  apply_fn, params, train_data = common.synthetic_setup(num_clients, 16, (8,))
   algorithms = {
       'fedavg': fmc.algorithms.fedavg(
           fmc.losses.fused_classification_loss(apply_fn), optax.sgd(0.1),
@@ -180,7 +174,7 @@ def _fault_setup(faults, num_clients=12, cohort_size=10):
           apply_fn, ('strong', 'weak'), optax.sgd(0.1), optax.sgd(1.0), 2,
           cohort_size, 8, num_clients, faults=faults),
   }
-  return algorithms, params, jax.device_put(train_data)
+  return algorithms, params, train_data
 
 
 @pytest.mark.parametrize('name', ['fedavg', 'fedmchain'])

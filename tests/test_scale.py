@@ -11,22 +11,14 @@ import optax
 import pytest
 
 import fedmchain_jax as fmc
+from tests import common
 from fedmchain_jax import data as fdata
-from fedmchain_jax.data import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _setup():
-  train, test = synthetic.make_federated(
-      seed=0, num_clients=12, examples_per_client=20, num_test=20,
-      missing_modality_rate=0.3)
-  model = fmc.models.LateFusionClassifier(('strong', 'weak'), (64,), 10)
-  apply_fn = lambda p, f, m=None, only=None: model.apply({'params': p}, f, m,
-                                                         only)
-  params = model.init(jax.random.key(0),
-                      {m: x[:1] for m, x in test.features.items()})['params']
-  return apply_fn, params, jax.device_put(train)
+  return common.synthetic_setup(12, 20, (64,), missing_modality_rate=0.3)
 
 
 def _build(name, apply_fn, chunk_size):
@@ -81,7 +73,7 @@ def test_chunking_bounds_memory():
 def test_eight_devices_match_one(cohort_size):
   env = dict(os.environ,
              XLA_FLAGS='--xla_force_host_platform_device_count=8',
-             JAX_PLATFORMS='cpu')
+             JAX_PLATFORMS='cpu', PYTHONPATH=ROOT)
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'tests', 'helpers',
                                     'sharded_rounds.py'), str(cohort_size)],

@@ -11,19 +11,13 @@ import numpy as np
 import optax
 
 import fedmchain_jax as fmc
-from fedmchain_jax.data import synthetic
+from tests import common
 
 
 def main():
   cohort_size = int(sys.argv[1])
-  train, test = synthetic.make_federated(
-      seed=0, num_clients=20, examples_per_client=20, num_test=20,
-      missing_modality_rate=0.3)
-  model = fmc.models.LateFusionClassifier(('strong', 'weak'), (16,), 10)
-  apply_fn = lambda p, f, m=None, only=None: model.apply({'params': p}, f, m,
-                                                         only)
-  params = model.init(jax.random.key(0),
-                      {m: x[:1] for m, x in test.features.items()})['params']
+  apply_fn, params, train = common.synthetic_setup(
+      20, 20, (16,), missing_modality_rate=0.3)
   mesh = jax.sharding.Mesh(np.array(jax.devices()), ('clients',))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   report = {'devices': jax.device_count()}
