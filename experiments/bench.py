@@ -174,8 +174,10 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
   key = jax.random.key(1)
 
   tic = time.perf_counter()
-  round_fn = jax.jit(algorithm_fns.run_round).lower(state, data,
-                                                    key).compile()
+  options = fmc.determinism.compiler_options()
+  round_fn = jax.jit(algorithm_fns.run_round,
+                     compiler_options=options).lower(state, data,
+                                                     key).compile()
   compile_s = time.perf_counter() - tic
   round_s = median_seconds(lambda: round_fn(state, data, key), repeats,
                            warmup)
@@ -185,13 +187,15 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
     return fdata.sample_cohort(sample_key, data, cohort_size, num_steps,
                                batch_size)
 
-  sample_fn = jax.jit(sample_only)
+  sample_fn = jax.jit(sample_only, compiler_options=options)
   cohort = sample_fn(state, data, key)
-  train_fn = jax.jit(algorithm_fns.train_cohort)
+  train_fn = jax.jit(algorithm_fns.train_cohort,
+                     compiler_options=options)
   local_s = median_seconds(lambda: train_fn(state, cohort, key), repeats,
                            warmup)
   deltas, client_metrics = train_fn(state, cohort, key)
-  aggregate_fn = jax.jit(algorithm_fns.aggregate)
+  aggregate_fn = jax.jit(algorithm_fns.aggregate,
+                         compiler_options=options)
   aggregate_s = median_seconds(
       lambda: aggregate_fn(state, cohort, deltas, client_metrics, key),
       repeats, warmup)
@@ -231,7 +235,8 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'max_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
   }
   if loop_baseline:
-    one_client = jax.jit(algorithm_fns.local_update)
+    one_client = jax.jit(algorithm_fns.local_update,
+                         compiler_options=options)
     train_key = fmc.algorithms.base.round_keys(key, state.round)[1]
     keys = fmc.algorithms.base.client_keys(train_key, cohort.client_ids)
     batches = fdata.cohort_batches(cohort)

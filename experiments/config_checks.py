@@ -15,6 +15,7 @@ ALGORITHMS = ('fedavg', 'fedprox', 'fedavg_ogm', 'fedmchain',
               'joint_ssca')
 DATASETS = ('synthetic', 'av_digits')
 OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adagrad', 'yogi')
+MESH_REDUCTIONS = ('replicated', 'sharded')  # rounds.MESH_REDUCTIONS
 
 
 class ConfigError(ValueError):
@@ -167,6 +168,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _integer(config, 'rounds.checkpoint_every')
   _integer(config, 'rounds.chunk_size', low=0)
   _boolean(config, 'rounds.shard_clients')
+  _choice(config, 'rounds.mesh_reduction', MESH_REDUCTIONS)
   for side in ('client', 'server'):
     _choice(config, f'{side}.optimizer', OPTIMIZERS)
     _real(config, f'{side}.lr', low=0, low_open=True)

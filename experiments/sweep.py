@@ -196,6 +196,7 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
 
   count = len(members)
   client_mesh = None
+  options = fmc.determinism.compiler_options()
   if mesh is not None:
     # Pad the members to fill the sweep axis; the copies are dropped below.
     extra = -count % mesh.shape['sweep']
@@ -213,9 +214,9 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
                                             jax.sharding.PartitionSpec())
     # Results come back replicated, so every process can read them.
     program = jax.jit(jax.vmap(run_member, spmd_axis_name='sweep'),
-                      out_shardings=replicated)
+                      out_shardings=replicated, compiler_options=options)
   else:
-    program = jax.jit(jax.vmap(run_member))
+    program = jax.jit(jax.vmap(run_member), compiler_options=options)
   tic = time.perf_counter()
   compiled = program.lower(hparams, data, tests, seeds_array).compile()
   compile_s = time.perf_counter() - tic
@@ -232,7 +233,7 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
   timing = {'members': len(members), 'compile_s': compile_s,
             'sweep_s': sweep_s}
   if sequential_baseline and mesh is None:
-    one = jax.jit(run_member)
+    one = jax.jit(run_member, compiler_options=options)
     first = jax.tree.map(lambda x: x[0], (hparams, data, tests, seeds_array))
     jax.block_until_ready(one(*first))  # Compile and warm up.
     tic = time.perf_counter()

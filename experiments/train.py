@@ -200,7 +200,7 @@ def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
       attack_fraction=config.faults.attack_fraction,
       attack=config.faults.attack, attack_scale=config.faults.attack_scale)
   scale = dict(chunk_size=config.rounds.chunk_size or None, mesh=mesh,
-               faults=faults)
+               mesh_reduction=config.rounds.mesh_reduction, faults=faults)
   if config.algorithm in _FEDMCHAIN_PRESETS:
     settings = dict(
         local_training='chain', reg_lambda=value('fedmchain.reg_lambda'),
@@ -319,10 +319,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       fmc.evaluation.batch_test_data(test_np, config.eval.batch_size),
       replicated)
   tic = time.perf_counter()
-  round_fn = jax.jit(algorithm.run_round, donate_argnums=0).lower(
-      state, data, run_key).compile()
-  eval_fn = jax.jit(fmc.evaluation.make_evaluate(apply_fn)).lower(
-      state.params, test_batches).compile()
+  # Bitwise the same whatever the chunk size or device count (determinism).
+  options = fmc.determinism.compiler_options()
+  round_fn = jax.jit(algorithm.run_round, donate_argnums=0,
+                     compiler_options=options).lower(
+                         state, data, run_key).compile()
+  eval_fn = jax.jit(fmc.evaluation.make_evaluate(apply_fn),
+                    compiler_options=options).lower(
+                        state.params, test_batches).compile()
   logging.info('Compiled the round and evaluation in %.1f s.',
                time.perf_counter() - tic)
 

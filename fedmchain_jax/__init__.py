@@ -9,6 +9,7 @@ from fedmchain_jax import algorithms
 from fedmchain_jax import client
 from fedmchain_jax import compression
 from fedmchain_jax import data
+from fedmchain_jax import determinism
 from fedmchain_jax import evaluation
 from fedmchain_jax import faults
 from fedmchain_jax import local

@@ -3,8 +3,10 @@
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
+from fedmchain_jax import losses
 from fedmchain_jax.types import Batch, LossFn, Metrics, Params, PRNGKey
 
 
@@ -47,4 +49,6 @@ def local_train(loss_fn: LossFn, optimizer: optax.GradientTransformation,
       step, (params, optimizer.init(params)),
       (jax.numpy.arange(num_steps), batches))
   delta = jax.tree.map(lambda new, old: new - old, trained, params)
-  return ClientOutput(delta, jax.tree.map(lambda m: m.mean(axis=0), metrics))
+  return ClientOutput(delta, jax.tree.map(
+      lambda m: losses.ordered_sum(jnp.moveaxis(m, 0, -1)) / num_steps,
+      metrics))

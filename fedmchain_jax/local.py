@@ -167,7 +167,8 @@ def chain_update(apply_fn: Callable, modalities: Sequence[str],
           step, (trainable, optimizer.init(trainable)),
           (jnp.arange(steps_per_phase), phase_batches))
       params = {**params, **trainable}
-      phase_metrics[m] = jax.tree.map(jnp.mean, metrics)
+      phase_metrics[m] = jax.tree.map(
+          lambda x: losses.ordered_sum(x) / steps_per_phase, metrics)
     ran = jnp.array([present[m] for m in modalities], jnp.float32)
     count = jnp.maximum(ran.sum(), 1.0)
     metrics = {

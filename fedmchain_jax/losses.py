@@ -6,10 +6,26 @@ import optax
 from fedmchain_jax.types import Array, LossFn
 
 
+def ordered_sum(values: Array) -> Array:
+  """Sum over the last axis, left to right.
+
+  XLA:CPU reduces a short vector in an order that depends on how many of
+  them are batched together (a vmapped client alone, or 2 per device, sums
+  its [B] losses differently from a batch of 8), so a client's reported loss
+  would depend on the cohort's layout. Spelled out as adds, the order is
+  fixed; the axis is a batch or step count, so the unrolled graph stays
+  small.
+  """
+  total = values[..., 0]
+  for i in range(1, values.shape[-1]):
+    total = total + values[..., i]
+  return total
+
+
 def masked_mean(values: Array, mask: Array) -> Array:
   """Mean of `values` over the True entries of `mask` (0 when none are)."""
   mask = mask.astype(values.dtype)
-  return (values * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+  return ordered_sum(values * mask) / jnp.maximum(ordered_sum(mask), 1.0)
 
 
 def masked_cross_entropy(logits: Array, labels: Array, mask: Array) -> Array:

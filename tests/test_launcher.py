@@ -13,6 +13,7 @@ import pytest
 from experiments import config_checks
 from experiments import train
 from experiments.configs import default
+from fedmchain_jax.algorithms import rounds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -137,11 +138,17 @@ def test_fedprox_runs(tmp_path):
      'with one entry per modality (2 entries)'),
     ('model.hidden', (8, 0), 'config.model.hidden=(8, 0) is invalid: must be a '
      'tuple of integers >= 1 (layer widths)'),
+    ('rounds.mesh_reduction', 'psum', "config.rounds.mesh_reduction='psum' is "
+     'invalid: must be one of replicated, sharded'),
 ])
 def test_validation_names_field_value_and_allowed(field, value, message):
   with pytest.raises(config_checks.ConfigError) as info:
     config_checks.validate(tiny_config(**{field: value}))
   assert str(info.value) == message
+
+
+def test_config_checks_know_the_library_choices():
+  assert config_checks.MESH_REDUCTIONS == rounds.MESH_REDUCTIONS
 
 
 def test_chain_order_must_name_the_data_modalities(tmp_path):

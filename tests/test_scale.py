@@ -32,25 +32,20 @@ def _build(name, apply_fn, chunk_size):
 
 
 @pytest.mark.parametrize('name', ['fedavg', 'fedmchain'])
-def test_chunked_rounds_equal_the_unchunked_round(name):
+def test_chunked_rounds_are_bitwise_the_unchunked_round(name):
   apply_fn, params, train = _setup()
   finals = {}
-  for chunk_size in (None, 3, 5):
+  for chunk_size in (None, 1, 3, 5):  # 3 leaves a remainder of 1 of C = 10.
     algorithm = _build(name, apply_fn, chunk_size)
     state = algorithm.init(params)
-    run = jax.jit(algorithm.run_round)
+    run = jax.jit(algorithm.run_round,
+                  compiler_options=fmc.determinism.compiler_options())
     for _ in range(3):
       state, metrics = run(state, train, jax.random.key(1))
     finals[chunk_size] = (state, metrics)
   reference = finals[None]
-  for chunk_size in (3, 5):
-    # XLA:CPU's batched matrix products round differently for different
-    # batch counts (a chunk of 3 with a remainder of 1), hence 1e-6.
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
-                 reference, finals[chunk_size])
-  # A chunk that divides C runs the same products: bitwise equal here.
-  jax.tree.map(np.testing.assert_array_equal, reference[0].params,
-               finals[5][0].params)
+  for chunk_size in (1, 3, 5):
+    jax.tree.map(np.testing.assert_array_equal, reference, finals[chunk_size])
 
 
 def test_chunking_bounds_memory():
@@ -82,10 +77,37 @@ def test_eight_devices_match_one(cohort_size):
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report['devices'] == 8
   for name in ('fedavg', 'fedmchain'):
-    assert report[name]['params'] < 1e-6, report
-    assert report[name]['residuals'] < 1e-6, report
+    # Bitwise: parameters, error-feedback residuals and every metric.
+    assert report[name]['params'] == 0.0, report
+    assert report[name]['residuals'] == 0.0, report
+    assert report[name]['metrics'] == [], report
+    # Partial sums per device instead: equal to rounding.
+    assert report[name]['sharded_reduction'] < 1e-6, report
     # Padding clients (10 -> 16 over 8 devices) change nothing.
     assert report[name]['participating'] == [cohort_size, cohort_size]
     a, b = report[name]['upload_bytes']
     assert a == b
     assert 'spec=P()' in report[name]['sharded']  # Server state replicated.
+
+
+def test_fixed_order_sums():
+  values = np.float32([1e8, 1.0, -1e8, 1.0, 3.0])
+  # Left to right: ((((1e8 + 1) - 1e8) + 1) + 3) = 4 in float32.
+  assert float(fmc.losses.ordered_sum(jax.numpy.asarray(values))) == 4.0
+  # Halves: ((1e8 + 1) + (-1e8 + 1)) + ((3 + 0) + 0) = 3 in float32.
+  assert float(fmc.aggregation.pairwise_sum(jax.numpy.asarray(values))) == 3.0
+  np.testing.assert_allclose(
+      fmc.aggregation.pairwise_sum(jax.numpy.arange(12.0).reshape(6, 2)),
+      [30.0, 36.0])
+
+
+def test_pad_cohort_to_a_multiple_and_a_minimum():
+  _, _, train = _setup()
+  cohort = fdata.sample_cohort(jax.random.key(0), train, 10, 2, 4)
+  for multiple, min_size, expected in ((8, 1, 16), (8, 16, 16), (4, 1, 12),
+                                       (5, 1, 10), (4, 20, 20)):
+    padded = fdata.federated.pad_cohort(cohort, multiple, min_size)
+    assert padded.weights.shape == (expected,)
+    assert (np.asarray(padded.weights[10:]) == 0).all()
+    assert (np.asarray(padded.client_ids[10:]) ==
+            fdata.federated.PADDING_ID).all()

@@ -69,6 +69,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.rounds.chunk_size = 0
   # With several devices, shard the cohort over a mesh axis 'clients'.
   config.rounds.shard_clients = True
+  # How a sharded round sums over clients: 'replicated' (bitwise the same on
+  # any number of devices) or 'sharded' (partial sums; less memory).
+  config.rounds.mesh_reduction = 'replicated'
 
   config.client = ml_collections.ConfigDict()
   config.client.optimizer = 'sgd'

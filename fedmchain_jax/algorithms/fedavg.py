@@ -36,7 +36,8 @@ def fedavg(loss_fn: LossFn,
     cohort_size: C.
     batch_size: B.
     prox_mu: FedProx proximal weight; 0 is FedAvg.
-    **round_options: `chunk_size`, `mesh`, `faults` of `rounds.compose`.
+    **round_options: `chunk_size`, `mesh`, `mesh_reduction`, `faults` of
+      `rounds.compose`.
 
   Returns:
     A `FederatedAlgorithm`. Metrics per round: 'train/loss' and

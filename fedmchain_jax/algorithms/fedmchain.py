@@ -77,7 +77,8 @@ def fedmchain(apply_fn: Callable,
     aggregator: 'ssca' or 'mean'.
     tau, max_groups, combine: SSCA settings.
     ogm_alpha, ogm_noise: OGM-GE settings for `local_training='joint'`.
-    **round_options: `chunk_size`, `mesh`, `faults` of `rounds.compose`.
+    **round_options: `chunk_size`, `mesh`, `mesh_reduction`, `faults` of
+      `rounds.compose`.
 
   Returns:
     A `FederatedAlgorithm`.

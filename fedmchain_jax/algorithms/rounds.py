@@ -30,6 +30,7 @@ from fedmchain_jax.data import federated
 from fedmchain_jax.types import FederatedAlgorithm, PRNGKey, ServerState
 
 AGGREGATORS = ('mean', 'ssca')
+MESH_REDUCTIONS = ('replicated', 'sharded')
 CLIENTS_AXIS = 'clients'
 Blocks = Mapping[str, tuple[Sequence[str], str | None]]
 
@@ -76,6 +77,7 @@ def compose(local_update: Callable,
             chunk_size: int | None = None,
             mesh: jax.sharding.Mesh | None = None,
             faults: fault_lib.FaultModel | None = None,
+            mesh_reduction: str = 'replicated',
             ) -> FederatedAlgorithm:
   """Builds a round from a local update, an upload rule and an aggregator.
 
@@ -106,7 +108,16 @@ def compose(local_update: Callable,
     mesh: a `jax.sharding.Mesh` with an axis named 'clients': the cohort is
       padded with zero-weight clients to a multiple of that axis and its
       leaves sharded over it (DrJAX style); server state stays replicated.
-      None: plain vmap on the default device.
+      Per-client work (local training, faults, top-fraction selection,
+      error feedback) runs in that layout. None: plain vmap on the default
+      device.
+    mesh_reduction: how a mesh round sums over clients (the mean, SSCA,
+      metrics). 'replicated': every device gathers the real clients' rows
+      (padding dropped) and sums them as one device would, so the round is
+      bitwise the same on any number of devices (with
+      `determinism.compiler_options()` on CPU); memory C x P_b per device.
+      'sharded': each device sums its own clients and the partial sums are
+      all-reduced; memory C / D x P_b, results equal to about 1e-7.
     faults: simulated dropouts, non-finite updates and attackers
       (`fedmchain_jax.faults`). Whatever it is, a client whose delta is not
       finite is excluded from the round ('faults/nonfinite').
@@ -119,6 +130,9 @@ def compose(local_update: Callable,
     'clients/participating', and with blocks 'comm/kept_fraction' and, for
     SSCA, 'ssca/<block>/groups' and 'ssca/<block>/left_out'.
   """
+  if mesh_reduction not in MESH_REDUCTIONS:
+    raise ValueError(f'mesh_reduction must be one of {MESH_REDUCTIONS}, got '
+                     f'{mesh_reduction!r}')
   if aggregator not in AGGREGATORS:
     raise ValueError(f'aggregator must be one of {AGGREGATORS}, got '
                      f'{aggregator!r}')
@@ -139,7 +153,7 @@ def compose(local_update: Callable,
         client_states[name] = jnp.zeros((num_clients, size), jnp.float32)
     return base.init_state(params, server_optimizer, client_states)
 
-  def upload_and_aggregate(state, cohort, deltas, keys):
+  def upload_and_aggregate(state, cohort, deltas, keys, real):
     """Returns (update tree, new client states, metrics)."""
     weights = cohort.weights
     size = weights.shape[0]
@@ -172,14 +186,17 @@ def compose(local_update: Callable,
         new_residual = jnp.where((weights > 0)[:, None], flat - sent, residual)
         client_states[name] = table.at[cohort.client_ids].set(
             new_residual, mode='drop')
-      upload += jnp.where(holders, compression.message_bytes(kept, block_size),
-                          0.0).sum()
+      holders, kept, sent_weights = (real(x) for x in (holders, kept, weights))
+      sent = real(sent)
+      upload += aggregation.pairwise_sum(jnp.where(
+          holders, compression.message_bytes(kept, block_size), 0.0))
       kept_total += kept.sum().astype(jnp.float32)
       sent_total += holders.sum().astype(jnp.float32) * block_size
       if aggregator == 'mean':
-        merged = aggregation.weighted_mean(sent, weights)
+        merged = aggregation.weighted_mean(sent, sent_weights)
       else:
-        result = ssca.ssca(sent, weights, holders, tau, max_groups, combine)
+        result = ssca.ssca(sent, sent_weights, holders, tau, max_groups,
+                           combine)
         merged = result.update
         metrics[f'ssca/{name}/groups'] = (result.group_weights > 0).sum()
         metrics[f'ssca/{name}/left_out'] = (
@@ -202,18 +219,41 @@ def compose(local_update: Callable,
           local_update, in_axes=(None, 0, 0, 0, None))(
               state.params, *inputs, state.round)
     else:
-      # vmap inside a scan over chunks: memory follows the chunk, not C.
-      trained, client_metrics = jax.lax.map(
-          lambda x: local_update(state.params, *x, state.round), inputs,
-          batch_size=chunk_size)
+      # vmap inside a scan over chunks: memory follows the chunk, not C. The
+      # last chunk is filled with copies of client 0 (dropped after) rather
+      # than run at a smaller width: XLA:CPU reduces a lone client's [B]
+      # losses in another order than a batch of clients' [n, B].
+      extra = -size % chunk_size
+      inputs = jax.tree.map(
+          lambda x: jnp.concatenate(
+              [x, jnp.broadcast_to(x[:1], (extra,) + x.shape[1:])]), inputs)
+      trained, client_metrics = jax.tree.map(
+          lambda x: x[:size], jax.lax.map(
+              lambda x: local_update(state.params, *x, state.round), inputs,
+              batch_size=chunk_size))
     deltas = jax.tree.map(lambda new, old: new - old, trained, state.params)
     if mesh is not None:
       deltas = _constrain(deltas)
     return deltas, client_metrics
 
+  def reduction_layout(size):
+    """x -> the operand of a sum over clients (see `mesh_reduction`)."""
+    def real(x):
+      if mesh is None or mesh_reduction == 'sharded':
+        return x
+      x = jax.lax.with_sharding_constraint(
+          x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+      return x[:size]
+    return real
+
   def aggregate(state: ServerState, cohort: federated.Cohort, deltas,
-                client_metrics, key: PRNGKey):
-    """Upload, aggregation and the server step: (new state, metrics)."""
+                client_metrics, key: PRNGKey, num_real_clients=None):
+    """Upload, aggregation and the server step: (new state, metrics).
+
+    `num_real_clients`: with a mesh, how many leading clients of the cohort
+    are real (the rest pad it); None: all.
+    """
+    real = reduction_layout(num_real_clients or cohort.weights.shape[0])
     _, train_key = base.round_keys(key, state.round)
     keys = base.client_keys(train_key, cohort.client_ids)
     fault_metrics = {}
@@ -225,20 +265,25 @@ def compose(local_update: Callable,
     deltas, weights, excluded = fault_lib.exclude_nonfinite(deltas, weights)
     fault_metrics['faults/nonfinite'] = excluded.sum()
     cohort = cohort._replace(weights=weights)
-    participating = (cohort.weights > 0).sum()
+    real_weights = real(weights)
+    participating = (real_weights > 0).sum()
     model_bytes = participating.astype(jnp.float32) * float(
         base.tree_bytes(state.params))
     if blocks is None:
-      update = aggregation.weighted_mean(deltas, cohort.weights)
+      update = aggregation.weighted_mean(jax.tree.map(real, deltas),
+                                         real_weights)
       client_states = state.client_states
       metrics = {'comm/upload_bytes': model_bytes}
     else:
       update, client_states, metrics = upload_and_aggregate(
-          state, cohort, deltas, keys)
+          state, cohort, deltas, keys, real)
+    if mesh is not None:
+      update = jax.lax.with_sharding_constraint(
+          update, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     new_state = base.server_step(state, update, server_optimizer)
     new_state = new_state._replace(client_states=client_states)
     metrics.update({
-        f'train/{name}': aggregation.weighted_mean(value, cohort.weights)
+        f'train/{name}': aggregation.weighted_mean(real(value), real_weights)
         for name, value in client_metrics.items()
     })
     metrics['comm/download_bytes'] = downloading.astype(jnp.float32) * float(
@@ -254,11 +299,15 @@ def compose(local_update: Callable,
         lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
 
   def run_cohort(state: ServerState, cohort: federated.Cohort, key: PRNGKey):
+    size = cohort.weights.shape[0]
     if mesh is not None:
+      # At least 2 clients per device: a device holding one client would
+      # reduce its losses in another order (see train_cohort).
+      devices = mesh.shape[CLIENTS_AXIS]
       cohort = _constrain(federated.pad_cohort(
-          cohort, mesh.shape[CLIENTS_AXIS]))
+          cohort, devices, min_size=2 * devices if devices > 1 else 1))
     deltas, client_metrics = train_cohort(state, cohort, key)
-    return aggregate(state, cohort, deltas, client_metrics, key)
+    return aggregate(state, cohort, deltas, client_metrics, key, size)
 
   return FederatedAlgorithm(
       init=init,

@@ -188,15 +188,16 @@ def sample_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
   )
 
 
-def pad_cohort(cohort: Cohort, multiple: int) -> Cohort:
-  """Appends zero-weight clients so C is a multiple of `multiple`.
+def pad_cohort(cohort: Cohort, multiple: int, min_size: int = 1) -> Cohort:
+  """Appends zero-weight clients so C is a multiple of `multiple`, >= min_size.
 
   Padding clients copy client 0's inputs (any finite values do), get weight 0
   (so they change nothing) and id `PADDING_ID`, past any population: gathers
   of per-client state clamp it and scatters drop it.
   """
   size = cohort.weights.shape[0]
-  extra = -size % multiple
+  target = max(size, min_size)
+  extra = target + (-target % multiple) - size
   if extra == 0:
     return cohort
 
