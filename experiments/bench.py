@@ -23,8 +23,12 @@ Reports, all measured in the same process on the default device:
                          (arguments + outputs + temporaries), and max RSS
   loop_round_ms, vmap_speedup
                          the same round as a Python loop over clients calling
-                         a jitted per-client update, then the jitted
+                         a jitted per-client update on one device, after the
+                         same jitted cohort sampling and before the jitted
                          aggregation; the ratio to the vmapped round
+  devices                devices the cohort is sharded over (--cpu_devices=N
+                         splits a CPU into N; one per core lets each core
+                         run its own clients' small products)
 
 Workloads: 'reference' is AV-digits-shaped (image 784-256-256 and audio
 400-256-256 encoders, 10 classes, C = 64, 5 steps per phase, B = 32, SGD,
@@ -73,6 +77,9 @@ _LOOP = flags.DEFINE_bool('loop_baseline', True,
 _LOOP_REPEATS = flags.DEFINE_integer('loop_repeats', 2,
                                      'Timed repetitions of the loop.')
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
+_CPU_DEVICES = flags.DEFINE_integer(
+    'cpu_devices', 0, 'Split the CPU into this many devices and shard the '
+    'cohort over them (0: as JAX starts).')
 
 
 def median_seconds(fn, repeats, warmup):
@@ -163,14 +170,18 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
   modalities = tuple(sorted(INPUTS))
   model = runner.build_model(config, modalities, NUM_CLASSES)
   apply_fn = runner.apply_fn_of(model)
+  mesh = runner.make_mesh(config)
   algorithm_fns = runner.build_algorithm(config, apply_fn, modalities,
-                                         cohort_size)
+                                         cohort_size, mesh)
   num_steps = algorithm_fns.num_local_steps
-  data = jax.device_put(random_population(cohort_size,
-                                          num_steps * batch_size))
+  population = random_population(cohort_size, num_steps * batch_size)
   sample = {m: jnp.zeros((1,) + s) for m, s in INPUTS.items()}
   params = model.init(jax.random.key(0), sample)['params']
-  state = algorithm_fns.init(params)
+  single = jax.devices()[0]
+  replicated = single if mesh is None else jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec())
+  data = jax.device_put(population, replicated)
+  state = jax.device_put(algorithm_fns.init(params), replicated)
   key = jax.random.key(1)
 
   tic = time.perf_counter()
@@ -219,6 +230,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'parameters': int(sum(x.size for x in jax.tree.leaves(params))),
       'device': jax.devices()[0].device_kind,
       'backend': jax.default_backend(), 'jax': jax.__version__,
+      'devices': 1 if mesh is None else mesh.size,
       'machine': platform.machine(), 'python': platform.python_version(),
       'compile_s': compile_s,
       'round_ms': 1e3 * round_s,
@@ -235,22 +247,29 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'max_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
   }
   if loop_baseline:
-    one_client = jax.jit(algorithm_fns.local_update,
-                         compiler_options=options)
-    train_key = fmc.algorithms.base.round_keys(key, state.round)[1]
-    keys = fmc.algorithms.base.client_keys(train_key, cohort.client_ids)
-    batches = fdata.cohort_batches(cohort)
+    # One device: the loop is what a simulator without vmap would run.
+    loop_fns = algorithm_fns if mesh is None else runner.build_algorithm(
+        config, apply_fn, modalities, cohort_size)
+    one_client = jax.jit(loop_fns.local_update, compiler_options=options)
+    state_1, data_1 = jax.device_put((state, population), single)
+    loop_sample = jax.jit(sample_only, compiler_options=options)
+    loop_aggregate = jax.jit(loop_fns.aggregate, compiler_options=options)
+    train_key = fmc.algorithms.base.round_keys(key, state_1.round)[1]
 
     def loop_round():
+      cohort = loop_sample(state_1, data_1, key)
+      keys = fmc.algorithms.base.client_keys(train_key, cohort.client_ids)
+      batches = fdata.cohort_batches(cohort)
       trained = []
       for c in range(cohort_size):
         client_batches = jax.tree.map(lambda x, c=c: x[c], batches)
         present = {m: v[c] for m, v in cohort.modality_mask.items()}
-        trained.append(one_client(state.params, client_batches, present,
-                                  keys[c], state.round))
+        trained.append(one_client(state_1.params, client_batches, present,
+                                  keys[c], state_1.round))
       stacked, metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *trained)
-      deltas = jax.tree.map(lambda new, old: new - old, stacked, state.params)
-      return aggregate_fn(state, cohort, deltas, metrics, key)
+      deltas = jax.tree.map(lambda new, old: new - old, stacked,
+                            state_1.params)
+      return loop_aggregate(state_1, cohort, deltas, metrics, key)
 
     loop_s = median_seconds(loop_round, loop_repeats, 1)
     result['loop_round_ms'] = 1e3 * loop_s
@@ -260,6 +279,8 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
 
 def main(argv):
   del argv
+  if _CPU_DEVICES.value:
+    jax.config.update('jax_num_cpu_devices', _CPU_DEVICES.value)
   result = run_benchmark(
       _WORKLOAD.value, _ALGORITHM.value,
       [int(w) for w in _HIDDEN.value] if _HIDDEN.value else None,
