@@ -163,6 +163,18 @@ def test_bad_data_is_reported_at_load_time(kwargs, message):
   fdata.validate(*_population(), num_classes=5)
 
 
+def test_empty_clients_need_the_flag_and_weight_zero():
+  data, test = _population()
+  data = data._replace(example_mask=np.array([[True] * 3, [False] * 3]))
+  with pytest.raises(fdata.DataError,
+                     match=r'1 client\(s\) hold no examples \(first: client 1\)'):
+    fdata.validate(data, test, num_classes=5)
+  with pytest.raises(fdata.DataError, match='but have a non-zero weight'):
+    fdata.validate(data, test, num_classes=5, allow_empty_clients=True)
+  data = data._replace(weights=np.float32([3.0, 0.0]))
+  fdata.validate(data, test, num_classes=5, allow_empty_clients=True)
+
+
 def _fault_setup(faults, num_clients=12, cohort_size=10):
   import optax
   apply_fn, params, train_data = common.synthetic_setup(num_clients, 16, (8,))

@@ -73,13 +73,24 @@ class DataError(ValueError):
   """Data that cannot be trained on; the message says what is wrong."""
 
 
-def validate(data: FederatedData, test: TestData, num_classes: int) -> None:
+def validate(data: FederatedData, test: TestData, num_classes: int,
+             allow_empty_clients: bool = False) -> None:
   """Checks a population and its test split before training.
+
+  Args:
+    data: the population.
+    test: its held-out split.
+    num_classes: K; labels must lie in [0, K).
+    allow_empty_clients: accept clients without examples as long as their
+      weight is 0 (they are then drawn like any client and change nothing,
+      as padding clients do); by default they are an error, since a
+      partition that leaves clients empty is usually a mistake.
 
   Raises:
     DataError: labels outside [0, num_classes), modalities whose shapes
       differ between train and test or across leaves, a modality no client
-      holds, a client without examples or weight, or non-finite features.
+      holds, a client without examples (or, with allow_empty_clients, one
+      without examples but with weight), or non-finite features.
   """
   modalities = sorted(data.features)
   if sorted(test.features) != modalities:
@@ -108,9 +119,16 @@ def validate(data: FederatedData, test: TestData, num_classes: int) -> None:
       raise DataError(f'{name} labels span [{labels.min()}, {labels.max()}]; '
                       f'allowed are 0 to {num_classes - 1}')
   empty = np.flatnonzero(mask.sum(axis=1) == 0)
-  if empty.size:
+  if allow_empty_clients:
+    empty = empty[np.asarray(data.weights)[empty] != 0]
+    if empty.size:
+      raise DataError(f'{empty.size} client(s) hold no examples but have a '
+                      f'non-zero weight (first: client {empty[0]}); give '
+                      'empty clients weight 0')
+  elif empty.size:
     raise DataError(f'{empty.size} client(s) hold no examples (first: client '
-                    f'{empty[0]})')
+                    f'{empty[0]}); pass allow_empty_clients=True to keep '
+                    'them with weight 0')
 
 
 def client_batches(cohort: Cohort, client: int) -> dict:
