@@ -279,6 +279,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   model = build_model(config, modalities, num_classes)
   apply_fn = apply_fn_of(model)
   mesh = make_mesh(config)
+  if mesh is not None:
+    logging.info('Sharding the cohort over %d devices (%s sums over clients).',
+                 mesh.size, config.rounds.mesh_reduction)
   algorithm = build_algorithm(config, apply_fn, modalities,
                               train_np.num_clients, mesh)
 
