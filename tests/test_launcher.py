@@ -100,6 +100,25 @@ def test_same_seed_same_metrics_other_seed_different(tmp_path):
   assert without_times(a) != without_times(c)
 
 
+@pytest.mark.parametrize('algorithm', ['fedavg', 'fedmchain'])
+def test_chunk_size_changes_no_bit_of_a_run(tmp_path, algorithm):
+  # Large enough for XLA:CPU to hand the unchunked round's reductions to
+  # YNNPACK: without the launcher's compiler options this run differs.
+  bigger = {'model.hidden': (64,), 'data.num_clients': 12,
+            'data.examples_per_client': 20, 'rounds.cohort_size': 10,
+            'client.batch_size': 16, 'client.num_local_steps': 6}
+  runs = [train.train_and_evaluate(
+      tiny_config(algorithm=algorithm, **bigger,
+                  **{'rounds.chunk_size': chunk}),
+      str(tmp_path / str(chunk))) for chunk in (0, 3)]
+  assert without_times(runs[1]) == without_times(runs[0])
+  from tests.test_reliability import _final_params
+  step_a, params_a = _final_params(tmp_path / '0')
+  step_b, params_b = _final_params(tmp_path / '3')
+  assert step_a == step_b == 2
+  jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+
+
 def test_fedprox_runs(tmp_path):
   records = train.train_and_evaluate(
       tiny_config(algorithm='fedprox', **{'fedprox.mu': 0.1}), str(tmp_path))
