@@ -3,10 +3,9 @@
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
-from fedmchain_jax import losses
+from fedmchain_jax import determinism
 from fedmchain_jax.types import Batch, LossFn, Metrics, Params, PRNGKey
 
 
@@ -50,5 +49,5 @@ def local_train(loss_fn: LossFn, optimizer: optax.GradientTransformation,
       (jax.numpy.arange(num_steps), batches))
   delta = jax.tree.map(lambda new, old: new - old, trained, params)
   return ClientOutput(delta, jax.tree.map(
-      lambda m: losses.ordered_sum(jnp.moveaxis(m, 0, -1)) / num_steps,
+      lambda m: determinism.fixed_order_sum(m) / num_steps,
       metrics))

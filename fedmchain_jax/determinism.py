@@ -28,6 +28,9 @@ not measured their layout dependence.
 """
 
 import jax
+import jax.numpy as jnp
+
+from fedmchain_jax.types import Array
 
 # DebugOptions.xla_cpu_experimental_ynn_fusion_type: the kinds of fusion
 # XLA:CPU may give YNNPACK; empty: none.
@@ -45,3 +48,23 @@ def compiler_options(backend: str | None = None) -> dict[str, str]:
   """
   backend = backend or jax.default_backend()
   return dict(CPU_OPTIONS) if backend == 'cpu' else {}
+
+
+def fixed_order_sum(x: Array, axis: int = 0) -> Array:
+  """Sum over `axis` as a balanced tree of adds, in a fixed order.
+
+  XLA reduces a short axis in an order that depends on what surrounds it: a
+  vmapped client's [B] losses sum differently alone, 2 per device or 8 at
+  once, and a [C] vector of per-client metrics differently on one device
+  and after a gather on a mesh. Adding halves, zero-padded to a power of
+  two, fixes the order (x + 0 is exact), and its gradient stays a handful
+  of slices, unlike a left-to-right chain.
+  """
+  x = jnp.moveaxis(x, axis, 0)
+  size = x.shape[0]
+  width = 1 << max(size - 1, 0).bit_length()
+  if width > size:
+    x = jnp.concatenate([x, jnp.zeros((width - size,) + x.shape[1:], x.dtype)])
+  while x.shape[0] > 1:
+    x = x[0::2] + x[1::2]
+  return x[0]

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from fedmchain_jax import client
+from fedmchain_jax import determinism
 from fedmchain_jax import losses
 from fedmchain_jax import models
 from fedmchain_jax.types import Array, Metrics, Params
@@ -168,7 +169,8 @@ def chain_update(apply_fn: Callable, modalities: Sequence[str],
           (jnp.arange(steps_per_phase), phase_batches))
       params = {**params, **trainable}
       phase_metrics[m] = jax.tree.map(
-          lambda x: losses.ordered_sum(x) / steps_per_phase, metrics)
+          lambda x: determinism.fixed_order_sum(x) / steps_per_phase,
+          metrics)
     ran = jnp.array([present[m] for m in modalities], jnp.float32)
     count = jnp.maximum(ran.sum(), 1.0)
     metrics = {

@@ -3,29 +3,18 @@
 import jax.numpy as jnp
 import optax
 
+from fedmchain_jax import determinism
 from fedmchain_jax.types import Array, LossFn
-
-
-def ordered_sum(values: Array) -> Array:
-  """Sum over the last axis, left to right.
-
-  XLA:CPU reduces a short vector in an order that depends on how many of
-  them are batched together (a vmapped client alone, or 2 per device, sums
-  its [B] losses differently from a batch of 8), so a client's reported loss
-  would depend on the cohort's layout. Spelled out as adds, the order is
-  fixed; the axis is a batch or step count, so the unrolled graph stays
-  small.
-  """
-  total = values[..., 0]
-  for i in range(1, values.shape[-1]):
-    total = total + values[..., i]
-  return total
 
 
 def masked_mean(values: Array, mask: Array) -> Array:
   """Mean of `values` over the True entries of `mask` (0 when none are)."""
   mask = mask.astype(values.dtype)
-  return ordered_sum(values * mask) / jnp.maximum(ordered_sum(mask), 1.0)
+  # A fixed-order sum: a client's loss must not depend on how many clients
+  # are vmapped beside it (fedmchain_jax.determinism).
+  total = determinism.fixed_order_sum(values * mask, axis=-1)
+  count = determinism.fixed_order_sum(mask, axis=-1)
+  return total / jnp.maximum(count, 1.0)
 
 
 def masked_cross_entropy(logits: Array, labels: Array, mask: Array) -> Array:

@@ -91,14 +91,17 @@ def test_eight_devices_match_one(cohort_size):
 
 
 def test_fixed_order_sums():
-  values = np.float32([1e8, 1.0, -1e8, 1.0, 3.0])
-  # Left to right: ((((1e8 + 1) - 1e8) + 1) + 3) = 4 in float32.
-  assert float(fmc.losses.ordered_sum(jax.numpy.asarray(values))) == 4.0
-  # Halves: ((1e8 + 1) + (-1e8 + 1)) + ((3 + 0) + 0) = 3 in float32.
-  assert float(fmc.aggregation.pairwise_sum(jax.numpy.asarray(values))) == 3.0
-  np.testing.assert_allclose(
-      fmc.aggregation.pairwise_sum(jax.numpy.arange(12.0).reshape(6, 2)),
+  values = jax.numpy.float32([1e8, 1.0, -1e8, 1.0, 3.0])
+  # Halves, zero-padded to 8: ((1e8 + 1) + (-1e8 + 1)) + ((3 + 0) + 0) = 3 in
+  # float32, where a left-to-right sum gives 4.
+  assert float(fmc.determinism.fixed_order_sum(values)) == 3.0
+  assert float(fmc.determinism.fixed_order_sum(values[None], axis=-1)[0]) == 3.0
+  np.testing.assert_array_equal(
+      fmc.determinism.fixed_order_sum(jax.numpy.arange(12.0).reshape(6, 2)),
       [30.0, 36.0])
+  np.testing.assert_array_equal(
+      fmc.determinism.fixed_order_sum(jax.numpy.arange(12.0).reshape(2, 6), 1),
+      [15.0, 51.0])
 
 
 def test_pad_cohort_to_a_multiple_and_a_minimum():

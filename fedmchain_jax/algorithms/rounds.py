@@ -23,6 +23,7 @@ import optax
 
 from fedmchain_jax import aggregation
 from fedmchain_jax import compression
+from fedmchain_jax import determinism
 from fedmchain_jax import faults as fault_lib
 from fedmchain_jax import ssca
 from fedmchain_jax.algorithms import base
@@ -188,7 +189,7 @@ def compose(local_update: Callable,
             new_residual, mode='drop')
       holders, kept, sent_weights = (real(x) for x in (holders, kept, weights))
       sent = real(sent)
-      upload += aggregation.pairwise_sum(jnp.where(
+      upload += determinism.fixed_order_sum(jnp.where(
           holders, compression.message_bytes(kept, block_size), 0.0))
       kept_total += kept.sum().astype(jnp.float32)
       sent_total += holders.sum().astype(jnp.float32) * block_size
