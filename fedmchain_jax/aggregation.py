@@ -13,7 +13,8 @@ def weighted_mean(values: PyTree, weights: Array) -> PyTree:
   A client with weight 0 contributes nothing, even if its values are not
   finite; with all weights 0 the result is 0.
   """
-  total = jnp.maximum(determinism.fixed_order_sum(weights), jnp.finfo(jnp.float32).tiny)
+  total = jnp.maximum(determinism.fixed_order_sum(weights),
+                      jnp.finfo(jnp.float32).tiny)
 
   def reduce(x):
     mask = (weights > 0).reshape(weights.shape + (1,) * (x.ndim - 1))

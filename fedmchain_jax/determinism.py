@@ -2,8 +2,8 @@
 
 A round's result should not depend on how the cohort is laid out: the chunk
 size of local training, the number of devices its clients are sharded over,
-or the zero-weight clients that pad it. Two things stand in the way on
-XLA:CPU, both measured on jax 0.10 and 0.12:
+or the zero-weight clients that pad it. Three things stand in the way, all
+measured on XLA:CPU with jax 0.10 and 0.12:
 
 * XLA:CPU hands large enough fusions (reductions, elementwise chains) to its
   YNNPACK library and small ones to its own emitters. The two sum in different
@@ -13,6 +13,9 @@ XLA:CPU, both measured on jax 0.10 and 0.12:
   leaves XLA's own emitters, whose per-element results do not depend on the
   batch size. The reference workload runs as fast either way
   (benchmarks/RESULTS.md).
+* Short sums (a client's losses over its batch and steps, per-client metric
+  vectors) still depend on the batch of clients around them even in XLA's
+  own emitters; `fixed_order_sum` spells their order out.
 * Sums over the clients axis depend on how many rows each device holds. The
   rounds in `fedmchain_jax.algorithms` therefore reduce over clients in a
   layout that does not depend on the mesh (see `compose`'s `mesh` argument).

@@ -224,10 +224,7 @@ def compose(local_update: Callable,
       # last chunk is filled with copies of client 0 (dropped after) rather
       # than run at a smaller width: XLA:CPU reduces a lone client's [B]
       # losses in another order than a batch of clients' [n, B].
-      extra = -size % chunk_size
-      inputs = jax.tree.map(
-          lambda x: jnp.concatenate(
-              [x, jnp.broadcast_to(x[:1], (extra,) + x.shape[1:])]), inputs)
+      inputs = federated.pad_rows(inputs, -size % chunk_size)
       trained, client_metrics = jax.tree.map(
           lambda x: x[:size], jax.lax.map(
               lambda x: local_update(state.params, *x, state.round), inputs,

@@ -206,6 +206,13 @@ def sample_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
   )
 
 
+def pad_rows(tree, extra: int):
+  """Appends `extra` copies of row 0 to every leaf's leading axis."""
+  return jax.tree.map(
+      lambda x: jnp.concatenate(
+          [x, jnp.broadcast_to(x[:1], (extra,) + x.shape[1:])]), tree)
+
+
 def pad_cohort(cohort: Cohort, multiple: int, min_size: int = 1) -> Cohort:
   """Appends zero-weight clients so C is a multiple of `multiple`, >= min_size.
 
@@ -219,10 +226,7 @@ def pad_cohort(cohort: Cohort, multiple: int, min_size: int = 1) -> Cohort:
   if extra == 0:
     return cohort
 
-  def pad(x):
-    return jnp.concatenate([x, jnp.broadcast_to(x[:1], (extra,) + x.shape[1:])])
-
-  padded = jax.tree.map(pad, cohort)
+  padded = pad_rows(cohort, extra)
   return padded._replace(
       client_ids=padded.client_ids.at[size:].set(PADDING_ID),
       weights=padded.weights.at[size:].set(0.0))
