@@ -1,37 +1,45 @@
 #!/usr/bin/env bash
-# The performance issue's GPU figures in one run (about 5-8 minutes on one
-# H100/H200): rounds/s for C = 64 ... 4096 on the reference workload, both
-# algorithms, and the per-client-loop ratio at C = 64.
+# The performance issue's GPU figures in one run (a few minutes on one
+# H100/H200): rounds/s of the reference workload for C = 64 ... 4096, both
+# algorithms, the per-client-loop ratio at C = 64, and the local/aggregation
+# split at C = 64 and 4096.
 #
 #   bash benchmarks/gpu.sh OUT_DIR
 #
-# Writes OUT_DIR/gpu.jsonl (one `experiments.bench --json` object per line)
-# and OUT_DIR/gpu.log. A size that fails (out of memory, say) is logged and
-# skipped; C = 4096 trains in chunks of 1024 clients if the whole cohort
-# does not fit.
+# Writes OUT_DIR/gpu.jsonl (one `experiments.bench --json` object per line,
+# as each finishes) and OUT_DIR/gpu.log. A size that fails (out of memory,
+# say) leaves an "error" line and the others go on; C = 4096 is retried in
+# chunks of 1024 clients if the whole cohort does not fit. SMALL, BIG and
+# MIDDLE override the sizes (a CPU smoke test: SMALL=8 BIG=32 MIDDLE=16).
 #
 # Needs jax with CUDA plus this project's imports. The lent device machines
-# have jax, flax, optax, chex, orbax and absl but not ml-collections, PyYAML
-# or tqdm: download those three as py3.12 manylinux wheels into .whl/ (see
-# the device tool's README) and start the command with
+# have jax, flax, optax, chex, orbax, absl, PyYAML and tqdm but not
+# ml-collections: download it as a wheel into .whl/ (see the device tool's
+# README), carry .whl and start the command with
 #   pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
 #   export PYTHONPATH=/tmp/site:$PWD
 set -u
 out=${1:?usage: bash benchmarks/gpu.sh OUT_DIR}
+small=${SMALL:-64}
+big=${BIG:-4096}
+middle=${MIDDLE:-256,1024}
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$out/gpu.log" 2>&1
-python3 -c 'import jax; print(jax.__version__, jax.devices())' >>"$out/gpu.log" 2>&1
+export PYTHONUNBUFFERED=1
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c 'import jax; print(jax.__version__, jax.devices())'
+} >>"$out/gpu.log" 2>&1
 bench() {
-  timeout 240 python3 -m experiments.bench --workload=reference --json "$@" \
-    2>>"$out/gpu.log" | tail -n 1 | grep '^{' >>"$out/gpu.jsonl"
+  python3 -m experiments.bench --workload=reference --json "$@" \
+    2>>"$out/gpu.log" | grep '^{' | tee -a "$out/gpu.jsonl"
 }
+bench --algorithm=fedmchain,fedavg --cohort_size="$small" --loop_repeats=3
 for algorithm in fedmchain fedavg; do
-  bench --algorithm=$algorithm --cohort_size=64 --loop_repeats=3 || echo "failed: $algorithm 64" >>"$out/gpu.log"
-  for c in 256 1024 4096; do
-    bench --algorithm=$algorithm --cohort_size=$c --noloop_baseline ||
-      bench --algorithm=$algorithm --cohort_size=$c --noloop_baseline --chunk_size=1024 ||
-      echo "failed: $algorithm $c" >>"$out/gpu.log"
-  done
+  bench --algorithm=$algorithm --cohort_size="$big" --noloop_baseline |
+    grep -q '"error"' &&
+    bench --algorithm=$algorithm --cohort_size="$big" --noloop_baseline \
+      --chunk_size=$((big / 4)) >/dev/null
 done
-cat "$out/gpu.jsonl"
+bench --algorithm=fedmchain,fedavg --cohort_size="$middle" --noloop_baseline \
+  --nobreakdown >/dev/null
+echo "done" >>"$out/gpu.log"

@@ -4,23 +4,34 @@ r"""Benchmark harness: the cost of one federated round and of its parts.
   python -m experiments.bench --workload=tiny --cohort_size=1024
   python -m experiments.bench --algorithm=fedavg --hidden=128,128 \
       --cohort_size=256 --chunk_size=64 --repeats=5
+  python -m experiments.bench --algorithm=fedmchain,fedavg \
+      --cohort_size=64,256,1024,4096 --noloop_baseline --json
 
-Reports, all measured in the same process on the default device:
+Lists of algorithms and cohort sizes run one after another in one process
+(one JSON line each with --json; a run that fails, out of memory say, prints
+its "error" and the others go on). Reports, all measured in the same process
+on the default device:
   compile_s              lowering + compiling the round
-  round_ms               median round time over --repeats after --warmup
+  round_ms, rounds_per_s median round time over --repeats after --warmup
   client_updates_per_s   C / round time
   examples_per_s         C * S * B / round time
+  round_tflops           local-training model FLOPs / round time
   local_ms, local_tflops, local_share_of_peak
                          local training alone (cohort sampling excluded) and
                          its model FLOP/s (analytic: 6 W per example-step for
                          trained weight entries W, 2 W for forward-only
                          logits) against...
-  peak_tflops            ...a 2048^3 float32 matrix product on this device
+  peak_tflops            ...a float32 matrix product on this device (2048^3
+                         on CPU, 8192^3 elsewhere; default precision, as in
+                         training)
+  sample_ms              the in-graph cohort gather alone
   aggregate_ms, aggregate_share
                          upload, aggregation and server step alone, and their
                          share of the round
+                         (the three parts: --breakdown, the default)
   memory_mb              XLA's estimate of the round's peak memory
-                         (arguments + outputs + temporaries), and max RSS
+                         (arguments + outputs + temporaries); max_rss_mb, and
+                         device_peak_mb where the device reports it
   loop_round_ms, vmap_speedup
                          the same round as a Python loop over clients calling
                          a jitted per-client update on one device, after the
@@ -50,6 +61,7 @@ import numpy as np
 
 import fedmchain_jax as fmc
 from fedmchain_jax import data as fdata
+from experiments import config_checks
 from experiments import train as runner
 from experiments.configs import default
 
@@ -62,9 +74,12 @@ NUM_CLASSES = 10
 
 _WORKLOAD = flags.DEFINE_enum('workload', 'reference', list(WORKLOADS),
                               'Preset the other flags override.')
-_ALGORITHM = flags.DEFINE_string('algorithm', 'fedmchain', 'config.algorithm')
+_ALGORITHM = flags.DEFINE_list(
+    'algorithm', ['fedmchain'], 'config.algorithm; a list runs each in turn.')
 _HIDDEN = flags.DEFINE_list('hidden', None, 'Encoder widths, e.g. 256,256.')
-_COHORT = flags.DEFINE_integer('cohort_size', None, 'C.')
+_COHORT = flags.DEFINE_list(
+    'cohort_size', None, 'C; a list (64,256,...) runs each in turn, in one '
+    'process.')
 _STEPS = flags.DEFINE_integer('steps_per_phase', 5,
                               'S_p; joint training takes M * S_p steps.')
 _BATCH = flags.DEFINE_integer('batch_size', 32, 'B.')
@@ -76,7 +91,11 @@ _LOOP = flags.DEFINE_bool('loop_baseline', True,
                           'Also time the per-client Python loop.')
 _LOOP_REPEATS = flags.DEFINE_integer('loop_repeats', 2,
                                      'Timed repetitions of the loop.')
-_JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
+_BREAKDOWN = flags.DEFINE_bool(
+    'breakdown', True, 'Also time sampling, local training and aggregation '
+    'alone (three more compilations).')
+_JSON = flags.DEFINE_bool('json', False,
+                          'Print one JSON object per line and run.')
 _CPU_DEVICES = flags.DEFINE_integer(
     'cpu_devices', 0, 'Split the CPU into this many devices and shard the '
     'cohort over them (0: as JAX starts).')
@@ -93,8 +112,15 @@ def median_seconds(fn, repeats, warmup):
   return statistics.median(times)
 
 
-def peak_flops(size=2048, repeats=5):
-  """FLOP/s of a size^3 float32 matrix product on the default device."""
+def peak_flops(size=None, repeats=5):
+  """FLOP/s of a size^3 float32 matrix product on the default device.
+
+  size defaults to 2048 on CPU and 8192 on accelerators (where a 2048^3
+  product takes well under a millisecond and timing it measures dispatch).
+  The product runs at JAX's default precision, as local training does.
+  """
+  if size is None:
+    size = 2048 if jax.default_backend() == 'cpu' else 8192
   a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
   product = jax.jit(jnp.dot)
@@ -130,13 +156,15 @@ def local_flops(params, algorithm: str, modalities, steps_per_phase: int,
 
 
 def random_population(num_clients, examples, seed=0):
-  rng = np.random.default_rng(seed)
-  features = {m: rng.normal(size=(num_clients, examples) + shape).astype(
-      np.float32) for m, shape in INPUTS.items()}
+  """Gaussian features and uniform labels, made on the default device (a
+  C = 4096 population is 6 GB: NumPy would take tens of seconds)."""
+  keys = jax.random.split(jax.random.key(seed), len(INPUTS) + 1)
+  features = {m: jax.random.normal(k, (num_clients, examples) + shape)
+              for k, (m, shape) in zip(keys, sorted(INPUTS.items()))}
   return fdata.FederatedData(
       features=features,
-      labels=rng.integers(0, NUM_CLASSES, (num_clients, examples)).astype(
-          np.int32),
+      labels=jax.random.randint(keys[-1], (num_clients, examples), 0,
+                                NUM_CLASSES, jnp.int32),
       example_mask=np.ones((num_clients, examples), bool),
       modality_mask={m: np.ones(num_clients, bool) for m in INPUTS},
       weights=np.full(num_clients, float(examples), np.float32))
@@ -161,7 +189,7 @@ def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
 def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                   cohort_size=None, steps_per_phase=5, batch_size=32,
                   chunk_size=0, rho=0.1, repeats=5, warmup=1,
-                  loop_baseline=True, loop_repeats=2) -> dict:
+                  loop_baseline=True, loop_repeats=2, breakdown=True) -> dict:
   preset = WORKLOADS[workload]
   hidden = tuple(hidden or preset['hidden'])
   cohort_size = cohort_size or preset['cohort_size']
@@ -198,21 +226,6 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
     return fdata.sample_cohort(sample_key, data, cohort_size, num_steps,
                                batch_size)
 
-  sample_fn = jax.jit(sample_only, compiler_options=options)
-  cohort = sample_fn(state, data, key)
-  train_fn = jax.jit(algorithm_fns.train_cohort,
-                     compiler_options=options)
-  local_s = median_seconds(lambda: train_fn(state, cohort, key), repeats,
-                           warmup)
-  deltas, client_metrics = train_fn(state, cohort, key)
-  aggregate_fn = jax.jit(algorithm_fns.aggregate,
-                         compiler_options=options)
-  aggregate_s = median_seconds(
-      lambda: aggregate_fn(state, cohort, deltas, client_metrics, key),
-      repeats, warmup)
-  sample_s = median_seconds(lambda: sample_fn(state, data, key), repeats,
-                            warmup)
-
   flops = local_flops(params, algorithm, modalities, steps_per_phase,
                       batch_size, cohort_size)
   peak = peak_flops()
@@ -234,18 +247,41 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'machine': platform.machine(), 'python': platform.python_version(),
       'compile_s': compile_s,
       'round_ms': 1e3 * round_s,
+      'rounds_per_s': 1 / round_s,
       'client_updates_per_s': cohort_size / round_s,
       'examples_per_s': examples / round_s,
-      'sample_ms': 1e3 * sample_s,
-      'local_ms': 1e3 * local_s,
-      'local_tflops': flops / local_s / 1e12,
+      'round_tflops': flops / round_s / 1e12,
       'peak_tflops': peak / 1e12,
-      'local_share_of_peak': flops / local_s / peak,
-      'aggregate_ms': 1e3 * aggregate_s,
-      'aggregate_share': aggregate_s / round_s,
       'memory_mb': None if memory_bytes is None else memory_bytes / 2**20,
       'max_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
   }
+  if breakdown:
+    sample_fn = jax.jit(sample_only, compiler_options=options)
+    cohort = sample_fn(state, data, key)
+    train_fn = jax.jit(algorithm_fns.train_cohort,
+                       compiler_options=options)
+    local_s = median_seconds(lambda: train_fn(state, cohort, key), repeats,
+                             warmup)
+    deltas, client_metrics = train_fn(state, cohort, key)
+    aggregate_fn = jax.jit(algorithm_fns.aggregate,
+                           compiler_options=options)
+    aggregate_s = median_seconds(
+        lambda: aggregate_fn(state, cohort, deltas, client_metrics, key),
+        repeats, warmup)
+    sample_s = median_seconds(lambda: sample_fn(state, data, key), repeats,
+                              warmup)
+    del cohort, deltas, client_metrics
+    result.update({
+        'sample_ms': 1e3 * sample_s,
+        'local_ms': 1e3 * local_s,
+        'local_tflops': flops / local_s / 1e12,
+        'local_share_of_peak': flops / local_s / peak,
+        'aggregate_ms': 1e3 * aggregate_s,
+        'aggregate_share': aggregate_s / round_s,
+    })
+  stats = getattr(jax.devices()[0], 'memory_stats', lambda: None)()
+  if stats and 'peak_bytes_in_use' in stats:
+    result['device_peak_mb'] = stats['peak_bytes_in_use'] / 2**20
   if loop_baseline:
     # One device: the loop is what a simulator without vmap would run.
     loop_fns = algorithm_fns if mesh is None else runner.build_algorithm(
@@ -281,17 +317,42 @@ def main(argv):
   del argv
   if _CPU_DEVICES.value:
     jax.config.update('jax_num_cpu_devices', _CPU_DEVICES.value)
-  result = run_benchmark(
-      _WORKLOAD.value, _ALGORITHM.value,
-      [int(w) for w in _HIDDEN.value] if _HIDDEN.value else None,
-      _COHORT.value, _STEPS.value, _BATCH.value, _CHUNK.value, _RHO.value,
-      _REPEATS.value, _WARMUP.value, _LOOP.value, _LOOP_REPEATS.value)
-  if _JSON.value:
-    print(json.dumps(result, sort_keys=True))
-    return
-  for name, value in result.items():
-    text = f'{value:.4g}' if isinstance(value, float) else str(value)
-    print(f'{name:>22}: {text}')
+  unknown = sorted(set(_ALGORITHM.value) - set(config_checks.ALGORITHMS))
+  if unknown:
+    raise app.UsageError(f'--algorithm {",".join(unknown)} is unknown: '
+                         f'allowed are {", ".join(config_checks.ALGORITHMS)}')
+  try:
+    sizes = ([int(c) for c in _COHORT.value] if _COHORT.value else [None])
+  except ValueError:
+    raise app.UsageError(f'--cohort_size={",".join(_COHORT.value)} must be '
+                         'positive integers, e.g. 64,256') from None
+  if any(c is not None and c < 1 for c in sizes):
+    raise app.UsageError(f'--cohort_size={",".join(_COHORT.value)} must be '
+                         'positive integers, e.g. 64,256')
+  failed = 0
+  for algorithm in _ALGORITHM.value:
+    for cohort_size in sizes:
+      try:
+        result = run_benchmark(
+            _WORKLOAD.value, algorithm,
+            [int(w) for w in _HIDDEN.value] if _HIDDEN.value else None,
+            cohort_size, _STEPS.value, _BATCH.value, _CHUNK.value,
+            _RHO.value, _REPEATS.value, _WARMUP.value, _LOOP.value,
+            _LOOP_REPEATS.value, _BREAKDOWN.value)
+      except Exception as error:  # pylint: disable=broad-except
+        # Out of memory at one size should not lose the others.
+        failed += 1
+        result = {'algorithm': algorithm, 'cohort_size': cohort_size,
+                  'error': f'{type(error).__name__}: {error}'[:500]}
+      if _JSON.value:
+        print(json.dumps(result, sort_keys=True), flush=True)
+        continue
+      for name, value in result.items():
+        text = f'{value:.4g}' if isinstance(value, float) else str(value)
+        print(f'{name:>22}: {text}')
+      print(flush=True)
+  if failed:
+    raise SystemExit(f'{failed} benchmark run(s) failed; see "error" above.')
 
 
 if __name__ == '__main__':

@@ -1,0 +1,79 @@
+r"""Times the parts of FedMChain's aggregation of one block, each alone.
+
+  python -m benchmarks.aggregation_parts --cohort_size=64 --block_size=271000
+
+Inputs are Gaussian [C, P] updates (what the clients' deltas plus residuals
+look like to the server); each part is jitted alone and timed as the median
+of --repeats after one warm-up. Prints one JSON object: milliseconds per
+part, and the bytes of one [C, P] float32 pass for scale.
+"""
+
+import json
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+
+import fedmchain_jax as fmc
+
+_COHORT = flags.DEFINE_integer('cohort_size', 64, 'C.')
+_BLOCK = flags.DEFINE_integer('block_size', 271_000, 'P.')
+_RHO = flags.DEFINE_float('rho', 0.1, 'Kept fraction.')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.')
+
+
+def median_ms(fn, *args, repeats=5):
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    tic = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - tic)
+  return 1e3 * statistics.median(times)
+
+
+def main(argv):
+  del argv
+  size, block, rho = _COHORT.value, _BLOCK.value, _RHO.value
+  options = fmc.determinism.compiler_options()
+  jit = lambda f: jax.jit(f, compiler_options=options)
+  values = jax.random.normal(jax.random.key(0), (size, block))
+  weights = jnp.ones((size,))
+  holders = jnp.ones((size,), bool)
+  keys = jax.random.split(jax.random.key(1), size)
+  sparsify = jit(jax.vmap(lambda x, k: fmc.compression.sparsify(x, rho, k)))
+  sparse = sparsify(values, keys).values
+  table = jnp.zeros((size, block))
+  ids = jnp.arange(size)
+
+  def error_feedback(table, flat, sent):
+    residual = table[ids]
+    return table.at[ids].set(flat + residual - sent, mode='drop')
+
+  parts = {
+      'one_pass_scale': jit(lambda x: x * 2.0),
+      'sparsify': lambda x: sparsify(x, keys),
+      'agreement_int8': jit(lambda x: fmc.ssca.sign_agreement(
+          x, holders, 'int8')),
+      'agreement_float32': jit(lambda x: fmc.ssca.sign_agreement(
+          x, holders, 'float32')),
+      'ssca': jit(lambda x: fmc.ssca.ssca(x, weights, holders, 0.0, 4)),
+      'error_feedback': lambda x: jit(error_feedback)(table, values, x),
+  }
+  result = {'cohort_size': size, 'block_size': block, 'rho': rho,
+            'device': jax.devices()[0].device_kind,
+            'pass_mb': size * block * 4 / 2**20}
+  for name, fn in parts.items():
+    try:
+      result[f'{name}_ms'] = median_ms(fn, sparse if name != 'sparsify'
+                                       else values, repeats=_REPEATS.value)
+    except Exception as error:  # pylint: disable=broad-except
+      result[f'{name}_error'] = f'{type(error).__name__}: {error}'[:300]
+  print(json.dumps(result, sort_keys=True), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
