@@ -25,6 +25,10 @@ _RHO = flags.DEFINE_float('rho', 0.1, 'Kept fraction.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.')
 
 
+# XLA:GPU's own (Triton) matrix-product kernels off: library kernels only.
+CUBLAS = {'xla_gpu_enable_triton_gemm': False}
+
+
 def median_ms(fn, *args, repeats=5):
   jax.block_until_ready(fn(*args))
   times = []
@@ -57,9 +61,19 @@ def main(argv):
       'one_pass_scale': jit(lambda x: x * 2.0),
       'sparsify': lambda x: sparsify(x, keys),
       'agreement_int8': jit(lambda x: fmc.ssca.sign_agreement(
-          x, holders, 'int8')),
+          x, holders, 'int8', False)),
       'agreement_float32': jit(lambda x: fmc.ssca.sign_agreement(
-          x, holders, 'float32')),
+          x, holders, 'float32', False)),
+      'agreement_int8_materialized': jit(lambda x: fmc.ssca.sign_agreement(
+          x, holders, 'int8', True)),
+      'agreement_bfloat16_materialized': jit(
+          lambda x: fmc.ssca.sign_agreement(x, holders, 'bfloat16', True)),
+      'agreement_int8_cublas': jax.jit(
+          lambda x: fmc.ssca.sign_agreement(x, holders, 'int8', False),
+          compiler_options=dict(options, **CUBLAS)),
+      'agreement_int8_materialized_cublas': jax.jit(
+          lambda x: fmc.ssca.sign_agreement(x, holders, 'int8', True),
+          compiler_options=dict(options, **CUBLAS)),
       'ssca': jit(lambda x: fmc.ssca.ssca(x, weights, holders, 0.0, 4)),
       'error_feedback': lambda x: jit(error_feedback)(table, values, x),
   }
@@ -72,6 +86,13 @@ def main(argv):
                                        else values, repeats=_REPEATS.value)
     except Exception as error:  # pylint: disable=broad-except
       result[f'{name}_error'] = f'{type(error).__name__}: {error}'[:300]
+  # Every form must give the float32 agreement exactly.
+  reference = parts['agreement_float32'](sparse)
+  for name, fn in parts.items():
+    if name.startswith('agreement_') and f'{name}_ms' in result:
+      result[f'{name}_exact'] = all(
+          bool(jnp.array_equal(a, b.astype(a.dtype)))
+          for a, b in zip(reference, fn(sparse)))
   print(json.dumps(result, sort_keys=True), flush=True)
 
 

@@ -117,6 +117,29 @@ def test_elected_sign_and_disjoint_mean_by_hand():
   np.testing.assert_allclose(weighted.update, [10 / 3, -3.0, 0.0], rtol=1e-6)
 
 
+@pytest.mark.parametrize('dtype,materialize', [
+    ('int8', False), ('int8', True), ('bfloat16', True), ('float32', True)])
+def test_every_agreement_form_is_exact(dtype, materialize):
+  # Sparse Gaussian rows; row 3 holds nothing (agreement and overlap 0).
+  rng = np.random.default_rng(3)
+  values = rng.normal(size=(6, 300)) * (rng.random((6, 300)) < 0.3)
+  values = values.astype(np.float32)
+  holders = np.array([1, 1, 1, 0, 1, 1], bool)
+  signs = np.sign(values) * holders[:, None]
+  overlap = np.abs(signs) @ np.abs(signs).T
+  expected = (signs @ signs.T) / np.maximum(overlap, 1)
+  agreement, got_overlap = jax.jit(
+      lambda x: ssca.sign_agreement(x, holders, dtype, materialize))(values)
+  np.testing.assert_array_equal(got_overlap, overlap)
+  np.testing.assert_array_equal(agreement, expected.astype(np.float32))
+
+
+def test_unknown_agreement_dtype_is_refused():
+  with pytest.raises(ValueError, match='float16'):
+    ssca.sign_agreement(np.ones((2, 3), np.float32), np.ones(2, bool),
+                        'float16')
+
+
 def test_connected_components_of_a_known_graph():
   # Edges 0-3, 3-5, 1-4; 2 alone.
   adjacency = np.zeros((6, 6), bool)
