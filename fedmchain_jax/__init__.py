@@ -6,6 +6,7 @@ optax step, metrics) is one pure function; jit it once and call it per round.
 
 from fedmchain_jax import aggregation
 from fedmchain_jax import algorithms
+from fedmchain_jax import blockwise
 from fedmchain_jax import client
 from fedmchain_jax import compression
 from fedmchain_jax import data

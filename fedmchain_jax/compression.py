@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedmchain_jax import blockwise
 from fedmchain_jax.types import Array, PRNGKey
 
 
@@ -33,6 +34,35 @@ class SparseUpdate(NamedTuple):
   """values: the sparsified vector [P] (zeros elsewhere); kept: int32 count."""
   values: Array
   kept: Array
+
+
+def count_at_least(x: Array, threshold: Array, nonzero: bool = False,
+                   block: int | None = None) -> Array:
+  """int32 count of |x| >= threshold (and x != 0 with `nonzero`) over [P].
+
+  In blocks on CPU (`blockwise`): a plain count writes the whole mask to
+  fresh memory first (under vmap, 29 ms against 8 ms for [64, 271k] on 2
+  cores). Counts are exact, so every block size gives the same result.
+  """
+  def count(piece):
+    hit = jnp.abs(piece) >= threshold
+    if nonzero:
+      hit = hit & (piece != 0)
+    return jnp.sum(hit, dtype=jnp.int32)
+
+  return blockwise.reduce(count, jnp.add, x, blockwise.default_block(block))
+
+
+def sorted_magnitudes(magnitude: Array) -> Array:
+  """Ascending sort of non-negative floats through their int32 bit patterns.
+
+  For x >= 0 (and NaN, which sorts last either way) the IEEE bit pattern
+  orders as the value does, and XLA:CPU sorts int32 keys about 4x faster
+  than float keys (9 against 39 ms for [64, 4096]); the result is the
+  float sort's, bit for bit.
+  """
+  bits = jax.lax.bitcast_convert_type(magnitude, jnp.int32)
+  return jax.lax.bitcast_convert_type(jnp.sort(bits), magnitude.dtype)
 
 
 def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
@@ -62,9 +92,9 @@ def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
   if refine_steps is None:
     refine_steps = ((3 if fraction >= 0.05 else 8) if static else
                     jnp.where(fraction >= 0.05, 3, 8))
-  magnitude = jnp.abs(x)
   samples = min(num_samples, size)
-  sample = jnp.sort(magnitude[jax.random.randint(key, (samples,), 0, size)])
+  sample = sorted_magnitudes(
+      jnp.abs(x[jax.random.randint(key, (samples,), 0, size)]))
   # Order statistics of the sample bracketing the (1 - fraction) quantile,
   # and the counts the sample predicts there (no pass over x needed). All in
   # float32, with NumPy for a Python fraction and jnp for a traced one (a
@@ -91,7 +121,7 @@ def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
     t = jnp.where(f_lo > f_hi, (lo * f_hi - hi * f_lo) / (f_hi - f_lo),
                   0.5 * (lo + hi))
     t = jnp.clip(t, lo, hi)
-    f = (magnitude >= t).sum().astype(jnp.float32) - k
+    f = count_at_least(x, t).astype(jnp.float32) - k
     up = f >= 0
     return (jnp.where(up, t, lo), jnp.where(up, hi, t),
             jnp.where(up, f, jnp.where(side < 0, 0.5 * f_lo, f_lo)),
@@ -118,7 +148,8 @@ def sparsify(x: Array, fraction: float, key: PRNGKey, **threshold_kwargs
     return SparseUpdate(x, (x != 0).sum().astype(jnp.int32))
   threshold = magnitude_threshold(x, fraction, key, **threshold_kwargs)
   keep = (jnp.abs(x) >= threshold) & (x != 0)
-  return SparseUpdate(jnp.where(keep, x, 0), keep.sum().astype(jnp.int32))
+  return SparseUpdate(jnp.where(keep, x, 0),
+                      count_at_least(x, threshold, nonzero=True))
 
 
 def message_bytes(kept: Array, size: int, value_bytes: int = 4,

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fedmchain_jax import blockwise
 from fedmchain_jax.types import Array, Metrics, PRNGKey, PyTree
 
 ATTACKS = ('none', 'sign_flip', 'scale', 'noise')
@@ -100,17 +101,26 @@ def apply_faults(model: FaultModel, deltas: PyTree, weights: Array,
   return deltas, weights, metrics
 
 
-def exclude_nonfinite(deltas: PyTree, weights: Array
+def exclude_nonfinite(deltas: PyTree, weights: Array,
+                      zero_deltas: bool = True
                       ) -> tuple[PyTree, Array, Array]:
   """Zero weight and zero delta for clients whose delta is not finite.
+
+  With `zero_deltas=False` the deltas come back as they are and the caller
+  must zero the rows of weight 0 itself (the sparse upload does so while it
+  flattens them, saving a pass over every [C, ...] leaf).
 
   Returns (deltas, weights, [C] bool excluded).
   """
   finite = jnp.ones(weights.shape, bool)
+  block = blockwise.default_block()
   for x in jax.tree.leaves(deltas):
-    finite &= jnp.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
+    finite &= blockwise.reduce(lambda piece: jnp.isfinite(piece).all(axis=1),
+                               jnp.logical_and, x.reshape(x.shape[0], -1),
+                               block)
   excluded = (weights > 0) & ~finite
-  deltas = jax.tree.map(
-      lambda x: jnp.where(finite.reshape((-1,) + (1,) * (x.ndim - 1)), x, 0.0),
-      deltas)
+  if zero_deltas:
+    deltas = jax.tree.map(
+        lambda x: jnp.where(finite.reshape((-1,) + (1,) * (x.ndim - 1)), x,
+                            0.0), deltas)
   return deltas, jnp.where(finite, weights, 0.0), excluded

@@ -32,6 +32,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fedmchain_jax import blockwise
 from fedmchain_jax.types import Array
 
 
@@ -46,7 +47,8 @@ class SSCAResult(NamedTuple):
 
 
 def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
-                   materialize: bool = False) -> tuple[Array, Array]:
+                   materialize: bool = False,
+                   block: int | None = None) -> tuple[Array, Array]:
   """Pairwise sign agreement on common support.
 
   Args:
@@ -65,6 +67,11 @@ def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
     materialize: compute the sign and support matrices as their own step
       (behind an optimization barrier) before the two products, instead of
       letting XLA fuse sign/abs into the products' operand loads.
+    block: accumulate the products over blocks of this many entries of P
+      in a loop (0: one product). Default `blockwise.BLOCK` on CPU, where
+      the [C, P] sign and support matrices would otherwise be written to
+      fresh memory (the page faults cost about as much as the products:
+      77 against 55 ms at C = 64, P = 271k on 2 cores), 0 elsewhere.
 
   Returns:
     (agreement [C, C] float32 in [-1, 1], overlap [C, C] = D).
@@ -74,13 +81,20 @@ def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
   if dtype not in ('int8', 'float32', 'bfloat16'):
     raise ValueError(f"dtype must be 'auto', 'int8', 'float32' or 'bfloat16',"
                      f' got {dtype!r}')
+  block = blockwise.default_block(block)
   accumulate = jnp.int32 if dtype == 'int8' else jnp.float32
-  signs = jnp.where(holders[:, None], jnp.sign(values), 0).astype(dtype)
-  support = jnp.abs(signs)
-  if materialize:
-    signs, support = jax.lax.optimization_barrier((signs, support))
-  agree = jnp.dot(signs, signs.T, preferred_element_type=accumulate)
-  overlap = jnp.dot(support, support.T, preferred_element_type=accumulate)
+
+  def products(piece):
+    signs = jnp.where(holders[:, None], jnp.sign(piece), 0).astype(dtype)
+    support = jnp.abs(signs)
+    if materialize:
+      signs, support = jax.lax.optimization_barrier((signs, support))
+    return (jnp.dot(signs, signs.T, preferred_element_type=accumulate),
+            jnp.dot(support, support.T, preferred_element_type=accumulate))
+
+  # Integer-valued partial sums below 2^24: exact in any order.
+  agree, overlap = blockwise.reduce(
+      products, lambda a, b: jax.tree.map(jnp.add, a, b), values, block)
   agreement = agree.astype(jnp.float32) / jnp.maximum(overlap, 1).astype(
       jnp.float32)
   return agreement, overlap
@@ -108,7 +122,8 @@ def connected_components(adjacency: Array) -> Array:
 
 
 def ssca(values: Array, weights: Array, holders: Array, tau: float,
-         max_groups: int, combine: str = 'weighted') -> SSCAResult:
+         max_groups: int, combine: str = 'weighted',
+         block: int | None = None) -> SSCAResult:
   """Aggregates one block's sparse updates by sign-guided consensus.
 
   Args:
@@ -118,6 +133,8 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
     tau: link threshold on agreement, in [-1, 1).
     max_groups: G, the number of groups kept (static).
     combine: 'weighted' (by group data size) or 'largest'.
+    block: work through P in blocks of this many entries (see
+      `sign_agreement`); None: `blockwise.BLOCK` on CPU, one block elsewhere.
 
   Returns:
     An `SSCAResult` whose `update` is the merged [P] update.
@@ -126,7 +143,7 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
     raise ValueError(f"combine must be 'weighted' or 'largest', got {combine!r}")
   size = values.shape[0]
   active = holders & (weights > 0)
-  agreement, _ = sign_agreement(values, active)
+  agreement, _ = sign_agreement(values, active, block=block)
   adjacency = (agreement > tau) & active[:, None] & active[None, :]
   labels = jnp.where(active, connected_components(adjacency), size)
   component_weight = jax.ops.segment_sum(
@@ -136,18 +153,22 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
   membership = ((labels[None, :] == group_labels[:, None])
                 & (group_weights[:, None] > 0))
   weighted = jnp.where(membership, weights[None, :], 0.0)  # [G, C]
-  mass = weighted @ values  # [G, P]
-  elected = jnp.sign(mass)
-  client_sign = membership.astype(values.dtype).T @ elected  # [C, P]
-  agrees = (values * client_sign > 0).astype(values.dtype)
-  numerator = weighted @ (values * agrees)
-  denominator = weighted @ agrees
-  merged = jnp.where(denominator > 0,
-                     numerator / jnp.where(denominator > 0, denominator, 1.0),
-                     0.0)
-  if combine == 'largest':
-    update = merged[0]
-  else:
-    total = jnp.maximum(group_weights.sum(), jnp.finfo(jnp.float32).tiny)
-    update = jnp.tensordot(group_weights, merged, 1) / total
+  total = jnp.maximum(group_weights.sum(), jnp.finfo(jnp.float32).tiny)
+
+  def consensus(piece):  # [C, p] -> [p]
+    mass = weighted @ piece  # [G, p]
+    elected = jnp.sign(mass)
+    client_sign = membership.astype(piece.dtype).T @ elected  # [C, p]
+    agrees = (piece * client_sign > 0).astype(piece.dtype)
+    numerator = weighted @ (piece * agrees)
+    denominator = weighted @ agrees
+    merged = jnp.where(
+        denominator > 0,
+        numerator / jnp.where(denominator > 0, denominator, 1.0), 0.0)
+    if combine == 'largest':
+      return merged[0]
+    return jnp.tensordot(group_weights, merged, 1) / total
+
+  update = blockwise.map_columns(consensus, values,
+                                 blockwise.default_block(block))
   return SSCAResult(update, agreement, labels, membership, group_weights)

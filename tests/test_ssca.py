@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fedmchain_jax import blockwise
 from fedmchain_jax import compression
 from fedmchain_jax import ssca
 
@@ -132,6 +133,43 @@ def test_every_agreement_form_is_exact(dtype, materialize):
       lambda x: ssca.sign_agreement(x, holders, dtype, materialize))(values)
   np.testing.assert_array_equal(got_overlap, overlap)
   np.testing.assert_array_equal(agreement, expected.astype(np.float32))
+
+
+@pytest.mark.parametrize('block', [7, 64, 1000])
+@pytest.mark.parametrize('combine', ['weighted', 'largest'])
+def test_blocks_over_p_give_the_one_block_result(block, combine):
+  # P = 3001 leaves a tail in every block size; block 1000 runs 3 blocks.
+  rng = np.random.default_rng(5)
+  values = (rng.normal(size=(10, 3001)) *
+            (rng.random((10, 3001)) < 0.2)).astype(np.float32)
+  weights = np.arange(1, 11, dtype=np.float32)
+  holders = np.arange(10) % 4 != 1
+  whole = ssca.ssca(values, weights, holders, 0.0, 3, combine, block=0)
+  blocked = ssca.ssca(values, weights, holders, 0.0, 3, combine, block=block)
+  np.testing.assert_array_equal(blocked.agreement, whole.agreement)
+  np.testing.assert_array_equal(blocked.labels, whole.labels)
+  np.testing.assert_allclose(blocked.update, whole.update, rtol=1e-6,
+                             atol=1e-7)
+  assert np.count_nonzero(whole.update) > 1000
+
+
+def test_map_columns_joins_blocks_in_order():
+  values = np.arange(2 * 23, dtype=np.float32).reshape(2, 23)
+  joined = blockwise.map_columns(
+      lambda piece: piece[1] - piece[0] + piece[0]**2, values, 5)
+  np.testing.assert_array_equal(joined, values[1] - values[0] + values[0]**2)
+
+
+@pytest.mark.parametrize('block', [0, 4, 5, 23, 100])
+def test_blockwise_reduce_counts_exactly(block):
+  x = np.random.default_rng(0).normal(size=(3, 23)).astype(np.float32)
+  counts = blockwise.reduce(lambda p: (p > 0).sum(-1), jnp.add, x, block)
+  np.testing.assert_array_equal(counts, (x > 0).sum(-1))
+  bad = x.copy()
+  bad[1, 17] = np.nan
+  finite = blockwise.reduce(lambda p: jnp.isfinite(p).all(-1),
+                            jnp.logical_and, bad, block)
+  np.testing.assert_array_equal(finite, [True, False, True])
 
 
 def test_unknown_agreement_dtype_is_refused():

@@ -170,13 +170,15 @@ def compose(local_update: Callable,
         continue
       layout = _block_layout(state.params, block_keys)
       block_size = sum(layout[2])
-      flat = _flatten_block(deltas, block_keys, size)
+      # Rows of weight 0 (padding, dropped or non-finite clients) are
+      # zeroed: never sent, so their residuals come back unchanged below.
+      flat = jnp.where((weights > 0)[:, None],
+                       _flatten_block(deltas, block_keys, size), 0.0)
+      if error_feedback:
+        flat = flat + state.client_states[name][cohort.client_ids]
       holders = weights > 0
       if modality is not None:
         holders = holders & cohort.modality_mask[modality]
-      if error_feedback:
-        residual = state.client_states[name][cohort.client_ids]
-        flat = flat + residual
       block_keys_c = jax.vmap(lambda k, i=index: jax.random.fold_in(k, i))(keys)
       sparse = jax.vmap(lambda x, k: compression.sparsify(
           x, fraction, k, **threshold_options))(flat, block_keys_c)
@@ -184,7 +186,8 @@ def compose(local_update: Callable,
       kept = jnp.where(holders, sparse.kept, 0)
       if error_feedback:
         table = state.client_states[name]
-        new_residual = jnp.where((weights > 0)[:, None], flat - sent, residual)
+        # What was not sent; for rows of weight 0, flat - 0 = the residual.
+        new_residual = flat - sent
         client_states[name] = table.at[cohort.client_ids].set(
             new_residual, mode='drop')
       holders, kept, sent_weights = (real(x) for x in (holders, kept, weights))
@@ -260,7 +263,9 @@ def compose(local_update: Callable,
     if faults is not None and faults.active:
       deltas, weights, fault_metrics = fault_lib.apply_faults(
           faults, deltas, weights, cohort.client_ids, key, train_key)
-    deltas, weights, excluded = fault_lib.exclude_nonfinite(deltas, weights)
+    # The sparse upload zeroes excluded clients' rows as it flattens them.
+    deltas, weights, excluded = fault_lib.exclude_nonfinite(
+        deltas, weights, zero_deltas=blocks is None)
     fault_metrics['faults/nonfinite'] = excluded.sum()
     cohort = cohort._replace(weights=weights)
     real_weights = real(weights)
