@@ -20,6 +20,29 @@ class ClientOutput(NamedTuple):
   metrics: Metrics
 
 
+def scan_steps(step, carry, batches, num_steps: int, offset: int = 0):
+  """`lax.scan(step, carry, (arange(S), batches[offset:offset + S]))` with
+  the first step taken outside the loop.
+
+  Under the cohort's vmap the starting params are shared by all clients:
+  inside a scan they would first be broadcast to [C, ...] and copied into
+  the loop (two fresh [C, P] buffers, 15% of FedAvg's local training on a
+  2-core CPU); the first step's output is per client already. Step s reads
+  `batches[offset + s]` by index, so no sliced copy of the batches is made.
+  """
+  first = jax.tree.map(lambda x: x[offset], batches)
+  carry, first_metrics = step(carry, (0, first))
+  if num_steps == 1:
+    return carry, jax.tree.map(lambda m: m[None], first_metrics)
+  carry, metrics = jax.lax.scan(
+      lambda c, i: step(c, (i, jax.tree.map(lambda x: x[offset + i],
+                                            batches))),
+      carry, jax.numpy.arange(1, num_steps))
+  return carry, jax.tree.map(
+      lambda a, b: jax.numpy.concatenate([a[None], b]), first_metrics,
+      metrics)
+
+
 def local_train(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                 params: Params, batches: Batch, key: PRNGKey) -> ClientOutput:
   """Runs S optimizer steps on one client.
@@ -44,9 +67,8 @@ def local_train(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     return (optax.apply_updates(current, updates), opt_state), metrics
 
   num_steps = jax.tree.leaves(batches)[0].shape[0]
-  (trained, _), metrics = jax.lax.scan(
-      step, (params, optimizer.init(params)),
-      (jax.numpy.arange(num_steps), batches))
+  (trained, _), metrics = scan_steps(step, (params, optimizer.init(params)),
+                                     batches, num_steps)
   delta = jax.tree.map(lambda new, old: new - old, trained, params)
   return ClientOutput(delta, jax.tree.map(
       lambda m: determinism.fixed_order_sum(m) / num_steps,

@@ -135,8 +135,6 @@ def chain_update(apply_fn: Callable, modalities: Sequence[str],
     for j, m in enumerate(order):
       blocks = [models.encoder_name(m), models.head_name(m)]
       grad_fn = jax.grad(phase_loss(apply_fn, m, regularizer), has_aux=True)
-      phase_batches = jax.tree.map(
-          lambda x: x[j * steps_per_phase:(j + 1) * steps_per_phase], batches)
       prev = tuple(order[:j])
       other = tuple(n for n in modalities if n != m)
       has_prev = jnp.any(jnp.array([present[p] for p in prev] or [False]))
@@ -164,9 +162,9 @@ def chain_update(apply_fn: Callable, modalities: Sequence[str],
         return (trainable, new_state), metrics
 
       trainable = _select(params, blocks)
-      (trainable, _), metrics = jax.lax.scan(
-          step, (trainable, optimizer.init(trainable)),
-          (jnp.arange(steps_per_phase), phase_batches))
+      (trainable, _), metrics = client.scan_steps(
+          step, (trainable, optimizer.init(trainable)), batches,
+          steps_per_phase, offset=j * steps_per_phase)
       params = {**params, **trainable}
       phase_metrics[m] = jax.tree.map(
           lambda x: determinism.fixed_order_sum(x) / steps_per_phase,
