@@ -281,9 +281,9 @@ def ogm_ge_update(apply_fn: Callable, modalities: Sequence[str],
   def local_update(params, batches, present, key, round_index):
     del present, round_index
     num_steps = jax.tree.leaves(batches)[0].shape[0]
-    (trained, _, _), metrics = jax.lax.scan(
-        step, (params, optimizer.init(params), key),
-        (jnp.arange(num_steps), batches))
-    return trained, jax.tree.map(jnp.mean, metrics)
+    (trained, _, _), metrics = client.scan_steps(
+        step, (params, optimizer.init(params), key), batches, num_steps)
+    return trained, jax.tree.map(
+        lambda m: determinism.fixed_order_sum(m) / num_steps, metrics)
 
   return local_update
