@@ -31,7 +31,7 @@ def scan_steps(step, carry, batches, num_steps: int, offset: int = 0):
   `batches[offset + s]` by index, so no sliced copy of the batches is made.
   """
   first = jax.tree.map(lambda x: x[offset], batches)
-  carry, first_metrics = step(carry, (0, first))
+  carry, first_metrics = step(carry, (jax.numpy.int32(0), first))
   if num_steps == 1:
     return carry, jax.tree.map(lambda m: m[None], first_metrics)
   carry, metrics = jax.lax.scan(

@@ -183,3 +183,21 @@ def test_training_lowers_the_loss():
     state, metrics = run(state, train, jax.random.key(0))
     losses.append(float(metrics['train/loss']))
   assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+
+
+@pytest.mark.parametrize('num_steps,offset', [(1, 0), (3, 0), (2, 2)])
+def test_scan_steps_is_a_scan_over_the_indexed_batches(num_steps, offset):
+  # A step that records its index and batch, with a running sum as carry.
+  batches = {'x': jnp.arange(5.0) * 10}
+
+  def step(carry, inputs):
+    index, batch = inputs
+    return carry + batch['x'], {'index': index, 'x': batch['x']}
+
+  carry, metrics = jax.jit(
+      lambda c: fmc.client.scan_steps(step, c, batches, num_steps, offset))(
+          jnp.float32(1.0))
+  expected_x = 10.0 * np.arange(offset, offset + num_steps)
+  np.testing.assert_array_equal(metrics['index'], np.arange(num_steps))
+  np.testing.assert_array_equal(metrics['x'], expected_x)
+  assert float(carry) == 1.0 + expected_x.sum()
