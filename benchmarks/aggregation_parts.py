@@ -8,6 +8,7 @@ of --repeats after one warm-up. Prints one JSON object: milliseconds per
 part, and the bytes of one [C, P] float32 pass for scale.
 """
 
+import functools
 import json
 import statistics
 import time
@@ -75,7 +76,7 @@ def main(argv):
           lambda x: fmc.ssca.sign_agreement(x, holders, 'int8', True),
           compiler_options=dict(options, **CUBLAS)),
       'ssca': jit(lambda x: fmc.ssca.ssca(x, weights, holders, 0.0, 4)),
-      'error_feedback': lambda x: jit(error_feedback)(table, values, x),
+      'error_feedback': functools.partial(jit(error_feedback), table, values),
   }
   result = {'cohort_size': size, 'block_size': block, 'rho': rho,
             'device': jax.devices()[0].device_kind,

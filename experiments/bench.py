@@ -334,14 +334,11 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'--algorithm {",".join(unknown)} is unknown: '
                          f'allowed are {", ".join(config_checks.ALGORITHMS)}')
-  try:
-    sizes = ([int(c) for c in _COHORT.value] if _COHORT.value else [None])
-  except ValueError:
-    raise app.UsageError(f'--cohort_size={",".join(_COHORT.value)} must be '
-                         'positive integers, e.g. 64,256') from None
-  if any(c is not None and c < 1 for c in sizes):
+  sizes = _COHORT.value or [None]
+  if not all(c is None or (c.isdigit() and int(c) > 0) for c in sizes):
     raise app.UsageError(f'--cohort_size={",".join(_COHORT.value)} must be '
                          'positive integers, e.g. 64,256')
+  sizes = [c and int(c) for c in sizes]
   failed = 0
   for algorithm in _ALGORITHM.value:
     for cohort_size in sizes:
