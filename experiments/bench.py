@@ -24,7 +24,10 @@ on the default device:
   peak_tflops            ...a float32 matrix product on this device (2048^3
                          on CPU, 8192^3 elsewhere; default precision, as in
                          training)
-  sample_ms              the in-graph cohort gather alone
+  sample_ms              drawing and gathering the whole cohort alone (the
+                         breakdown's local training reads that cohort; the
+                         round gathers each client's batches inside local
+                         training instead, per chunk with --chunk_size)
   aggregate_ms, aggregate_share
                          upload, aggregation and server step alone, and their
                          share of the round
@@ -34,8 +37,9 @@ on the default device:
                          device_peak_mb where the device reports it
   loop_round_ms, vmap_speedup
                          the same round as a Python loop over clients calling
-                         a jitted per-client update on one device, after the
-                         same jitted cohort sampling and before the jitted
+                         a jitted per-client update (which gathers the
+                         client's batches) on one device, after the same
+                         jitted cohort draw and before the jitted
                          aggregation; the ratio to the vmapped round
   devices                devices the cohort is sharded over (--cpu_devices=N
                          splits a CPU into N; one per core lets each core
@@ -299,26 +303,38 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
     # One device: the loop is what a simulator without vmap would run.
     loop_fns = algorithm_fns if mesh is None else runner.build_algorithm(
         config, apply_fn, modalities, cohort_size)
-    one_client = jax.jit(loop_fns.local_update, compiler_options=options)
+    # Each client's batches are gathered inside its jitted update, as the
+    # vmapped round gathers them inside local training.
+    def update_one(params, data, client_id, examples, example_mask, present,
+                   train_key, round_index):
+      batches = fdata.gather_batches(data, client_id, examples, example_mask,
+                                     present)
+      return loop_fns.local_update(
+          params, batches, present, jax.random.fold_in(train_key, client_id),
+          round_index)
+
+    one_client = jax.jit(update_one, compiler_options=options)
     state_1, data_1 = jax.device_put((state, population), single)
-    loop_sample = jax.jit(sample_only, compiler_options=options)
+    loop_draw = jax.jit(lambda state, data, key: fdata.draw_cohort(
+        fmc.algorithms.base.round_keys(key, state.round)[0], data,
+        cohort_size, num_steps, batch_size), compiler_options=options)
     loop_aggregate = jax.jit(loop_fns.aggregate, compiler_options=options)
     train_key = fmc.algorithms.base.round_keys(key, state_1.round)[1]
 
     def loop_round():
-      cohort = loop_sample(state_1, data_1, key)
-      keys = fmc.algorithms.base.client_keys(train_key, cohort.client_ids)
-      batches = fdata.cohort_batches(cohort)
+      draw = loop_draw(state_1, data_1, key)
+      ids, examples, example_mask, present = jax.device_get(
+          (draw.client_ids, draw.examples, draw.example_mask,
+           draw.modality_mask))
       trained = []
       for c in range(cohort_size):
-        client_batches = jax.tree.map(lambda x, c=c: x[c], batches)
-        present = {m: v[c] for m, v in cohort.modality_mask.items()}
-        trained.append(one_client(state_1.params, client_batches, present,
-                                  keys[c], state_1.round))
+        trained.append(one_client(
+            state_1.params, data_1, ids[c], examples[c], example_mask[c],
+            {m: v[c] for m, v in present.items()}, train_key, state_1.round))
       stacked, metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *trained)
       deltas = jax.tree.map(lambda new, old: new - old, stacked,
                             state_1.params)
-      return loop_aggregate(state_1, cohort, deltas, metrics, key)
+      return loop_aggregate(state_1, draw, deltas, metrics, key)
 
     loop_s = median_seconds(loop_round, loop_repeats, 1)
     result['loop_round_ms'] = 1e3 * loop_s

@@ -98,6 +98,26 @@ def test_sample_cohort_gathers_each_clients_own_examples():
   assert np.asarray(cohort.example_mask).all()
 
 
+def test_a_draw_gathers_to_the_sampled_cohort_whole_or_per_client():
+  _, population = _toy_population()
+  key = jax.random.key(3)
+  cohort = fdata.sample_cohort(key, population, 3, 2, 4)
+  draw = fdata.draw_cohort(key, population, 3, 2, 4)
+  assert draw.examples.shape == (3, 2, 4)
+  jax.tree.map(np.testing.assert_array_equal, cohort,
+               fdata.gather_cohort(population, draw))
+  per_client = jax.vmap(lambda *x: fdata.gather_batches(population, *x))(
+      draw.client_ids, draw.examples, draw.example_mask, draw.modality_mask)
+  jax.tree.map(np.testing.assert_array_equal, fdata.cohort_batches(cohort),
+               per_client)
+  # A padding client reads finite inputs and keeps its padding id and weight.
+  padded = fdata.gather_cohort(population,
+                               fdata.federated.pad_cohort(draw, 4))
+  assert int(padded.client_ids[3]) == fdata.federated.PADDING_ID
+  assert float(padded.weights[3]) == 0.0
+  assert np.isfinite(np.asarray(padded.features['x'])).all()
+
+
 def test_synthetic_is_deterministic_and_has_the_requested_shape():
   kwargs = dict(num_clients=6, examples_per_client=20, num_test=50,
                 dirichlet_alpha=0.5, missing_modality_rate=0.3)

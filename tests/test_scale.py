@@ -48,9 +48,34 @@ def test_chunked_rounds_are_bitwise_the_unchunked_round(name):
     jax.tree.map(np.testing.assert_array_equal, reference, finals[chunk_size])
 
 
+@pytest.mark.parametrize('chunk_size', [None, 3])
+def test_a_round_gathering_per_client_is_bitwise_the_gathered_cohorts(
+    chunk_size):
+  apply_fn, params, train = _setup()
+  options = fmc.determinism.compiler_options()
+  for name in ('fedavg', 'fedmchain'):
+    algorithm = _build(name, apply_fn, chunk_size)
+    key = jax.random.key(1)
+
+    def gathered(state, data, key, algorithm=algorithm):
+      sample_key, _ = fmc.algorithms.base.round_keys(key, state.round)
+      cohort = fdata.sample_cohort(sample_key, data, 10,
+                                   algorithm.num_local_steps, 16)
+      return algorithm.run_cohort(state, cohort, key)
+
+    results = []
+    for run in (algorithm.run_round, gathered):
+      state = algorithm.init(params)
+      run = jax.jit(run, compiler_options=options)
+      for _ in range(2):
+        state, metrics = run(state, train, key)
+      results.append((state, metrics))
+    jax.tree.map(np.testing.assert_array_equal, *results)
+
+
 def test_chunking_bounds_memory():
   apply_fn, params, train = _setup()
-  sizes = {}
+  sizes, rounds = {}, {}
   for chunk_size in (None, 2):
     algorithm = _build('fedavg', apply_fn, chunk_size)
     state = algorithm.init(params)
@@ -61,7 +86,14 @@ def test_chunking_bounds_memory():
     if analysis is None:
       pytest.skip('no memory analysis on this backend')
     sizes[chunk_size] = analysis.temp_size_in_bytes
+    # The round gathers each chunk's batches inside local training, so the
+    # whole cohort's batches are not among its temporaries either.
+    rounds[chunk_size] = jax.jit(algorithm.run_round).lower(
+        state, train, jax.random.key(1)).compile().memory_analysis(
+        ).temp_size_in_bytes
   assert sizes[2] < sizes[None]
+  batches = sum(x.nbytes for x in jax.tree.leaves(cohort.features))
+  assert rounds[2] < rounds[None] - batches, (rounds, batches)
 
 
 @pytest.mark.parametrize('cohort_size', [10, 16])

@@ -1,13 +1,10 @@
-"""Round machinery shared by the algorithms: keys, server step, sampling."""
-
-from typing import Callable
+"""Round machinery shared by the algorithms: keys, server step, state."""
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from fedmchain_jax.data import federated
-from fedmchain_jax.types import Array, Metrics, Params, PRNGKey, ServerState
+from fedmchain_jax.types import Array, Params, PRNGKey, ServerState
 
 
 def round_keys(key: PRNGKey, round_index: Array) -> tuple[PRNGKey, PRNGKey]:
@@ -50,22 +47,3 @@ def init_state(params: Params, optimizer: optax.GradientTransformation,
 def tree_bytes(tree) -> int:
   """Bytes of a dense pytree of arrays (static)."""
   return sum(x.size * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
-
-
-def with_sampling(run_cohort: Callable[..., tuple[ServerState, Metrics]],
-                  cohort_size: int, num_steps: int, batch_size: int
-                  ) -> Callable[..., tuple[ServerState, Metrics]]:
-  """Turns `run_cohort(state, cohort, key)` into `run_round(state, data, key)`.
-
-  The cohort is gathered inside the same traced function, so a jitted
-  `run_round` is the whole round in one XLA program.
-  """
-
-  def run_round(state: ServerState, data: federated.FederatedData,
-                key: PRNGKey) -> tuple[ServerState, Metrics]:
-    sample_key, _ = round_keys(key, state.round)
-    cohort = federated.sample_cohort(sample_key, data, cohort_size, num_steps,
-                                     batch_size)
-    return run_cohort(state, cohort, key)
-
-  return run_round

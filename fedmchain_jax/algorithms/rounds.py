@@ -210,32 +210,52 @@ def compose(local_update: Callable,
     metrics['comm/kept_fraction'] = kept_total / jnp.maximum(sent_total, 1.0)
     return update, client_states, metrics
 
-  def train_cohort(state: ServerState, cohort: federated.Cohort,
-                   key: PRNGKey):
-    """Local training of every cohort client: (deltas [C, ...], metrics [C])."""
-    _, train_key = base.round_keys(key, state.round)
-    keys = base.client_keys(train_key, cohort.client_ids)
-    inputs = (federated.cohort_batches(cohort), dict(cohort.modality_mask),
-              keys)
-    size = cohort.weights.shape[0]
+  def train_clients(state: ServerState, batches_of, inputs, keys):
+    """vmapped (chunked) local training: `batches_of(inputs_c)` gives client
+    c's (batches, present); returns (deltas [C, ...], metrics [C])."""
+    size = keys.shape[0]
+
+    def one(client_inputs, key):
+      batches, present = batches_of(client_inputs)
+      return local_update(state.params, batches, present, key, state.round)
+
     if chunk_size is None or chunk_size >= size:
-      trained, client_metrics = jax.vmap(
-          local_update, in_axes=(None, 0, 0, 0, None))(
-              state.params, *inputs, state.round)
+      trained, client_metrics = jax.vmap(one)(inputs, keys)
     else:
       # vmap inside a scan over chunks: memory follows the chunk, not C. The
       # last chunk is filled with copies of client 0 (dropped after) rather
       # than run at a smaller width: XLA:CPU reduces a lone client's [B]
       # losses in another order than a batch of clients' [n, B].
-      inputs = federated.pad_rows(inputs, -size % chunk_size)
+      padded = federated.pad_rows((inputs, keys), -size % chunk_size)
       trained, client_metrics = jax.tree.map(
-          lambda x: x[:size], jax.lax.map(
-              lambda x: local_update(state.params, *x, state.round), inputs,
-              batch_size=chunk_size))
+          lambda x: x[:size], jax.lax.map(lambda x: one(*x), padded,
+                                          batch_size=chunk_size))
     deltas = jax.tree.map(lambda new, old: new - old, trained, state.params)
     if mesh is not None:
       deltas = _constrain(deltas)
     return deltas, client_metrics
+
+  def train_cohort(state: ServerState, cohort: federated.Cohort,
+                   key: PRNGKey):
+    """Local training of every cohort client: (deltas [C, ...], metrics [C])."""
+    _, train_key = base.round_keys(key, state.round)
+    keys = base.client_keys(train_key, cohort.client_ids)
+    return train_clients(
+        state, lambda x: x,
+        (federated.cohort_batches(cohort), dict(cohort.modality_mask)), keys)
+
+  def train_draw(state: ServerState, data: federated.FederatedData,
+                 draw: federated.CohortDraw, key: PRNGKey):
+    """`train_cohort` of `gather_cohort(data, draw)`, each client's examples
+    gathered inside its (chunk's) training: the [C, S, B, ...] cohort is
+    never written whole, and a chunked run holds one chunk's batches."""
+    _, train_key = base.round_keys(key, state.round)
+    keys = base.client_keys(train_key, draw.client_ids)
+    inputs = (draw.client_ids, draw.examples, draw.example_mask,
+              dict(draw.modality_mask))
+    return train_clients(
+        state, lambda x: (federated.gather_batches(data, *x), x[3]), inputs,
+        keys)
 
   def reduction_layout(size):
     """x -> the operand of a sum over clients (see `mesh_reduction`)."""
@@ -250,6 +270,9 @@ def compose(local_update: Callable,
   def aggregate(state: ServerState, cohort: federated.Cohort, deltas,
                 client_metrics, key: PRNGKey, num_real_clients=None):
     """Upload, aggregation and the server step: (new state, metrics).
+
+    `cohort`: a `Cohort` or a `CohortDraw` (its ids, masks and weights are
+    used, not its batches).
 
     `num_real_clients`: with a mesh, how many leading clients of the cohort
     are real (the rest pad it); None: all.
@@ -301,16 +324,32 @@ def compose(local_update: Callable,
     return jax.tree.map(
         lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
 
+  def pad_for_mesh(cohort):
+    if mesh is None:
+      return cohort
+    # At least 2 clients per device: a device holding one client would
+    # reduce its losses in another order (see train_clients).
+    devices = mesh.shape[CLIENTS_AXIS]
+    return _constrain(federated.pad_cohort(
+        cohort, devices, min_size=2 * devices if devices > 1 else 1))
+
   def run_cohort(state: ServerState, cohort: federated.Cohort, key: PRNGKey):
     size = cohort.weights.shape[0]
-    if mesh is not None:
-      # At least 2 clients per device: a device holding one client would
-      # reduce its losses in another order (see train_cohort).
-      devices = mesh.shape[CLIENTS_AXIS]
-      cohort = _constrain(federated.pad_cohort(
-          cohort, devices, min_size=2 * devices if devices > 1 else 1))
+    cohort = pad_for_mesh(cohort)
     deltas, client_metrics = train_cohort(state, cohort, key)
     return aggregate(state, cohort, deltas, client_metrics, key, size)
+
+  def run_round(state: ServerState, data: federated.FederatedData,
+                key: PRNGKey):
+    """Samples the round's cohort and runs it: `run_cohort` of
+    `sample_cohort(...)`, with the batches gathered per client (chunk) inside
+    local training (`train_draw`)."""
+    sample_key, _ = base.round_keys(key, state.round)
+    draw = federated.draw_cohort(sample_key, data, cohort_size,
+                                 num_local_steps, batch_size)
+    draw = pad_for_mesh(draw)
+    deltas, client_metrics = train_draw(state, data, draw, key)
+    return aggregate(state, draw, deltas, client_metrics, key, cohort_size)
 
   return FederatedAlgorithm(
       init=init,
@@ -318,7 +357,6 @@ def compose(local_update: Callable,
       train_cohort=train_cohort,
       aggregate=aggregate,
       local_update=local_update,
-      run_round=base.with_sampling(run_cohort, cohort_size, num_local_steps,
-                                   batch_size),
+      run_round=run_round,
       num_local_steps=num_local_steps,
   )

@@ -154,9 +154,26 @@ def cohort_batches(cohort: Cohort) -> dict:
   }
 
 
-def sample_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
-                  num_steps: int, batch_size: int) -> Cohort:
-  """Samples a cohort and its local batches; traceable, static shapes.
+class CohortDraw(NamedTuple):
+  """A sampled cohort before its batches are gathered (`gather_cohort`).
+
+  Attributes:
+    client_ids: [C] int32 population indices (`PADDING_ID` for padding).
+    examples: [C, S, B] int32 example slots of each client's row.
+    example_mask: [C, S, B] bool.
+    modality_mask: {modality: [C] bool}.
+    weights: [C] float32.
+  """
+  client_ids: Array
+  examples: Array
+  example_mask: Array
+  modality_mask: Mapping[str, Array]
+  weights: Array
+
+
+def draw_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
+                num_steps: int, batch_size: int) -> CohortDraw:
+  """Samples a cohort and its example slots; traceable, static shapes.
 
   Clients are drawn uniformly without replacement. Each client walks through
   its own examples in a fresh random order and wraps around when it runs out
@@ -171,7 +188,8 @@ def sample_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
     batch_size: B.
 
   Returns:
-    A `Cohort` with leaves [C, S, B, ...].
+    A `CohortDraw`; `gather_cohort` (or, per client, `gather_batches`) reads
+    its examples.
   """
   num_clients, slots = data.labels.shape
   client_key, order_key = jax.random.split(key)
@@ -189,21 +207,66 @@ def sample_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
   position = jnp.arange(num_steps * batch_size)
   index = jnp.take_along_axis(
       order, position[None, :] % jnp.maximum(counts, 1)[:, None], axis=1)
-  rows = client_ids[:, None]
-
-  def gather(x):
-    picked = x[rows, index]  # [C, S * B, ...]
-    return picked.reshape((cohort_size, num_steps, batch_size) + x.shape[2:])
-
-  example_mask = jnp.broadcast_to((counts > 0)[:, None], index.shape)
-  return Cohort(
+  shape = (cohort_size, num_steps, batch_size)
+  return CohortDraw(
       client_ids=client_ids,
-      features={m: gather(x) for m, x in data.features.items()},
-      labels=gather(data.labels),
-      example_mask=example_mask.reshape(cohort_size, num_steps, batch_size),
+      examples=index.reshape(shape).astype(jnp.int32),
+      example_mask=jnp.broadcast_to((counts > 0)[:, None, None], shape),
       modality_mask={m: v[client_ids] for m, v in data.modality_mask.items()},
       weights=data.weights[client_ids],
   )
+
+
+def gather_batches(data: FederatedData, client_id: Array, examples: Array,
+                   example_mask: Array, present: Mapping[str, Array]) -> dict:
+  """One drawn client's batches as `cohort_batches` lays out a row of them.
+
+  Args:
+    data: the population.
+    client_id: [] int32 (`PADDING_ID` reads the last client: any finite
+      inputs do for a padding client).
+    examples: [S, B] int32 slots; example_mask: [S, B] bool.
+    present: {modality: [] bool}.
+
+  Returns:
+    {'features': {m: [S, B, ...]}, 'label': [S, B], 'mask': [S, B],
+     'modality_mask': {m: [S]}}; vmap it over a draw's clients.
+  """
+  row = jnp.minimum(client_id, data.labels.shape[0] - 1)
+  num_steps = examples.shape[0]
+  return {
+      'features': {m: jnp.asarray(x)[row, examples]
+                   for m, x in data.features.items()},
+      'label': jnp.asarray(data.labels)[row, examples],
+      'mask': example_mask,
+      'modality_mask': {m: jnp.broadcast_to(v, (num_steps,))
+                        for m, v in present.items()},
+  }
+
+
+def gather_cohort(data: FederatedData, draw: CohortDraw) -> Cohort:
+  """The `Cohort` of a draw: its examples gathered, leaves [C, S, B, ...]."""
+  rows = jnp.minimum(draw.client_ids, data.labels.shape[0] - 1)[:, None, None]
+  return Cohort(
+      client_ids=draw.client_ids,
+      features={m: jnp.asarray(x)[rows, draw.examples]
+                for m, x in data.features.items()},
+      labels=jnp.asarray(data.labels)[rows, draw.examples],
+      example_mask=draw.example_mask,
+      modality_mask=dict(draw.modality_mask),
+      weights=draw.weights,
+  )
+
+
+def sample_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
+                  num_steps: int, batch_size: int) -> Cohort:
+  """`gather_cohort(data, draw_cohort(...))`: a cohort with its batches.
+
+  Returns:
+    A `Cohort` with leaves [C, S, B, ...].
+  """
+  return gather_cohort(data, draw_cohort(key, data, cohort_size, num_steps,
+                                         batch_size))
 
 
 def pad_rows(tree, extra: int):
@@ -213,8 +276,10 @@ def pad_rows(tree, extra: int):
           [x, jnp.broadcast_to(x[:1], (extra,) + x.shape[1:])]), tree)
 
 
-def pad_cohort(cohort: Cohort, multiple: int, min_size: int = 1) -> Cohort:
+def pad_cohort(cohort, multiple: int, min_size: int = 1):
   """Appends zero-weight clients so C is a multiple of `multiple`, >= min_size.
+
+  `cohort`: a `Cohort` or a `CohortDraw`.
 
   Padding clients copy client 0's inputs (any finite values do), get weight 0
   (so they change nothing) and id `PADDING_ID`, past any population: gathers
