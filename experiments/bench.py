@@ -307,8 +307,8 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
     # vmapped round gathers them inside local training.
     def update_one(params, data, client_id, examples, example_mask, present,
                    train_key, round_index):
-      batches = fdata.gather_batches(data, client_id, examples, example_mask,
-                                     present)
+      batches = fdata.DrawnBatches(data, client_id, examples, example_mask,
+                                   present)
       return loop_fns.local_update(
           params, batches, present, jax.random.fold_in(train_key, client_id),
           round_index)

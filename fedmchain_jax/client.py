@@ -20,6 +20,21 @@ class ClientOutput(NamedTuple):
   metrics: Metrics
 
 
+def step_batch(batches, index):
+  """Step `index` of a client's batches: each leaf's row `index`, or
+  `batches.step(index)` for batches gathered lazily (`data.DrawnBatches`)."""
+  if hasattr(batches, 'step'):
+    return batches.step(index)
+  return jax.tree.map(lambda x: x[index], batches)
+
+
+def num_steps_of(batches) -> int:
+  """S of a client's batches (leaves [S, B, ...] or `data.DrawnBatches`)."""
+  if hasattr(batches, 'num_steps'):
+    return batches.num_steps
+  return jax.tree.leaves(batches)[0].shape[0]
+
+
 def scan_steps(step, carry, batches, num_steps: int, offset: int = 0):
   """`lax.scan(step, carry, (arange(S), batches[offset:offset + S]))` with
   the first step taken outside the loop.
@@ -28,15 +43,15 @@ def scan_steps(step, carry, batches, num_steps: int, offset: int = 0):
   inside a scan they would first be broadcast to [C, ...] and copied into
   the loop (two fresh [C, P] buffers, 15% of FedAvg's local training on a
   2-core CPU); the first step's output is per client already. Step s reads
-  `batches[offset + s]` by index, so no sliced copy of the batches is made.
+  `step_batch(batches, offset + s)` by index, so no sliced copy of the
+  batches is made (and `data.DrawnBatches` gathers it only then).
   """
-  first = jax.tree.map(lambda x: x[offset], batches)
+  first = step_batch(batches, offset)
   carry, first_metrics = step(carry, (jax.numpy.int32(0), first))
   if num_steps == 1:
     return carry, jax.tree.map(lambda m: m[None], first_metrics)
   carry, metrics = jax.lax.scan(
-      lambda c, i: step(c, (i, jax.tree.map(lambda x: x[offset + i],
-                                            batches))),
+      lambda c, i: step(c, (i, step_batch(batches, offset + i))),
       carry, jax.numpy.arange(1, num_steps))
   return carry, jax.tree.map(
       lambda a, b: jax.numpy.concatenate([a[None], b]), first_metrics,
@@ -51,7 +66,8 @@ def local_train(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     loss_fn: `loss_fn(params, batch, key) -> (loss, metrics)` on leaves [B, ...].
     optimizer: the client optax optimizer; its state starts fresh each round.
     params: the starting (global) params.
-    batches: leaves [S, B, ...]; step s uses `batches[s]`.
+    batches: leaves [S, B, ...] or a `data.DrawnBatches`; step s uses
+      `step_batch(batches, s)`.
     key: the client's key for this round; step s uses `fold_in(key, s)`.
 
   Returns:
@@ -66,7 +82,7 @@ def local_train(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     updates, opt_state = optimizer.update(grads, opt_state, current)
     return (optax.apply_updates(current, updates), opt_state), metrics
 
-  num_steps = jax.tree.leaves(batches)[0].shape[0]
+  num_steps = num_steps_of(batches)
   (trained, _), metrics = scan_steps(step, (params, optimizer.init(params)),
                                      batches, num_steps)
   delta = jax.tree.map(lambda new, old: new - old, trained, params)

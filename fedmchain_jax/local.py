@@ -6,7 +6,9 @@ Every local update has the signature
   local_update(params, batches, modality_present, key, round_index)
       -> (trained params, metrics)
 
-with `batches` leaves [S, B, ...] (S = all local steps of the round),
+with `batches` leaves [S, B, ...] (S = all local steps of the round) or a
+`data.DrawnBatches` that gathers step s when read (read step s with
+`client.step_batch(batches, s)`, S with `client.num_steps_of(batches)`),
 `modality_present` {modality: bool scalar} for this client, and it is vmapped
 over the cohort. `apply_fn(params, features, modality_mask, only)` is the
 model (see `models.LateFusionClassifier`).
@@ -280,7 +282,7 @@ def ogm_ge_update(apply_fn: Callable, modalities: Sequence[str],
 
   def local_update(params, batches, present, key, round_index):
     del present, round_index
-    num_steps = jax.tree.leaves(batches)[0].shape[0]
+    num_steps = client.num_steps_of(batches)
     (trained, _, _), metrics = client.scan_steps(
         step, (params, optimizer.init(params), key), batches, num_steps)
     return trained, jax.tree.map(

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+import fedmchain_jax as fmc
 from fedmchain_jax import data as fdata
 from fedmchain_jax.data import synthetic
 
@@ -110,6 +111,16 @@ def test_a_draw_gathers_to_the_sampled_cohort_whole_or_per_client():
       draw.client_ids, draw.examples, draw.example_mask, draw.modality_mask)
   jax.tree.map(np.testing.assert_array_equal, fdata.cohort_batches(cohort),
                per_client)
+  # Step by step (what run_round's local training reads).
+  lazy = fdata.DrawnBatches(population, draw.client_ids[1], draw.examples[1],
+                            draw.example_mask[1],
+                            {m: v[1] for m, v in draw.modality_mask.items()})
+  assert fmc.client.num_steps_of(lazy) == 2
+  for step in range(2):
+    jax.tree.map(np.testing.assert_array_equal,
+                 fmc.client.step_batch(lazy, step),
+                 jax.tree.map(lambda x, s=step: x[1, s],
+                              fdata.cohort_batches(cohort)))
   # A padding client reads finite inputs and keeps its padding id and weight.
   padded = fdata.gather_cohort(population,
                                fdata.federated.pad_cohort(draw, 4))

@@ -246,15 +246,15 @@ def compose(local_update: Callable,
 
   def train_draw(state: ServerState, data: federated.FederatedData,
                  draw: federated.CohortDraw, key: PRNGKey):
-    """`train_cohort` of `gather_cohort(data, draw)`, each client's examples
-    gathered inside its (chunk's) training: the [C, S, B, ...] cohort is
-    never written whole, and a chunked run holds one chunk's batches."""
+    """`train_cohort` of `gather_cohort(data, draw)`, each step's batches
+    gathered inside local training (`federated.DrawnBatches`): the
+    [C, S, B, ...] cohort is never written whole."""
     _, train_key = base.round_keys(key, state.round)
     keys = base.client_keys(train_key, draw.client_ids)
     inputs = (draw.client_ids, draw.examples, draw.example_mask,
               dict(draw.modality_mask))
     return train_clients(
-        state, lambda x: (federated.gather_batches(data, *x), x[3]), inputs,
+        state, lambda x: (federated.DrawnBatches(data, *x), x[3]), inputs,
         keys)
 
   def reduction_layout(size):

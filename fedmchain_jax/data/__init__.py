@@ -3,6 +3,7 @@
 from fedmchain_jax.data.federated import Cohort
 from fedmchain_jax.data.federated import CohortDraw
 from fedmchain_jax.data.federated import DataError
+from fedmchain_jax.data.federated import DrawnBatches
 from fedmchain_jax.data.federated import validate
 from fedmchain_jax.data.federated import cohort_batches
 from fedmchain_jax.data.federated import client_batches

@@ -2,8 +2,10 @@
 
 A population of N clients is stored as padded arrays with a leading clients
 axis: every client's examples are packed at the front of an [E] slot row and
-`example_mask` marks which slots are real. A cohort is gathered from it inside
-the jitted round as a pytree of [C, S, B, ...] leaves.
+`example_mask` marks which slots are real. A cohort is drawn from it inside
+the jitted round (`draw_cohort`); its batches are gathered either whole, as
+a pytree of [C, S, B, ...] leaves (`sample_cohort`), or step by step inside
+local training (`DrawnBatches`, what `run_round` does).
 """
 
 from typing import Mapping, NamedTuple, Sequence
@@ -217,6 +219,37 @@ def draw_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
   )
 
 
+class DrawnBatches(NamedTuple):
+  """One drawn client's batches, read from the population step by step.
+
+  Local training takes it wherever it takes a batches dict (`client.
+  step_batch` reads step s as `gather_batches(...)` would hold it at s), so
+  inside a vmapped round each step gathers [C, B, ...] into a buffer the
+  step loop reuses: the cohort's [C, S, B, ...] batches are never written.
+  """
+  data: FederatedData
+  client_id: Array
+  examples: Array
+  example_mask: Array
+  present: Mapping[str, Array]
+
+  @property
+  def num_steps(self) -> int:
+    return self.examples.shape[0]
+
+  def step(self, index) -> dict:
+    """The batch of step `index` (an int, or a slice for several)."""
+    row = jnp.minimum(self.client_id, self.data.labels.shape[0] - 1)
+    examples = self.examples[index]
+    return {
+        'features': {m: jnp.asarray(x)[row, examples]
+                     for m, x in self.data.features.items()},
+        'label': jnp.asarray(self.data.labels)[row, examples],
+        'mask': self.example_mask[index],
+        'modality_mask': dict(self.present),
+    }
+
+
 def gather_batches(data: FederatedData, client_id: Array, examples: Array,
                    example_mask: Array, present: Mapping[str, Array]) -> dict:
   """One drawn client's batches as `cohort_batches` lays out a row of them.
@@ -232,16 +265,12 @@ def gather_batches(data: FederatedData, client_id: Array, examples: Array,
     {'features': {m: [S, B, ...]}, 'label': [S, B], 'mask': [S, B],
      'modality_mask': {m: [S]}}; vmap it over a draw's clients.
   """
-  row = jnp.minimum(client_id, data.labels.shape[0] - 1)
+  batches = DrawnBatches(data, client_id, examples, example_mask,
+                         present).step(slice(None))
   num_steps = examples.shape[0]
-  return {
-      'features': {m: jnp.asarray(x)[row, examples]
-                   for m, x in data.features.items()},
-      'label': jnp.asarray(data.labels)[row, examples],
-      'mask': example_mask,
-      'modality_mask': {m: jnp.broadcast_to(v, (num_steps,))
-                        for m, v in present.items()},
-  }
+  batches['modality_mask'] = {m: jnp.broadcast_to(v, (num_steps,))
+                              for m, v in present.items()}
+  return batches
 
 
 def gather_cohort(data: FederatedData, draw: CohortDraw) -> Cohort:
