@@ -138,6 +138,20 @@ def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
   return threshold
 
 
+def keep_mask(x: Array, threshold: Array) -> Array:
+  """The entries `sparsify` keeps: |x| >= threshold and x != 0."""
+  return (jnp.abs(x) >= threshold) & (x != 0)
+
+
+def top_fraction(x: Array, fraction: float, key: PRNGKey, **threshold_kwargs
+                 ) -> tuple[Array, Array]:
+  """(threshold, kept) of `sparsify(x, ...)` without writing its values:
+  `jnp.where(keep_mask(x, threshold), x, 0)` are the values, `kept` their
+  int32 count. For a sparse fraction only (fraction < 1)."""
+  threshold = magnitude_threshold(x, fraction, key, **threshold_kwargs)
+  return threshold, count_at_least(x, threshold, nonzero=True)
+
+
 def sparsify(x: Array, fraction: float, key: PRNGKey, **threshold_kwargs
              ) -> SparseUpdate:
   """Keeps the entries of x [P] at or above the magnitude threshold.
@@ -146,10 +160,8 @@ def sparsify(x: Array, fraction: float, key: PRNGKey, **threshold_kwargs
   """
   if isinstance(fraction, (int, float)) and fraction >= 1.0:
     return SparseUpdate(x, (x != 0).sum().astype(jnp.int32))
-  threshold = magnitude_threshold(x, fraction, key, **threshold_kwargs)
-  keep = (jnp.abs(x) >= threshold) & (x != 0)
-  return SparseUpdate(jnp.where(keep, x, 0),
-                      count_at_least(x, threshold, nonzero=True))
+  threshold, kept = top_fraction(x, fraction, key, **threshold_kwargs)
+  return SparseUpdate(jnp.where(keep_mask(x, threshold), x, 0), kept)
 
 
 def message_bytes(kept: Array, size: int, value_bytes: int = 4,

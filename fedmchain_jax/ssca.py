@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from fedmchain_jax import blockwise
+from fedmchain_jax import compression
 from fedmchain_jax.types import Array
 
 
@@ -53,9 +54,18 @@ class SSCAResult(NamedTuple):
 BLOCKED_AGREEMENT_MAX_CLIENTS = 256
 
 
+def _sent(piece: Array, threshold: Array | None) -> Array:
+  """The sparse values of a [C, p] piece: as given, or the entries of dense
+  rows that `compression.keep_mask` keeps at each row's threshold."""
+  if threshold is None:
+    return piece
+  return jnp.where(compression.keep_mask(piece, threshold[:, None]), piece,
+                   0.0)
+
+
 def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
-                   materialize: bool = False,
-                   block: int | None = None) -> tuple[Array, Array]:
+                   materialize: bool = False, block: int | None = None,
+                   threshold: Array | None = None) -> tuple[Array, Array]:
   """Pairwise sign agreement on common support.
 
   Args:
@@ -79,6 +89,9 @@ def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
       matrices are never written to fresh memory. Default: on CPU
       `blockwise.BLOCK` up to `BLOCKED_AGREEMENT_MAX_CLIENTS` clients, else
       0.
+    threshold: [C]; if given, `values` are dense and each row's sparse
+      update is its entries at or above its threshold (`compression.
+      keep_mask`), selected block by block instead of written whole.
 
   Returns:
     (agreement [C, C] float32 in [-1, 1], overlap [C, C] = D).
@@ -94,6 +107,7 @@ def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
   accumulate = jnp.int32 if dtype == 'int8' else jnp.float32
 
   def products(piece):
+    piece = _sent(piece, threshold)
     signs = jnp.where(holders[:, None], jnp.sign(piece), 0).astype(dtype)
     support = jnp.abs(signs)
     if materialize:
@@ -132,7 +146,8 @@ def connected_components(adjacency: Array) -> Array:
 
 def ssca(values: Array, weights: Array, holders: Array, tau: float,
          max_groups: int, combine: str = 'weighted',
-         block: int | None = None) -> SSCAResult:
+         block: int | None = None,
+         threshold: Array | None = None) -> SSCAResult:
   """Aggregates one block's sparse updates by sign-guided consensus.
 
   Args:
@@ -144,6 +159,10 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
     combine: 'weighted' (by group data size) or 'largest'.
     block: work through P in blocks of this many entries; None: the
       defaults of `sign_agreement` and `blockwise.default_block`.
+    threshold: [C]; if given, `values` are dense and the sparse updates are
+      `jnp.where(compression.keep_mask(values, threshold[:, None]), values,
+      0)`, selected block by block (bitwise the same result, one [C, P]
+      array fewer).
 
   Returns:
     An `SSCAResult` whose `update` is the merged [P] update.
@@ -152,7 +171,8 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
     raise ValueError(f"combine must be 'weighted' or 'largest', got {combine!r}")
   size = values.shape[0]
   active = holders & (weights > 0)
-  agreement, _ = sign_agreement(values, active, block=block)
+  agreement, _ = sign_agreement(values, active, block=block,
+                                threshold=threshold)
   adjacency = (agreement > tau) & active[:, None] & active[None, :]
   labels = jnp.where(active, connected_components(adjacency), size)
   component_weight = jax.ops.segment_sum(
@@ -165,6 +185,7 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
   total = jnp.maximum(group_weights.sum(), jnp.finfo(jnp.float32).tiny)
 
   def consensus(piece):  # [C, p] -> [p]
+    piece = _sent(piece, threshold)
     mass = weighted @ piece  # [G, p]
     elected = jnp.sign(mass)
     client_sign = membership.astype(piece.dtype).T @ elected  # [C, p]

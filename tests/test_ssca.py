@@ -153,6 +153,24 @@ def test_blocks_over_p_give_the_one_block_result(block, combine):
   assert np.count_nonzero(whole.update) > 1000
 
 
+@pytest.mark.parametrize('block', [0, 64])
+def test_dense_rows_with_thresholds_are_their_sparse_updates(block):
+  rng = np.random.default_rng(6)
+  dense = rng.normal(size=(10, 3001)).astype(np.float32)
+  dense[:, ::7] = 0.0  # Exact zeros are never sent, at any threshold.
+  threshold = np.quantile(np.abs(dense), 0.8, axis=1).astype(np.float32)
+  threshold[3] = np.inf  # A client that sends nothing.
+  sparse = np.where(compression.keep_mask(dense, threshold[:, None]), dense,
+                    0.0)
+  assert 0 < np.count_nonzero(sparse) < 0.25 * sparse.size
+  weights = np.arange(1, 11, dtype=np.float32)
+  holders = np.arange(10) % 4 != 1
+  given = ssca.ssca(sparse, weights, holders, 0.0, 3, block=block)
+  selected = ssca.ssca(dense, weights, holders, 0.0, 3, block=block,
+                       threshold=jnp.asarray(threshold))
+  jax.tree.map(np.testing.assert_array_equal, selected, given)
+
+
 def test_map_columns_joins_blocks_in_order():
   values = np.arange(2 * 23, dtype=np.float32).reshape(2, 23)
   joined = blockwise.map_columns(

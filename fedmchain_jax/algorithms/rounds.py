@@ -180,27 +180,46 @@ def compose(local_update: Callable,
       if modality is not None:
         holders = holders & cohort.modality_mask[modality]
       block_keys_c = jax.vmap(lambda k, i=index: jax.random.fold_in(k, i))(keys)
-      sparse = jax.vmap(lambda x, k: compression.sparsify(
-          x, fraction, k, **threshold_options))(flat, block_keys_c)
-      sent = jnp.where(holders[:, None], sparse.values, 0.0)
-      kept = jnp.where(holders, sparse.kept, 0)
+      if dense:
+        sent = jnp.where(holders[:, None], flat, 0.0)
+        kept = jnp.where(holders, (flat != 0).sum(axis=1, dtype=jnp.int32), 0)
+        threshold = None
+      else:
+        # The sent values are where(keep_mask(flat, threshold), flat, 0);
+        # they are selected where used (in SSCA block by block) rather than
+        # written as one more [C, P] array. Non-holders send nothing.
+        threshold, kept = jax.vmap(lambda x, k: compression.top_fraction(
+            x, fraction, k, **threshold_options))(flat, block_keys_c)
+        threshold = jnp.where(holders, threshold, jnp.inf)
+        kept = jnp.where(holders, kept, 0)
+        sent = flat
       if error_feedback:
         table = state.client_states[name]
-        # What was not sent; for rows of weight 0, flat - 0 = the residual.
-        new_residual = flat - sent
+        # What was not sent (bitwise flat - sent); for rows of weight 0 the
+        # residual itself.
+        if threshold is None:
+          new_residual = flat - sent
+        else:
+          new_residual = jnp.where(
+              compression.keep_mask(flat, threshold[:, None]), 0.0, flat)
         client_states[name] = table.at[cohort.client_ids].set(
             new_residual, mode='drop')
       holders, kept, sent_weights = (real(x) for x in (holders, kept, weights))
       sent = real(sent)
+      if threshold is not None:
+        threshold = real(threshold)
       upload += determinism.fixed_order_sum(jnp.where(
           holders, compression.message_bytes(kept, block_size), 0.0))
       kept_total += kept.sum().astype(jnp.float32)
       sent_total += holders.sum().astype(jnp.float32) * block_size
       if aggregator == 'mean':
+        if threshold is not None:
+          sent = jnp.where(compression.keep_mask(sent, threshold[:, None]),
+                           sent, 0.0)
         merged = aggregation.weighted_mean(sent, sent_weights)
       else:
         result = ssca.ssca(sent, sent_weights, holders, tau, max_groups,
-                           combine)
+                           combine, threshold=threshold)
         merged = result.update
         metrics[f'ssca/{name}/groups'] = (result.group_weights > 0).sum()
         metrics[f'ssca/{name}/left_out'] = (
