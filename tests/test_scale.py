@@ -73,6 +73,31 @@ def test_a_round_gathering_per_client_is_bitwise_the_gathered_cohorts(
     jax.tree.map(np.testing.assert_array_equal, *results)
 
 
+def test_a_custom_update_gets_batches_of_s_rows_unless_it_steps_them():
+  apply_fn, params, train = _setup()
+  joint = fmc.local.joint_update(
+      fmc.losses.fused_classification_loss(apply_fn), optax.sgd(0.1))
+  seen = []
+
+  def indexing_update(params, batches, present, key, round_index):
+    # An update written against plain [S, B, ...] leaves.
+    seen.append(type(batches))
+    assert jax.tree.leaves(batches)[0].shape[:2] == (6, 16)
+    return joint(params, batches, present, key, round_index)
+
+  results = []
+  for step_batches in (False, True):
+    algorithm = fmc.algorithms.compose(
+        indexing_update if not step_batches else joint, optax.sgd(1.0), 6,
+        10, 16, chunk_size=3, step_batches=step_batches)
+    state = algorithm.init(params)
+    state, metrics = jax.jit(algorithm.run_round)(state, train,
+                                                  jax.random.key(1))
+    results.append((state, metrics))
+  assert seen == [dict]
+  jax.tree.map(np.testing.assert_array_equal, *results)
+
+
 def _temp_bytes(fn, *args):
   analysis = jax.jit(fn).lower(*args).compile().memory_analysis()
   if analysis is None:

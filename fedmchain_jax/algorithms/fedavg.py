@@ -54,7 +54,7 @@ def fedavg(loss_fn: LossFn,
   return rounds.compose(
       local.joint_update(loss_fn, client_optimizer, prox_mu),
       server_optimizer, num_local_steps, cohort_size, batch_size,
-      **round_options)
+      step_batches=True, **round_options)
 
 
 def fedavg_ogm_ge(apply_fn, modalities, client_optimizer: optax.GradientTransformation,
@@ -66,4 +66,4 @@ def fedavg_ogm_ge(apply_fn, modalities, client_optimizer: optax.GradientTransfor
   return rounds.compose(
       local.ogm_ge_update(apply_fn, modalities, client_optimizer, alpha, noise),
       server_optimizer, num_local_steps, cohort_size, batch_size,
-      **round_options)
+      step_batches=True, **round_options)

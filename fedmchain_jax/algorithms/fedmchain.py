@@ -105,4 +105,5 @@ def fedmchain(apply_fn: Callable,
       blocks=models.parameter_blocks(modalities),
       fraction=fraction, error_feedback=error_feedback,
       num_clients=num_clients, aggregator=aggregator, tau=tau,
-      max_groups=max_groups, combine=combine, **round_options)
+      max_groups=max_groups, combine=combine, step_batches=True,
+      **round_options)

@@ -79,6 +79,7 @@ def compose(local_update: Callable,
             mesh: jax.sharding.Mesh | None = None,
             faults: fault_lib.FaultModel | None = None,
             mesh_reduction: str = 'replicated',
+            step_batches: bool = False,
             ) -> FederatedAlgorithm:
   """Builds a round from a local update, an upload rule and an aggregator.
 
@@ -122,6 +123,13 @@ def compose(local_update: Callable,
     faults: simulated dropouts, non-finite updates and attackers
       (`fedmchain_jax.faults`). Whatever it is, a client whose delta is not
       finite is excluded from the round ('faults/nonfinite').
+    step_batches: `local_update` reads its batches only through
+      `client.step_batch` and `client.num_steps_of` (as `local.py`'s updates
+      do), so `run_round` may pass a `data.DrawnBatches` that gathers each
+      step's batches when it is read: the cohort's [C, S, B, ...] batches
+      are never held whole. False (the default, safe for any update):
+      `run_round` passes each client a dict of [S, B, ...] leaves, gathered
+      per client (per chunk with `chunk_size`).
 
   Returns:
     A `FederatedAlgorithm`. Metrics: 'train/*' (weighted client means of the
@@ -265,16 +273,17 @@ def compose(local_update: Callable,
 
   def train_draw(state: ServerState, data: federated.FederatedData,
                  draw: federated.CohortDraw, key: PRNGKey):
-    """`train_cohort` of `gather_cohort(data, draw)`, each step's batches
-    gathered inside local training (`federated.DrawnBatches`): the
-    [C, S, B, ...] cohort is never written whole."""
+    """`train_cohort` of `gather_cohort(data, draw)`, the batches gathered
+    inside local training: per step with `step_batches`
+    (`federated.DrawnBatches`), else per client."""
     _, train_key = base.round_keys(key, state.round)
     keys = base.client_keys(train_key, draw.client_ids)
     inputs = (draw.client_ids, draw.examples, draw.example_mask,
               dict(draw.modality_mask))
-    return train_clients(
-        state, lambda x: (federated.DrawnBatches(data, *x), x[3]), inputs,
-        keys)
+    gather = (federated.DrawnBatches if step_batches else
+              federated.gather_batches)
+    return train_clients(state, lambda x: (gather(data, *x), x[3]), inputs,
+                         keys)
 
   def reduction_layout(size):
     """x -> the operand of a sum over clients (see `mesh_reduction`)."""
