@@ -6,6 +6,7 @@ import jax
 import optax
 
 from fedmchain_jax import determinism
+from fedmchain_jax.data import federated
 from fedmchain_jax.types import Batch, LossFn, Metrics, Params, PRNGKey
 
 
@@ -23,14 +24,14 @@ class ClientOutput(NamedTuple):
 def step_batch(batches, index):
   """Step `index` of a client's batches: each leaf's row `index`, or
   `batches.step(index)` for batches gathered lazily (`data.DrawnBatches`)."""
-  if hasattr(batches, 'step'):
+  if isinstance(batches, federated.DrawnBatches):
     return batches.step(index)
   return jax.tree.map(lambda x: x[index], batches)
 
 
 def num_steps_of(batches) -> int:
   """S of a client's batches (leaves [S, B, ...] or `data.DrawnBatches`)."""
-  if hasattr(batches, 'num_steps'):
+  if isinstance(batches, federated.DrawnBatches):
     return batches.num_steps
   return jax.tree.leaves(batches)[0].shape[0]
 

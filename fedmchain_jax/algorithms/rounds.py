@@ -369,9 +369,9 @@ def compose(local_update: Callable,
 
   def run_round(state: ServerState, data: federated.FederatedData,
                 key: PRNGKey):
-    """Samples the round's cohort and runs it: `run_cohort` of
-    `sample_cohort(...)`, with the batches gathered per client (chunk) inside
-    local training (`train_draw`)."""
+    """Samples the round's cohort and runs it: bitwise `run_cohort` of
+    `sample_cohort(...)`, with the batches gathered inside local training
+    (`train_draw`: per step with `step_batches`, else per client)."""
     sample_key, _ = base.round_keys(key, state.round)
     draw = federated.draw_cohort(sample_key, data, cohort_size,
                                  num_local_steps, batch_size)
