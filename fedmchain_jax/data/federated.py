@@ -275,12 +275,12 @@ def gather_batches(data: FederatedData, client_id: Array, examples: Array,
 
 def gather_cohort(data: FederatedData, draw: CohortDraw) -> Cohort:
   """The `Cohort` of a draw: its examples gathered, leaves [C, S, B, ...]."""
-  rows = jnp.minimum(draw.client_ids, data.labels.shape[0] - 1)[:, None, None]
+  batches = jax.vmap(lambda *x: DrawnBatches(data, *x, {}).step(slice(None)))(
+      draw.client_ids, draw.examples, draw.example_mask)
   return Cohort(
       client_ids=draw.client_ids,
-      features={m: jnp.asarray(x)[rows, draw.examples]
-                for m, x in data.features.items()},
-      labels=jnp.asarray(data.labels)[rows, draw.examples],
+      features=batches['features'],
+      labels=batches['label'],
       example_mask=draw.example_mask,
       modality_mask=dict(draw.modality_mask),
       weights=draw.weights,
