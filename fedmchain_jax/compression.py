@@ -53,16 +53,34 @@ def count_at_least(x: Array, threshold: Array, nonzero: bool = False,
   return blockwise.reduce(count, jnp.add, x, blockwise.default_block(block))
 
 
-def sorted_magnitudes(magnitude: Array) -> Array:
-  """Ascending sort of non-negative floats through their int32 bit patterns.
+def magnitude_order_statistics(magnitude: Array, ranks: Array) -> Array:
+  """The ranks-th smallest entries (0-based) of a non-negative float [n].
 
-  For x >= 0 (and NaN, which sorts last either way) the IEEE bit pattern
-  orders as the value does, and XLA:CPU sorts int32 keys about 4x faster
-  than float keys (9 against 39 ms for [64, 4096]); the result is the
-  float sort's, bit for bit.
+  Bit for bit the entries of an ascending sort at `ranks`, found without
+  sorting: for x >= 0 (and NaN, which sorts last either way) the IEEE bit
+  pattern orders as the value does, so the r-th smallest pattern is built
+  bit by bit, 31 counts of `bits < candidate` over [n], for all ranks at
+  once. XLA:CPU runs it in half a sort's time (2 cores, 2 ranks of [1024,
+  4096]: 77 against 143 ms; [64, 4096]: 3.9 against 8.8 ms).
+
+  Args:
+    magnitude: [n] float32, >= 0 or NaN.
+    ranks: int32 [...] in [0, n), static or traced.
+
+  Returns:
+    [...] the order statistics, magnitude's dtype.
   """
   bits = jax.lax.bitcast_convert_type(magnitude, jnp.int32)
-  return jax.lax.bitcast_convert_type(jnp.sort(bits), magnitude.dtype)
+  ranks = jnp.asarray(ranks, jnp.int32)
+
+  def take_bit(i, prefix):
+    # The answer is the largest pattern with at most `rank` entries below.
+    candidate = prefix | jnp.left_shift(jnp.int32(1), 30 - i)
+    below = jnp.sum(bits < candidate[..., None], axis=-1, dtype=jnp.int32)
+    return jnp.where(below <= ranks, candidate, prefix)
+
+  found = jax.lax.fori_loop(0, 31, take_bit, jnp.zeros_like(ranks))
+  return jax.lax.bitcast_convert_type(found, magnitude.dtype)
 
 
 def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
@@ -93,8 +111,7 @@ def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
     refine_steps = ((3 if fraction >= 0.05 else 8) if static else
                     jnp.where(fraction >= 0.05, 3, 8))
   samples = min(num_samples, size)
-  sample = sorted_magnitudes(
-      jnp.abs(x[jax.random.randint(key, (samples,), 0, size)]))
+  sample = jnp.abs(x[jax.random.randint(key, (samples,), 0, size)])
   # Order statistics of the sample bracketing the (1 - fraction) quantile,
   # and the counts the sample predicts there (no pass over x needed). All in
   # float32, with NumPy for a Python fraction and jnp for a traced one (a
@@ -108,8 +125,8 @@ def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
                               xp.float32(samples)) - 1, 0, samples - 1)
   high_rank = xp.clip(xp.ceil((xp.float32(1) - rho + spread) *
                               xp.float32(samples)), 0, samples - 1)
-  low = sample[low_rank.astype(xp.int32)]
-  high = sample[high_rank.astype(xp.int32)]
+  low, high = magnitude_order_statistics(
+      sample, jnp.stack([low_rank, high_rank]).astype(jnp.int32))
   f_low = (xp.float32(samples) - low_rank) / xp.float32(samples) * xp.float32(
       size) - k
   f_high = (xp.float32(samples) - high_rank) / xp.float32(samples) * (

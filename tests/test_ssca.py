@@ -118,19 +118,22 @@ def test_elected_sign_and_disjoint_mean_by_hand():
   np.testing.assert_allclose(weighted.update, [10 / 3, -3.0, 0.0], rtol=1e-6)
 
 
-@pytest.mark.parametrize('dtype,materialize', [
-    ('int8', False), ('int8', True), ('bfloat16', True), ('float32', True)])
-def test_every_agreement_form_is_exact(dtype, materialize):
+@pytest.mark.parametrize('dtype,materialize,row_groups,block', [
+    ('int8', False, 1, 0), ('int8', True, 1, 0), ('bfloat16', True, 1, 0),
+    ('float32', True, 1, 0), ('float32', False, 2, 0),
+    ('float32', False, 4, 64), ('int8', True, 3, 0), ('float32', False, 9, 7)])
+def test_every_agreement_form_is_exact(dtype, materialize, row_groups, block):
   # Sparse Gaussian rows; row 3 holds nothing (agreement and overlap 0).
   rng = np.random.default_rng(3)
-  values = rng.normal(size=(6, 300)) * (rng.random((6, 300)) < 0.3)
+  values = rng.normal(size=(7, 300)) * (rng.random((7, 300)) < 0.3)
   values = values.astype(np.float32)
-  holders = np.array([1, 1, 1, 0, 1, 1], bool)
+  holders = np.array([1, 1, 1, 0, 1, 1, 1], bool)
   signs = np.sign(values) * holders[:, None]
   overlap = np.abs(signs) @ np.abs(signs).T
   expected = (signs @ signs.T) / np.maximum(overlap, 1)
-  agreement, got_overlap = jax.jit(
-      lambda x: ssca.sign_agreement(x, holders, dtype, materialize))(values)
+  agreement, got_overlap = jax.jit(lambda x: ssca.sign_agreement(
+      x, holders, dtype, materialize, block=block, row_groups=row_groups))(
+          values)
   np.testing.assert_array_equal(got_overlap, overlap)
   np.testing.assert_array_equal(agreement, expected.astype(np.float32))
 
@@ -153,8 +156,10 @@ def test_blocks_over_p_give_the_one_block_result(block, combine):
   assert np.count_nonzero(whole.update) > 1000
 
 
-@pytest.mark.parametrize('block', [0, 64])
-def test_dense_rows_with_thresholds_are_their_sparse_updates(block):
+@pytest.mark.parametrize('block, row_groups', [(0, 1), (64, 1), (0, 3),
+                                               (64, 4)])
+def test_dense_rows_with_thresholds_are_their_sparse_updates(block,
+                                                             row_groups):
   rng = np.random.default_rng(6)
   dense = rng.normal(size=(10, 3001)).astype(np.float32)
   dense[:, ::7] = 0.0  # Exact zeros are never sent, at any threshold.
@@ -167,7 +172,8 @@ def test_dense_rows_with_thresholds_are_their_sparse_updates(block):
   holders = np.arange(10) % 4 != 1
   given = ssca.ssca(sparse, weights, holders, 0.0, 3, block=block)
   selected = ssca.ssca(dense, weights, holders, 0.0, 3, block=block,
-                       threshold=jnp.asarray(threshold))
+                       threshold=jnp.asarray(threshold),
+                       row_groups=row_groups)
   jax.tree.map(np.testing.assert_array_equal, selected, given)
 
 
@@ -194,6 +200,9 @@ def test_unknown_agreement_dtype_is_refused():
   with pytest.raises(ValueError, match='float16'):
     ssca.sign_agreement(np.ones((2, 3), np.float32), np.ones(2, bool),
                         'float16')
+  with pytest.raises(ValueError, match='row_groups must be at least 1'):
+    ssca.sign_agreement(np.ones((2, 3), np.float32), np.ones(2, bool),
+                        row_groups=0)
 
 
 def test_connected_components_of_a_known_graph():
@@ -224,6 +233,24 @@ def test_threshold_keeps_about_the_top_fraction(fraction):
   dropped_abs = np.abs(np.asarray(x))[values == 0]
   assert kept_abs.min() >= dropped_abs.max()
   np.testing.assert_array_equal(values[values != 0], np.asarray(x)[values != 0])
+
+
+def test_order_statistics_are_the_sorted_entries_bit_for_bit():
+  rng = np.random.default_rng(0)
+  rows = np.abs(rng.standard_normal((5, 300)).astype(np.float32))
+  rows[1, :200] = 0.0  # Many zeros.
+  rows[2] = np.round(rows[2], 1)  # Ties.
+  rows[3, ::7] = np.inf
+  rows[3, ::11] = np.float32(3e38)
+  rows[4, ::5] = np.nan
+  rows[4, 1::5] = np.float32(1e-45)  # Subnormal.
+  ranks = rng.integers(0, 300, (5, 7)).astype(np.int32)
+  ranks[:, 0], ranks[:, 1] = 0, 299
+  found = jax.jit(jax.vmap(compression.magnitude_order_statistics))(
+      jnp.asarray(rows), jnp.asarray(ranks))
+  expected = np.take_along_axis(np.sort(rows, axis=1), ranks, axis=1)
+  np.testing.assert_array_equal(np.asarray(found).view(np.int32),
+                                expected.view(np.int32))
 
 
 def test_fraction_one_is_the_identity_and_zeros_are_never_kept():
