@@ -31,6 +31,32 @@ def _count(x: Array, block: int) -> int:
   return x.shape[-1] // block if block else 0
 
 
+# XLA:CPU turns a reduction over more than this many entries into a tree of
+# reduce-windows whose operand is written out first; shorter sums fuse with
+# the computation of their operand.
+SHORT_SUM = 32
+# Entries `count_true` counts in int16 before the int32 sum (8 short sums).
+COUNT_WIDTH = 8 * SHORT_SUM
+
+
+def count_true(mask: Array) -> Array:
+  """int32 count of the True entries of mask along its last axis.
+
+  As int16 sums of 32, then of 8 of those, then the rest, which XLA:CPU
+  fuses with the comparison that makes the mask: 31 counts over [1024, 2,
+  4096] take 20-30 ms, against 81-89 ms for `jnp.sum(mask, -1)`. Exact.
+  The last axis is padded with False to a multiple of `COUNT_WIDTH`.
+  """
+  size = mask.shape[-1]
+  if size <= SHORT_SUM:
+    return jnp.sum(mask, axis=-1, dtype=jnp.int32)
+  mask = jnp.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, -size % COUNT_WIDTH)])
+  nested = mask.reshape(mask.shape[:-1] + (-1, COUNT_WIDTH // SHORT_SUM,
+                                           SHORT_SUM))
+  partial = nested.sum(-1, dtype=jnp.int16).sum(-1, dtype=jnp.int16)
+  return jnp.sum(partial, axis=-1, dtype=jnp.int32)
+
+
 def reduce(fn: Callable, combine: Callable, x: Array, block: int):
   """Folds fn over blocks of x's last axis: combine(.. combine(fn(tail),
   fn(block 0)) .., fn(block n-1)); fn(x) when there are fewer than 2 blocks.

@@ -48,7 +48,7 @@ def count_at_least(x: Array, threshold: Array, nonzero: bool = False,
     hit = jnp.abs(piece) >= threshold
     if nonzero:
       hit = hit & (piece != 0)
-    return jnp.sum(hit, dtype=jnp.int32)
+    return blockwise.count_true(hit)
 
   return blockwise.reduce(count, jnp.add, x, blockwise.default_block(block))
 
@@ -71,12 +71,15 @@ def magnitude_order_statistics(magnitude: Array, ranks: Array) -> Array:
     [...] the order statistics, magnitude's dtype.
   """
   bits = jax.lax.bitcast_convert_type(magnitude, jnp.int32)
+  # Padding above every candidate counts nowhere; done once, not per count.
+  bits = jnp.pad(bits, (0, -bits.shape[0] % blockwise.COUNT_WIDTH),
+                 constant_values=np.iinfo(np.int32).max)
   ranks = jnp.asarray(ranks, jnp.int32)
 
   def take_bit(i, prefix):
     # The answer is the largest pattern with at most `rank` entries below.
     candidate = prefix | jnp.left_shift(jnp.int32(1), 30 - i)
-    below = jnp.sum(bits < candidate[..., None], axis=-1, dtype=jnp.int32)
+    below = blockwise.count_true(bits < candidate[..., None])
     return jnp.where(below <= ranks, candidate, prefix)
 
   found = jax.lax.fori_loop(0, 31, take_bit, jnp.zeros_like(ranks))

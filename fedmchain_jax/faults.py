@@ -115,9 +115,9 @@ def exclude_nonfinite(deltas: PyTree, weights: Array,
   finite = jnp.ones(weights.shape, bool)
   block = blockwise.default_block()
   for x in jax.tree.leaves(deltas):
-    finite &= blockwise.reduce(lambda piece: jnp.isfinite(piece).all(axis=1),
-                               jnp.logical_and, x.reshape(x.shape[0], -1),
-                               block)
+    finite &= blockwise.reduce(
+        lambda piece: blockwise.count_true(~jnp.isfinite(piece)) == 0,
+        jnp.logical_and, x.reshape(x.shape[0], -1), block)
   excluded = (weights > 0) & ~finite
   if zero_deltas:
     deltas = jax.tree.map(

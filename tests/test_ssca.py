@@ -196,6 +196,15 @@ def test_blockwise_reduce_counts_exactly(block):
   np.testing.assert_array_equal(finite, [True, False, True])
 
 
+@pytest.mark.parametrize('size', [1, 31, 32, 33, 256, 300, 4096, 70000])
+def test_count_true_counts_exactly(size):
+  rng = np.random.default_rng(size)
+  mask = rng.random((3, 2, size)) < np.array([0.0, 0.3, 1.0])[:, None, None]
+  counts = jax.jit(blockwise.count_true)(mask)
+  assert counts.dtype == jnp.int32
+  np.testing.assert_array_equal(counts, mask.sum(-1))
+
+
 def test_unknown_agreement_dtype_is_refused():
   with pytest.raises(ValueError, match='float16'):
     ssca.sign_agreement(np.ones((2, 3), np.float32), np.ones(2, bool),

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from fedmchain_jax import aggregation
+from fedmchain_jax import blockwise
 from fedmchain_jax import compression
 from fedmchain_jax import determinism
 from fedmchain_jax import faults as fault_lib
@@ -190,7 +191,7 @@ def compose(local_update: Callable,
       block_keys_c = jax.vmap(lambda k, i=index: jax.random.fold_in(k, i))(keys)
       if dense:
         sent = jnp.where(holders[:, None], flat, 0.0)
-        kept = jnp.where(holders, (flat != 0).sum(axis=1, dtype=jnp.int32), 0)
+        kept = jnp.where(holders, blockwise.count_true(flat != 0), 0)
         threshold = None
       else:
         # The sent values are where(keep_mask(flat, threshold), flat, 0);
