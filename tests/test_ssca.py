@@ -121,12 +121,16 @@ def test_elected_sign_and_disjoint_mean_by_hand():
 @pytest.mark.parametrize('dtype,materialize,row_groups,block', [
     ('int8', False, 1, 0), ('int8', True, 1, 0), ('bfloat16', True, 1, 0),
     ('float32', True, 1, 0), ('float32', False, 2, 0),
-    ('float32', False, 4, 64), ('int8', True, 3, 0), ('float32', False, 9, 7)])
+    ('float32', False, 4, 64), ('int8', True, 3, 0), ('float32', False, 9, 7),
+    ('bits', False, 1, 0), ('bits', False, 1, 7), ('bits', True, 3, 1024),
+    ('bits', False, 2, 2048), ('bits', False, 1, None)])
 def test_every_agreement_form_is_exact(dtype, materialize, row_groups, block):
   # Sparse Gaussian rows; row 3 holds nothing (agreement and overlap 0).
   rng = np.random.default_rng(3)
-  values = rng.normal(size=(7, 300)) * (rng.random((7, 300)) < 0.3)
+  values = rng.normal(size=(7, 3000)) * (rng.random((7, 3000)) < 0.3)
   values = values.astype(np.float32)
+  values[5, :2000] = np.abs(values[5, :2000])  # Mostly agreeing rows.
+  values[6, :2000] = np.abs(values[6, :2000])
   holders = np.array([1, 1, 1, 0, 1, 1, 1], bool)
   signs = np.sign(values) * holders[:, None]
   overlap = np.abs(signs) @ np.abs(signs).T
