@@ -293,3 +293,20 @@ def test_traced_fraction_matches_the_static_one():
     static = compression.sparsify(x, fraction, jax.random.key(1))
     assert int(traced.kept[i]) == int(static.kept)
     np.testing.assert_array_equal(traced.values[i], static.values)
+
+
+def test_residuals_stored_row_by_row_are_the_scatters():
+  from fedmchain_jax.algorithms import rounds
+  rng = np.random.default_rng(9)
+  table = rng.normal(size=(6, 50)).astype(np.float32)
+  flat = rng.normal(size=(5, 50)).astype(np.float32)
+  threshold = np.array([0.5, 1.0, np.inf, 0.0, 2.0], np.float32)
+  # The last table row is in the cohort, before and after ids past the
+  # table (padding), which must leave every row as it was.
+  ids = np.array([5, 1 << 30, 0, 6, 3], np.int32)
+  scattered = jnp.asarray(table).at[ids].set(
+      jnp.where(compression.keep_mask(flat, threshold[:, None]), 0.0, flat),
+      mode='drop')
+  stored = jax.jit(rounds._store_residuals)(table, ids, flat, threshold)
+  np.testing.assert_array_equal(stored, scattered)
+  np.testing.assert_array_equal(np.asarray(stored)[[2, 4]], table[[2, 4]])

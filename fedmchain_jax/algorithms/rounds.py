@@ -62,6 +62,24 @@ def _unflatten_block(vector, layout):
   return jax.tree.unflatten(treedef, pieces)
 
 
+def _store_residuals(table, ids, flat, threshold):
+  """table.at[ids].set(where(keep_mask(flat, threshold), 0, flat),
+  mode='drop'), one row at a time in place: on CPU this skips writing the
+  [C, P] residuals out before the scatter (2 cores, C = 64, P = 267k: 14
+  against 30 ms). Ids past the table (padding) write their row back."""
+  def store(c, table):
+    row = flat[c]
+    residual = jnp.where(compression.keep_mask(row, threshold[c]), 0.0, row)
+    index = ids[c]
+    inside = (index >= 0) & (index < table.shape[0])
+    # dynamic_slice clamps the index as dynamic_update_slice does.
+    old = jax.lax.dynamic_index_in_dim(table, index, keepdims=False)
+    return jax.lax.dynamic_update_index_in_dim(
+        table, jnp.where(inside, residual, old), index, 0)
+
+  return jax.lax.fori_loop(0, ids.shape[0], store, table)
+
+
 def compose(local_update: Callable,
             server_optimizer: optax.GradientTransformation,
             num_local_steps: int,
@@ -207,12 +225,15 @@ def compose(local_update: Callable,
         # What was not sent (bitwise flat - sent); for rows of weight 0 the
         # residual itself.
         if threshold is None:
-          new_residual = flat - sent
+          client_states[name] = table.at[cohort.client_ids].set(
+              flat - sent, mode='drop')
+        elif mesh is None and jax.default_backend() == 'cpu':
+          client_states[name] = _store_residuals(table, cohort.client_ids,
+                                                 flat, threshold)
         else:
-          new_residual = jnp.where(
-              compression.keep_mask(flat, threshold[:, None]), 0.0, flat)
-        client_states[name] = table.at[cohort.client_ids].set(
-            new_residual, mode='drop')
+          client_states[name] = table.at[cohort.client_ids].set(
+              jnp.where(compression.keep_mask(flat, threshold[:, None]), 0.0,
+                        flat), mode='drop')
       holders, kept, sent_weights = (real(x) for x in (holders, kept, weights))
       sent = real(sent)
       if threshold is not None:
