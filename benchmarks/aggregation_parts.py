@@ -75,6 +75,14 @@ def main(argv):
       'agreement_int8_materialized_cublas': jax.jit(
           lambda x: fmc.ssca.sign_agreement(x, holders, 'int8', True),
           compiler_options=dict(options, **CUBLAS)),
+      'agreement_bits': jit(lambda x: fmc.ssca.sign_agreement(
+          x, holders, 'bits', row_groups=1)),
+      'agreement_bits_groups_4': jit(lambda x: fmc.ssca.sign_agreement(
+          x, holders, 'bits', row_groups=4)),
+      'agreement_int8_groups_2': jit(lambda x: fmc.ssca.sign_agreement(
+          x, holders, 'int8', row_groups=2)),
+      'agreement_int8_groups_4': jit(lambda x: fmc.ssca.sign_agreement(
+          x, holders, 'int8', row_groups=4)),
       'ssca': jit(lambda x: fmc.ssca.ssca(x, weights, holders, 0.0, 4)),
       'error_feedback': functools.partial(jit(error_feedback), table, values),
   }

@@ -2,7 +2,7 @@
 # The performance issue's GPU figures in one run (a few minutes on one
 # H100/H200): rounds/s of the reference workload for C = 64 ... 4096, both
 # algorithms, the per-client-loop ratio at C = 64, and the local/aggregation
-# split at C = 64 and 4096.
+# split at C = 64 and 4096, and the agreement's forms alone at C = 4096.
 #
 #   bash benchmarks/gpu.sh OUT_DIR
 #
@@ -42,4 +42,8 @@ for algorithm in fedmchain fedavg; do
 done
 bench --algorithm=fedmchain,fedavg --cohort_size="$middle" --noloop_baseline \
   --nobreakdown >/dev/null
+# The agreement's forms alone at C = BIG (int8 and bit counts, row groups).
+python3 -m benchmarks.aggregation_parts --cohort_size="$big" \
+  --block_size="${PARTS_BLOCK:-271000}" --repeats=3 2>>"$out/gpu.log" |
+  grep '^{' | tee -a "$out/gpu.jsonl"
 echo "done" >>"$out/gpu.log"
