@@ -87,7 +87,9 @@ _COHORT = flags.DEFINE_list(
 _STEPS = flags.DEFINE_integer('steps_per_phase', 5,
                               'S_p; joint training takes M * S_p steps.')
 _BATCH = flags.DEFINE_integer('batch_size', 32, 'B.')
-_CHUNK = flags.DEFINE_integer('chunk_size', 0, 'Cohort chunk (0: none).')
+_CHUNK = flags.DEFINE_integer(
+    'chunk_size', 0, 'Cohort chunk (0: none; -1: the launcher\'s automatic '
+    'choice, `train.chunk_size_of`).')
 _RHO = flags.DEFINE_float('rho', 0.1, 'fedmchain.rho')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.')
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed repetitions first.')

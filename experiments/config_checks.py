@@ -166,7 +166,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f'must be <= data.num_clients ({num_clients})')
   _integer(config, 'rounds.eval_every')
   _integer(config, 'rounds.checkpoint_every')
-  _integer(config, 'rounds.chunk_size', low=0)
+  chunk = _get(config, 'rounds.chunk_size')
+  if (not isinstance(chunk, numbers.Integral) or isinstance(chunk, bool)
+      or chunk < -1):
+    raise ConfigError('rounds.chunk_size', chunk,
+                      'must be an integer >= 0 (0: whole cohort) or -1 '
+                      '(automatic)')
   _boolean(config, 'rounds.shard_clients')
   _choice(config, 'rounds.mesh_reduction', MESH_REDUCTIONS)
   for side in ('client', 'server'):

@@ -119,6 +119,21 @@ def test_chunk_size_changes_no_bit_of_a_run(tmp_path, algorithm):
   jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
 
 
+def test_automatic_chunks_only_for_large_cohorts_on_one_cpu_device():
+  def chunk(size, cohort_size=64, mesh=None):
+    config = tiny_config(**{'rounds.chunk_size': size})
+    config.rounds.cohort_size = cohort_size
+    return train.chunk_size_of(config, mesh)
+
+  assert jax.default_backend() == 'cpu'
+  assert chunk(-1) == train.AUTO_CHUNK
+  assert chunk(-1, cohort_size=train.AUTO_CHUNK) is None
+  assert chunk(-1, mesh=object()) is None
+  assert chunk(0) is None
+  assert chunk(5) == 5
+  config_checks.validate(tiny_config(**{'rounds.chunk_size': -1}))  # Valid.
+
+
 def test_fedprox_runs(tmp_path):
   records = train.train_and_evaluate(
       tiny_config(algorithm='fedprox', **{'fedprox.mu': 0.1}), str(tmp_path))
@@ -159,6 +174,8 @@ def test_fedprox_runs(tmp_path):
      'tuple of integers >= 1 (layer widths)'),
     ('rounds.mesh_reduction', 'psum', "config.rounds.mesh_reduction='psum' is "
      'invalid: must be one of replicated, sharded'),
+    ('rounds.chunk_size', -2, 'config.rounds.chunk_size=-2 is invalid: must be '
+     'an integer >= 0 (0: whole cohort) or -1 (automatic)'),
 ])
 def test_validation_names_field_value_and_allowed(field, value, message):
   with pytest.raises(config_checks.ConfigError) as info:
