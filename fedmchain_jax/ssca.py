@@ -41,12 +41,14 @@ from fedmchain_jax.types import Array
 
 class SSCAResult(NamedTuple):
   """update [P]; agreement [C, C]; labels [C] component of each client (C for
-  non-holders); membership [G, C]; group_weights [G]."""
+  non-holders); membership [G, C]; group_weights [G]; support [C] int32,
+  the entries each client sent (D's diagonal; 0 for non-holders)."""
   update: Array
   agreement: Array
   labels: Array
   membership: Array
   group_weights: Array
+  support: Array
 
 
 # On CPU the agreement products run in blocks of P only up to this many
@@ -289,8 +291,9 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
     raise ValueError(f"combine must be 'weighted' or 'largest', got {combine!r}")
   size = values.shape[0]
   active = holders & (weights > 0)
-  agreement, _ = sign_agreement(values, active, block=block,
-                                threshold=threshold, row_groups=row_groups)
+  agreement, overlap = sign_agreement(values, active, block=block,
+                                      threshold=threshold,
+                                      row_groups=row_groups)
   adjacency = (agreement > tau) & active[:, None] & active[None, :]
   labels = jnp.where(active, connected_components(adjacency), size)
   component_weight = jax.ops.segment_sum(
@@ -319,4 +322,5 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
 
   update = blockwise.map_columns(consensus, values,
                                  blockwise.default_block(block))
-  return SSCAResult(update, agreement, labels, membership, group_weights)
+  return SSCAResult(update, agreement, labels, membership, group_weights,
+                    jnp.diagonal(overlap).astype(jnp.int32))

@@ -179,6 +179,10 @@ def test_dense_rows_with_thresholds_are_their_sparse_updates(block,
                        threshold=jnp.asarray(threshold),
                        row_groups=row_groups)
   jax.tree.map(np.testing.assert_array_equal, selected, given)
+  # Each holder's support is what it sent; non-holders sent nothing.
+  np.testing.assert_array_equal(
+      selected.support, np.where(holders, (sparse != 0).sum(1), 0))
+  assert selected.support.dtype == jnp.int32
 
 
 def test_map_columns_joins_blocks_in_order():

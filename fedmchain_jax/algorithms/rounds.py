@@ -214,11 +214,15 @@ def compose(local_update: Callable,
       else:
         # The sent values are where(keep_mask(flat, threshold), flat, 0);
         # they are selected where used (in SSCA block by block) rather than
-        # written as one more [C, P] array. Non-holders send nothing.
-        threshold, kept = jax.vmap(lambda x, k: compression.top_fraction(
+        # written as one more [C, P] array. Non-holders send nothing. SSCA
+        # counts what each client sent (its `support`), so only the mean
+        # needs a count pass here.
+        threshold = jax.vmap(lambda x, k: compression.magnitude_threshold(
             x, fraction, k, **threshold_options))(flat, block_keys_c)
         threshold = jnp.where(holders, threshold, jnp.inf)
-        kept = jnp.where(holders, kept, 0)
+        kept = (jax.vmap(lambda x, t: compression.count_at_least(
+            x, t, nonzero=True))(flat, threshold)
+                if aggregator == 'mean' else None)
         sent = flat
       if error_feedback:
         table = state.client_states[name]
@@ -234,19 +238,16 @@ def compose(local_update: Callable,
           client_states[name] = table.at[cohort.client_ids].set(
               jnp.where(compression.keep_mask(flat, threshold[:, None]), 0.0,
                         flat), mode='drop')
-      holders, kept, sent_weights = (real(x) for x in (holders, kept, weights))
+      holders, sent_weights = real(holders), real(weights)
       sent = real(sent)
       if threshold is not None:
         threshold = real(threshold)
-      upload += determinism.fixed_order_sum(jnp.where(
-          holders, compression.message_bytes(kept, block_size), 0.0))
-      kept_total += kept.sum().astype(jnp.float32)
-      sent_total += holders.sum().astype(jnp.float32) * block_size
       if aggregator == 'mean':
         if threshold is not None:
           sent = jnp.where(compression.keep_mask(sent, threshold[:, None]),
                            sent, 0.0)
         merged = aggregation.weighted_mean(sent, sent_weights)
+        kept = real(kept)
       else:
         result = ssca.ssca(sent, sent_weights, holders, tau, max_groups,
                            combine, threshold=threshold)
@@ -254,6 +255,12 @@ def compose(local_update: Callable,
         metrics[f'ssca/{name}/groups'] = (result.group_weights > 0).sum()
         metrics[f'ssca/{name}/left_out'] = (
             holders.sum() - result.membership.sum())
+        kept = result.support
+      kept = jnp.where(holders, kept, 0)
+      upload += determinism.fixed_order_sum(jnp.where(
+          holders, compression.message_bytes(kept, block_size), 0.0))
+      kept_total += kept.sum().astype(jnp.float32)
+      sent_total += holders.sum().astype(jnp.float32) * block_size
       update.update(_unflatten_block(merged, layout))
     metrics['comm/upload_bytes'] = upload
     metrics['comm/kept_fraction'] = kept_total / jnp.maximum(sent_total, 1.0)
