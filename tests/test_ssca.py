@@ -252,6 +252,17 @@ def test_threshold_keeps_about_the_top_fraction(fraction):
   np.testing.assert_array_equal(values[values != 0], np.asarray(x)[values != 0])
 
 
+def test_magnitude_at_least_is_the_absolute_comparison():
+  values = jnp.array([0.0, -0.0, 1.0, -1.0, 2.5, -2.5, np.inf, -np.inf,
+                      np.nan, 1e-45, -1e-45, 3e38], jnp.float32)
+  thresholds = jnp.array([0.0, -0.0, 1.0, -1.0, 2.5, np.inf, -np.inf,
+                          np.nan, 1e-45], jnp.float32)
+  compare = jax.jit(jax.vmap(lambda t: (
+      compression.magnitude_at_least(values, t), jnp.abs(values) >= t)))
+  new, old = compare(thresholds)
+  np.testing.assert_array_equal(new, old)
+
+
 def test_order_statistics_are_the_sorted_entries_bit_for_bit():
   rng = np.random.default_rng(0)
   rows = np.abs(rng.standard_normal((5, 300)).astype(np.float32))
