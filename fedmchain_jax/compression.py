@@ -67,9 +67,10 @@ def magnitude_order_statistics(magnitude: Array, ranks: Array) -> Array:
   Bit for bit the entries of an ascending sort at `ranks`, found without
   sorting: for x >= 0 (and NaN, which sorts last either way) the IEEE bit
   pattern orders as the value does, so the r-th smallest pattern is built
-  bit by bit, 31 counts of `bits < candidate` over [n], for all ranks at
-  once. XLA:CPU runs it in half a sort's time (2 cores, 2 ranks of [1024,
-  4096]: 77 against 143 ms; [64, 4096]: 3.9 against 8.8 ms).
+  bit by bit, 31 counts of `bits < candidate` over [n]
+  (`blockwise.count_true`), for all ranks at once. 2 cores, 2 ranks of
+  [1024, 4096]: 27-31 ms against 143 ms for the sort; [64, 4096]: 1.6
+  against 8.8 ms.
 
   Args:
     magnitude: [n] float32, >= 0 or NaN.

@@ -209,7 +209,8 @@ def compose(local_update: Callable,
       block_keys_c = jax.vmap(lambda k, i=index: jax.random.fold_in(k, i))(keys)
       if dense:
         sent = jnp.where(holders[:, None], flat, 0.0)
-        kept = jnp.where(holders, blockwise.count_true(flat != 0), 0)
+        kept = (blockwise.count_true(flat != 0) if aggregator == 'mean'
+                else None)
         threshold = None
       else:
         # The sent values are where(keep_mask(flat, threshold), flat, 0);
