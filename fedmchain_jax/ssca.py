@@ -74,7 +74,7 @@ def _sent(piece: Array, threshold: Array | None) -> Array:
                    0.0)
 
 
-def default_row_groups(size: int, dtype: str = 'bits') -> int:
+def default_row_groups(size: int, dtype: str) -> int:
   """Row groups of `sign_agreement` for C = size clients and its `dtype`.
 
   On CPU, for 'bits' about 64 clients a group, at most 16 (2 cores, P =
