@@ -24,6 +24,8 @@ _COHORT = flags.DEFINE_integer('cohort_size', 64, 'C.')
 _BLOCK = flags.DEFINE_integer('block_size', 271_000, 'P.')
 _RHO = flags.DEFINE_float('rho', 0.1, 'Kept fraction.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.')
+_ONLY = flags.DEFINE_list(
+    'only', [], 'Time only the parts whose names contain one of these.')
 
 
 # XLA:GPU's own (Triton) matrix-product kernels off: library kernels only.
@@ -51,6 +53,10 @@ def main(argv):
   keys = jax.random.split(jax.random.key(1), size)
   sparsify = jit(jax.vmap(lambda x, k: fmc.compression.sparsify(x, rho, k)))
   sparse = sparsify(values, keys).values
+  # A fixed threshold keeping about the top 10% of Gaussian entries.
+  threshold = jnp.full((size,), 1.645)
+  selected = jnp.where(fmc.compression.keep_mask(values, threshold[:, None]),
+                       values, 0.0)
   table = jnp.zeros((size, block))
   ids = jnp.arange(size)
 
@@ -84,24 +90,46 @@ def main(argv):
       'agreement_int8_groups_4': jit(lambda x: fmc.ssca.sign_agreement(
           x, holders, 'int8', row_groups=4)),
       'ssca': jit(lambda x: fmc.ssca.ssca(x, weights, holders, 0.0, 4)),
+      # As in the round: dense updates and each row's threshold, the signs
+      # selected inside the agreement (operands fused into the products, or
+      # materialized first), in 1, 2 or 4 row groups.
+      **{f'agreement_int8_threshold_groups_{groups}{suffix}': jit(
+          functools.partial(fmc.ssca.sign_agreement, holders=holders,
+                            dtype='int8', materialize=materialize,
+                            threshold=threshold, row_groups=groups))
+         for groups in (1, 2, 4)
+         for suffix, materialize in (('', False), ('_materialized', True))},
       'error_feedback': functools.partial(jit(error_feedback), table, values),
   }
   result = {'cohort_size': size, 'block_size': block, 'rho': rho,
             'device': jax.devices()[0].device_kind,
             'pass_mb': size * block * 4 / 2**20}
+  only = _ONLY.value
+  parts = {name: fn for name, fn in parts.items()
+           if not only or any(word in name for word in only)}
+
+  def inputs(name):  # (timed input, the sparse rows it stands for)
+    if name == 'sparsify':
+      return values, None
+    if '_threshold_' in name:
+      return values, selected
+    return sparse, sparse
+
   for name, fn in parts.items():
     try:
-      result[f'{name}_ms'] = median_ms(fn, sparse if name != 'sparsify'
-                                       else values, repeats=_REPEATS.value)
+      result[f'{name}_ms'] = median_ms(fn, inputs(name)[0],
+                                       repeats=_REPEATS.value)
     except Exception as error:  # pylint: disable=broad-except
       result[f'{name}_error'] = f'{type(error).__name__}: {error}'[:300]
   # Every form must give the float32 agreement exactly.
-  reference = parts['agreement_float32'](sparse)
+  reference = jit(lambda x: fmc.ssca.sign_agreement(x, holders, 'float32',
+                                                   row_groups=1))
   for name, fn in parts.items():
     if name.startswith('agreement_') and f'{name}_ms' in result:
+      timed, stands_for = inputs(name)
       result[f'{name}_exact'] = all(
           bool(jnp.array_equal(a, b.astype(a.dtype)))
-          for a, b in zip(reference, fn(sparse)))
+          for a, b in zip(reference(stands_for), fn(timed)))
   print(json.dumps(result, sort_keys=True), flush=True)
 
 

@@ -2,7 +2,8 @@
 # The performance issue's GPU figures in one run (a few minutes on one
 # H100/H200): rounds/s of the reference workload for C = 64 ... 4096, both
 # algorithms, the per-client-loop ratio at C = 64, and the local/aggregation
-# split at C = 64 and 4096, and the agreement's forms alone at C = 4096.
+# split at C = 64 and 4096, the agreement's forms alone at C = 4096 and the
+# C = 4096 FedMChain round with other agreement settings.
 #
 #   bash benchmarks/gpu.sh OUT_DIR
 #
@@ -29,8 +30,9 @@ export PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c 'import jax; print(jax.__version__, jax.devices())'
 } >>"$out/gpu.log" 2>&1
+limit=${LIMIT:-240}  # seconds for one python process
 bench() {
-  python3 -m experiments.bench --workload=reference --json "$@" \
+  timeout "$limit" python3 -m experiments.bench --workload=reference --json "$@" \
     2>>"$out/gpu.log" | grep '^{' | tee -a "$out/gpu.jsonl"
 }
 bench --algorithm=fedmchain,fedavg --cohort_size="$small" --loop_repeats=3
@@ -40,10 +42,21 @@ for algorithm in fedmchain fedavg; do
     bench --algorithm=$algorithm --cohort_size="$big" --noloop_baseline \
       --chunk_size=$((big / 4)) >/dev/null
 done
-bench --algorithm=fedmchain,fedavg --cohort_size="$middle" --noloop_baseline \
-  --nobreakdown >/dev/null
+# The FedMChain round at C = BIG with other agreement settings (the same
+# bits; which is fastest here decides the accelerator default): dtype, row
+# groups, operands materialized (m) or fused into the products.
+for setting in int8:4:m int8:2:m int8:2:f int8:1:m; do
+  IFS=: read -r dtype groups written <<<"$setting"
+  materialize=--noagreement_materialize
+  [[ $written == m ]] && materialize=--agreement_materialize
+  bench --algorithm=fedmchain --cohort_size="$big" --noloop_baseline \
+    --nobreakdown --agreement_dtype="$dtype" --agreement_row_groups="$groups" \
+    "$materialize" >/dev/null
+done
 # The agreement's forms alone at C = BIG (int8 and bit counts, row groups).
-python3 -m benchmarks.aggregation_parts --cohort_size="$big" \
+timeout "$limit" python3 -m benchmarks.aggregation_parts --cohort_size="$big" \
   --block_size="${PARTS_BLOCK:-271000}" --repeats=3 2>>"$out/gpu.log" |
   grep '^{' | tee -a "$out/gpu.jsonl"
+bench --algorithm=fedmchain,fedavg --cohort_size="$middle" --noloop_baseline \
+  --nobreakdown >/dev/null
 echo "done" >>"$out/gpu.log"

@@ -91,6 +91,14 @@ _CHUNK = flags.DEFINE_integer(
     'chunk_size', 0, 'Cohort chunk (0: none; -1: the launcher\'s automatic '
     'choice, `train.chunk_size_of`).')
 _RHO = flags.DEFINE_float('rho', 0.1, 'fedmchain.rho')
+_AGREEMENT_DTYPE = flags.DEFINE_enum(
+    'agreement_dtype', 'auto', list(config_checks.AGREEMENT_DTYPES),
+    'rounds.agreement_dtype: how SSCA computes its sign agreement.')
+_AGREEMENT_ROW_GROUPS = flags.DEFINE_integer(
+    'agreement_row_groups', 0,
+    'rounds.agreement_row_groups (0: automatic).', lower_bound=0)
+_AGREEMENT_MATERIALIZE = flags.DEFINE_bool(
+    'agreement_materialize', False, 'rounds.agreement_materialize.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.')
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed repetitions first.')
 _LOOP = flags.DEFINE_bool('loop_baseline', True,
@@ -188,7 +196,8 @@ def random_population(num_clients, examples, seed=0):
 
 
 def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
-                batch_size, chunk_size, rho):
+                batch_size, chunk_size, rho, agreement_dtype='auto',
+                agreement_row_groups=0, agreement_materialize=False):
   config = default.get_config()
   config.algorithm = algorithm
   config.model.hidden = tuple(hidden)
@@ -199,6 +208,9 @@ def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
   config.client.num_local_steps = len(INPUTS) * steps_per_phase
   config.client.batch_size = batch_size
   config.fedmchain.rho = rho
+  config.rounds.agreement_dtype = agreement_dtype
+  config.rounds.agreement_row_groups = agreement_row_groups
+  config.rounds.agreement_materialize = agreement_materialize
   del workload
   return config
 
@@ -206,12 +218,16 @@ def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
 def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                   cohort_size=None, steps_per_phase=5, batch_size=32,
                   chunk_size=0, rho=0.1, repeats=5, warmup=1,
-                  loop_baseline=True, loop_repeats=2, breakdown=True) -> dict:
+                  loop_baseline=True, loop_repeats=2, breakdown=True,
+                  agreement_dtype='auto', agreement_row_groups=0,
+                  agreement_materialize=False) -> dict:
   preset = WORKLOADS[workload]
   hidden = tuple(hidden or preset['hidden'])
   cohort_size = cohort_size or preset['cohort_size']
   config = make_config(workload, algorithm, hidden, cohort_size,
-                       steps_per_phase, batch_size, chunk_size, rho)
+                       steps_per_phase, batch_size, chunk_size, rho,
+                       agreement_dtype, agreement_row_groups,
+                       agreement_materialize)
   modalities = tuple(sorted(INPUTS))
   model = runner.build_model(config, modalities, NUM_CLASSES)
   apply_fn = runner.apply_fn_of(model)
@@ -259,6 +275,9 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'cohort_size': cohort_size, 'steps_per_phase': steps_per_phase,
       'local_steps': num_steps, 'batch_size': batch_size,
       'chunk_size': chunk_size, 'rho': rho,
+      'agreement_dtype': agreement_dtype,
+      'agreement_row_groups': agreement_row_groups,
+      'agreement_materialize': agreement_materialize,
       'parameters': int(sum(x.size for x in jax.tree.leaves(params))),
       'device': jax.devices()[0].device_kind,
       'backend': jax.default_backend(), 'jax': jax.__version__,
@@ -366,7 +385,8 @@ def main(argv):
             [int(w) for w in _HIDDEN.value] if _HIDDEN.value else None,
             cohort_size, _STEPS.value, _BATCH.value, _CHUNK.value,
             _RHO.value, _REPEATS.value, _WARMUP.value, _LOOP.value,
-            _LOOP_REPEATS.value, _BREAKDOWN.value)
+            _LOOP_REPEATS.value, _BREAKDOWN.value, _AGREEMENT_DTYPE.value,
+            _AGREEMENT_ROW_GROUPS.value, _AGREEMENT_MATERIALIZE.value)
       except Exception as error:  # pylint: disable=broad-except
         # Out of memory at one size should not lose the others.
         failed += 1

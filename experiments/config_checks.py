@@ -16,6 +16,8 @@ ALGORITHMS = ('fedavg', 'fedprox', 'fedavg_ogm', 'fedmchain',
 DATASETS = ('synthetic', 'av_digits')
 OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adagrad', 'yogi')
 MESH_REDUCTIONS = ('replicated', 'sharded')  # rounds.MESH_REDUCTIONS
+AGREEMENT_DTYPES = ('auto', 'int8', 'float32', 'bfloat16',
+                    'bits')  # ssca.AGREEMENT_DTYPES
 
 
 class ConfigError(ValueError):
@@ -174,6 +176,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       '(automatic)')
   _boolean(config, 'rounds.shard_clients')
   _choice(config, 'rounds.mesh_reduction', MESH_REDUCTIONS)
+  _choice(config, 'rounds.agreement_dtype', AGREEMENT_DTYPES)
+  _integer(config, 'rounds.agreement_row_groups', low=0)
+  _boolean(config, 'rounds.agreement_materialize')
   for side in ('client', 'server'):
     _choice(config, f'{side}.optimizer', OPTIMIZERS)
     _real(config, f'{side}.lr', low=0, low_open=True)

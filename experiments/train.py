@@ -218,7 +218,10 @@ def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
       attack_fraction=config.faults.attack_fraction,
       attack=config.faults.attack, attack_scale=config.faults.attack_scale)
   scale = dict(chunk_size=chunk_size_of(config, mesh), mesh=mesh,
-               mesh_reduction=config.rounds.mesh_reduction, faults=faults)
+               mesh_reduction=config.rounds.mesh_reduction, faults=faults,
+               agreement_dtype=config.rounds.agreement_dtype,
+               agreement_row_groups=config.rounds.agreement_row_groups or None,
+               agreement_materialize=config.rounds.agreement_materialize)
   if config.algorithm in _FEDMCHAIN_PRESETS:
     settings = dict(
         local_training='chain', reg_lambda=value('fedmchain.reg_lambda'),

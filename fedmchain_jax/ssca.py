@@ -74,6 +74,10 @@ def _sent(piece: Array, threshold: Array | None) -> Array:
                    0.0)
 
 
+# `sign_agreement`'s operand types ('auto': 'bits' on CPU, else 'int8').
+AGREEMENT_DTYPES = ('auto', 'int8', 'float32', 'bfloat16', 'bits')
+
+
 def default_row_groups(size: int, dtype: str) -> int:
   """Row groups of `sign_agreement` for C = size clients and its `dtype`.
 
@@ -196,9 +200,8 @@ def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
   """
   if dtype == 'auto':
     dtype = 'bits' if jax.default_backend() == 'cpu' else 'int8'
-  if dtype not in ('int8', 'float32', 'bfloat16', 'bits'):
-    raise ValueError(f"dtype must be 'auto', 'int8', 'float32', 'bfloat16' "
-                     f"or 'bits', got {dtype!r}")
+  if dtype not in AGREEMENT_DTYPES:
+    raise ValueError(f'dtype must be one of {AGREEMENT_DTYPES}, got {dtype!r}')
   size = values.shape[0]
   if block is None:
     if dtype == 'bits':
@@ -275,7 +278,9 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
          max_groups: int, combine: str = 'weighted',
          block: int | None = None,
          threshold: Array | None = None,
-         row_groups: int | None = None) -> SSCAResult:
+         row_groups: int | None = None,
+         dtype: str = 'auto',
+         materialize: bool = False) -> SSCAResult:
   """Aggregates one block's sparse updates by sign-guided consensus.
 
   Args:
@@ -291,7 +296,8 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
       `jnp.where(compression.keep_mask(values, threshold[:, None]), values,
       0)`, selected block by block (bitwise the same result, one [C, P]
       array fewer).
-    row_groups: of the agreement products (`sign_agreement`).
+    row_groups, dtype, materialize: of the agreement products
+      (`sign_agreement`); no setting changes a bit of the result.
 
   Returns:
     An `SSCAResult` whose `update` is the merged [P] update.
@@ -300,7 +306,8 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
     raise ValueError(f"combine must be 'weighted' or 'largest', got {combine!r}")
   size = values.shape[0]
   active = holders & (weights > 0)
-  agreement, overlap = sign_agreement(values, active, block=block,
+  agreement, overlap = sign_agreement(values, active, dtype, materialize,
+                                      block=block,
                                       threshold=threshold,
                                       row_groups=row_groups)
   adjacency = (agreement > tau) & active[:, None] & active[None, :]

@@ -13,6 +13,7 @@ import pytest
 from experiments import config_checks
 from experiments import train
 from experiments.configs import default
+from fedmchain_jax import ssca
 from fedmchain_jax.algorithms import rounds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,6 +120,25 @@ def test_chunk_size_changes_no_bit_of_a_run(tmp_path, algorithm):
   jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
 
 
+def test_agreement_settings_change_no_bit_of_a_run(tmp_path):
+  # The CPU default (bit counts, automatic row groups) against float32 and
+  # int8 products in 3 and 2 row groups (materialized): SSCA's groups, hence
+  # every leaf.
+  settings = [('auto', 0, False), ('float32', 3, False), ('int8', 2, True)]
+  runs = [train.train_and_evaluate(
+      tiny_config(algorithm='fedmchain', **{
+          'rounds.agreement_dtype': dtype,
+          'rounds.agreement_row_groups': groups,
+          'rounds.agreement_materialize': materialize}),
+      str(tmp_path / dtype)) for dtype, groups, materialize in settings]
+  from tests.test_reliability import _final_params
+  _, reference = _final_params(tmp_path / 'auto')
+  for (dtype, _, _), run in zip(settings[1:], runs[1:]):
+    assert without_times(run) == without_times(runs[0])
+    _, params = _final_params(tmp_path / dtype)
+    jax.tree.map(np.testing.assert_array_equal, reference, params)
+
+
 def test_automatic_chunks_only_for_large_cohorts_on_one_cpu_device():
   def chunk(size, cohort_size=64, mesh=None):
     config = tiny_config(**{'rounds.chunk_size': size})
@@ -174,6 +194,12 @@ def test_fedprox_runs(tmp_path):
      'tuple of integers >= 1 (layer widths)'),
     ('rounds.mesh_reduction', 'psum', "config.rounds.mesh_reduction='psum' is "
      'invalid: must be one of replicated, sharded'),
+    ('rounds.agreement_dtype', 'float16',
+     "config.rounds.agreement_dtype='float16' is invalid: must be one of "
+     'auto, int8, float32, bfloat16, bits'),
+    ('rounds.agreement_row_groups', -1,
+     'config.rounds.agreement_row_groups=-1 is invalid: must be an integer '
+     '>= 0'),
     ('rounds.chunk_size', -2, 'config.rounds.chunk_size=-2 is invalid: must be '
      'an integer >= 0 (0: whole cohort) or -1 (automatic)'),
 ])
@@ -185,6 +211,7 @@ def test_validation_names_field_value_and_allowed(field, value, message):
 
 def test_config_checks_know_the_library_choices():
   assert config_checks.MESH_REDUCTIONS == rounds.MESH_REDUCTIONS
+  assert config_checks.AGREEMENT_DTYPES == ssca.AGREEMENT_DTYPES
 
 
 def test_chain_order_must_name_the_data_modalities(tmp_path):

@@ -1,15 +1,18 @@
 """SSCA and top-fraction sparsification against NumPy references."""
 
+import functools
 import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from fedmchain_jax import blockwise
 from fedmchain_jax import compression
 from fedmchain_jax import ssca
+from fedmchain_jax.algorithms import rounds
 
 
 def reference_ssca(values, weights, holders, tau, max_groups, combine):
@@ -220,6 +223,15 @@ def test_unknown_agreement_dtype_is_refused():
   with pytest.raises(ValueError, match='row_groups must be at least 1'):
     ssca.sign_agreement(np.ones((2, 3), np.float32), np.ones(2, bool),
                         row_groups=0)
+  # A round refuses them when it is built, before anything is traced.
+  build = functools.partial(rounds.compose, lambda *args: None,
+                            optax.sgd(1.0), 1, 2, 2)
+  with pytest.raises(ValueError, match="agreement_dtype must be one of .*"
+                     "'bits'.*got 'float16'"):
+    build(agreement_dtype='float16')
+  with pytest.raises(ValueError, match='agreement_row_groups must be None or '
+                     'at least 1, got 0'):
+    build(agreement_row_groups=0)
 
 
 def test_connected_components_of_a_known_graph():
@@ -311,7 +323,6 @@ def test_traced_fraction_matches_the_static_one():
 
 
 def test_residuals_stored_row_by_row_are_the_scatters():
-  from fedmchain_jax.algorithms import rounds
   rng = np.random.default_rng(9)
   table = rng.normal(size=(6, 50)).astype(np.float32)
   flat = rng.normal(size=(5, 50)).astype(np.float32)

@@ -74,6 +74,15 @@ def get_config() -> ml_collections.ConfigDict:
   # How a sharded round sums over clients: 'replicated' (bitwise the same on
   # any number of devices) or 'sharded' (partial sums; less memory).
   config.rounds.mesh_reduction = 'replicated'
+  # How SSCA computes its sign agreement (`ssca.sign_agreement`): operand
+  # type 'auto' (bit counts on CPU, int8 products elsewhere), 'int8',
+  # 'float32', 'bfloat16' or 'bits'; row groups (0: automatic; g >= 1: the
+  # clients in g groups, only the group pairs i <= j computed); and whether
+  # the operands are written out before the products instead of fused into
+  # them. Speed only: never changes a result bit.
+  config.rounds.agreement_dtype = 'auto'
+  config.rounds.agreement_row_groups = 0
+  config.rounds.agreement_materialize = False
 
   config.client = ml_collections.ConfigDict()
   config.client.optimizer = 'sgd'

@@ -94,6 +94,9 @@ def compose(local_update: Callable,
             max_groups: int = 4,
             combine: str = 'weighted',
             threshold_options: Mapping[str, float] | None = None,
+            agreement_dtype: str = 'auto',
+            agreement_row_groups: int | None = None,
+            agreement_materialize: bool = False,
             chunk_size: int | None = None,
             mesh: jax.sharding.Mesh | None = None,
             faults: fault_lib.FaultModel | None = None,
@@ -123,6 +126,11 @@ def compose(local_update: Callable,
     tau, max_groups, combine: SSCA's link threshold, number of groups kept,
       and how groups combine.
     threshold_options: keyword arguments of `compression.magnitude_threshold`.
+    agreement_dtype, agreement_row_groups, agreement_materialize: how SSCA
+      computes its sign agreement (`ssca.sign_agreement`'s `dtype`,
+      `row_groups` and `materialize`; 'auto', None and False: bit counts in
+      row groups on CPU, one int8 product with the operands fused into it
+      elsewhere). Speed only: every setting gives the same bits.
     chunk_size: train the cohort in chunks of this many clients (vmap inside
       a `lax.map`), bounding memory by the chunk; None trains all C at once.
       Results equal the unchunked round.
@@ -169,6 +177,12 @@ def compose(local_update: Callable,
     raise ValueError('sparsification, error feedback and SSCA need blocks')
   if error_feedback and num_clients is None:
     raise ValueError('error_feedback needs num_clients')
+  if agreement_dtype not in ssca.AGREEMENT_DTYPES:
+    raise ValueError(f'agreement_dtype must be one of '
+                     f'{ssca.AGREEMENT_DTYPES}, got {agreement_dtype!r}')
+  if agreement_row_groups is not None and agreement_row_groups < 1:
+    raise ValueError(f'agreement_row_groups must be None or at least 1, got '
+                     f'{agreement_row_groups}')
   threshold_options = dict(threshold_options or {})
 
   def init(params) -> ServerState:
@@ -251,7 +265,10 @@ def compose(local_update: Callable,
         kept = real(kept)
       else:
         result = ssca.ssca(sent, sent_weights, holders, tau, max_groups,
-                           combine, threshold=threshold)
+                           combine, threshold=threshold,
+                           row_groups=agreement_row_groups,
+                           dtype=agreement_dtype,
+                           materialize=agreement_materialize)
         merged = result.update
         metrics[f'ssca/{name}/groups'] = (result.group_weights > 0).sum()
         metrics[f'ssca/{name}/left_out'] = (
