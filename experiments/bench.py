@@ -48,7 +48,10 @@ on the default device:
 Workloads: 'reference' is AV-digits-shaped (image 784-256-256 and audio
 400-256-256 encoders, 10 classes, C = 64, 5 steps per phase, B = 32, SGD,
 FedMChain with rho = 0.1); 'tiny' is the same with hidden width 32 and
-C = 1024. Flags override either.
+C = 1024. Flags override either. --agreement_dtype, --agreement_row_groups
+and --agreement_materialize set the config's `rounds.agreement_*` fields
+(how SSCA computes its sign agreement; speed only, the same bits) and are
+echoed in the JSON.
 """
 
 import json
