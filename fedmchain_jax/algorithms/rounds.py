@@ -65,19 +65,22 @@ def _unflatten_block(vector, layout):
 def _store_residuals(table, ids, flat, threshold):
   """table.at[ids].set(where(keep_mask(flat, threshold), 0, flat),
   mode='drop'), one row at a time in place: on CPU this skips writing the
-  [C, P] residuals out before the scatter (2 cores, C = 64, P = 267k: 14
-  against 30 ms). Ids past the table (padding) write their row back."""
-  def store(c, table):
+  [C, P] residuals out before the scatter (2 cores, C = 64, P = 267k: 9.6
+  against 30 ms). Only the rows whose ids are inside the table are visited
+  (padding ids are dropped, as the scatter drops them), so no row of the
+  table is read back and XLA computes each residual row inside its in-place
+  update (14.5 ms when every row was visited and kept its old value for a
+  padding id)."""
+  inside = (ids >= 0) & (ids < table.shape[0])
+  rows = jnp.argsort(~inside, stable=True)  # Inside rows first, in order.
+
+  def store(i, table):
+    c = rows[i]
     row = flat[c]
     residual = jnp.where(compression.keep_mask(row, threshold[c]), 0.0, row)
-    index = ids[c]
-    inside = (index >= 0) & (index < table.shape[0])
-    # dynamic_slice clamps the index as dynamic_update_slice does.
-    old = jax.lax.dynamic_index_in_dim(table, index, keepdims=False)
-    return jax.lax.dynamic_update_index_in_dim(
-        table, jnp.where(inside, residual, old), index, 0)
+    return jax.lax.dynamic_update_index_in_dim(table, residual, ids[c], 0)
 
-  return jax.lax.fori_loop(0, ids.shape[0], store, table)
+  return jax.lax.fori_loop(0, inside.sum(), store, table)
 
 
 def compose(local_update: Callable,
