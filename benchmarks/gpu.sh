@@ -36,6 +36,13 @@ bench() {
     2>>"$out/gpu.log" | grep '^{' | tee -a "$out/gpu.jsonl"
 }
 bench --algorithm=fedmchain,fedavg --cohort_size="$small" --loop_repeats=3
+# At C = 64 the round is mostly launch latency and the host round trip of
+# each while-loop iteration (the threshold's bit search and refinement, the
+# SSCA components, the local steps): the same round with while loops and
+# conditionals recorded into CUDA graphs (a speed-only XLA flag).
+XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL" \
+  bench --algorithm=fedmchain,fedavg --cohort_size="$small" --noloop_baseline \
+  --nobreakdown >/dev/null
 for algorithm in fedmchain fedavg; do
   bench --algorithm=$algorithm --cohort_size="$big" --noloop_baseline |
     grep -q '"error"' &&

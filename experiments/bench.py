@@ -55,6 +55,7 @@ echoed in the JSON.
 """
 
 import json
+import os
 import platform
 import resource
 import statistics
@@ -286,6 +287,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'backend': jax.default_backend(), 'jax': jax.__version__,
       'devices': 1 if mesh is None else mesh.size,
       'machine': platform.machine(), 'python': platform.python_version(),
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
       'compile_s': compile_s,
       'round_ms': 1e3 * round_s,
       'rounds_per_s': 1 / round_s,
