@@ -27,9 +27,13 @@ from experiments import config_checks
 ALGORITHMS = config_checks.ALGORITHMS
 
 # Fields a resumed run may change: how long, how often to save, where the
-# data lies, and how the work is laid out (not what is computed).
+# data lies, and how the work is laid out (not what is computed). A field
+# missing from a saved config (a run from before it existed) counts as
+# changed.
 RESUMABLE_CHANGES = ('rounds.num_rounds', 'rounds.checkpoint_every',
                      'rounds.chunk_size', 'rounds.shard_clients',
+                     'rounds.agreement_dtype', 'rounds.agreement_row_groups',
+                     'rounds.agreement_materialize',
                      'eval.batch_size', 'data.data_dir', 'data.manual_dir')
 
 

@@ -115,9 +115,17 @@ def test_resume_with_a_changed_config_is_refused(tmp_path):
   with pytest.raises(train.ResumeError, match='config.model.hidden'):
     train.train_and_evaluate(tiny_config(**{'model.hidden': (16,)}),
                              str(tmp_path))
-  # Extending the run is allowed.
-  records = train.train_and_evaluate(tiny_config(**{'rounds.num_rounds': 3}),
-                                     str(tmp_path))
+  # Extending the run is allowed, and so is computing SSCA's agreement
+  # another way, also for a run saved before those fields existed.
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  for field in ('agreement_dtype', 'agreement_row_groups',
+                'agreement_materialize'):
+    del saved['rounds'][field]
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  records = train.train_and_evaluate(
+      tiny_config(**{'rounds.num_rounds': 3,
+                     'rounds.agreement_dtype': 'float32',
+                     'rounds.agreement_row_groups': 2}), str(tmp_path))
   assert [r['round'] for r in records] == [1, 2, 3]
 
 
