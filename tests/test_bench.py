@@ -66,3 +66,34 @@ def test_bad_flags_end_in_one_line(flag, message):
   assert process.returncode != 0
   assert message in process.stderr
   assert not process.stdout.strip()
+
+
+def test_aggregation_parts_forms_are_exact_and_selectable():
+  # The in-round form (dense values and thresholds) in 1, 2, 4 row groups,
+  # fused and materialized, and the bit counts, each against float32.
+  process = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.aggregation_parts',
+       '--cohort_size=6', '--block_size=700', '--repeats=1',
+       '--only=int8_threshold,bits'],
+      cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+      text=True, timeout=300)
+  assert process.returncode == 0, process.stderr[-2000:]
+  result = json.loads(process.stdout.strip().splitlines()[-1])
+  timed = sorted(k[:-3] for k in result if k.endswith('_ms'))
+  assert timed == sorted(
+      [f'agreement_int8_threshold_groups_{g}{s}'
+       for g in (1, 2, 4) for s in ('', '_materialized')] +
+      ['agreement_bits', 'agreement_bits_groups_4']), timed
+  assert all(result[f'{name}_exact'] is True for name in timed), result
+
+
+def test_gpu_script_refuses_an_unknown_section_before_running_anything(
+    tmp_path):
+  process = subprocess.run(
+      ['bash', os.path.join(ROOT, 'benchmarks', 'gpu.sh'), str(tmp_path),
+       'small', 'everything'], capture_output=True, text=True, timeout=60)
+  assert process.returncode == 2
+  assert process.stderr.strip() == (
+      "unknown section 'everything': allowed are small, big, variants, "
+      'parts, middle')
+  assert not list(tmp_path.iterdir())
