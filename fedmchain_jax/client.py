@@ -40,9 +40,10 @@ def scan_steps(step, carry, batches, num_steps: int, offset: int = 0):
   """`lax.scan(step, carry, (arange(S), batches[offset:offset + S]))` with
   the first step taken outside the loop.
 
-  Under the cohort's vmap the starting params are shared by all clients:
-  inside a scan they would first be broadcast to [C, ...] and copied into
-  the loop (two fresh [C, P] buffers, 15% of FedAvg's local training on a
+  Under the cohort's vmap the starting params are shared by all clients
+  (off CPU; on CPU each client gets its own copy, see `determinism`):
+  inside a scan they would be broadcast to [C, ...] and copied into the
+  loop (two fresh [C, P] buffers, 15% of FedAvg's local training on a
   2-core CPU); the first step's output is per client already. Step s reads
   `step_batch(batches, offset + s)` by index, so no sliced copy of the
   batches is made (and `data.DrawnBatches` gathers it only then).

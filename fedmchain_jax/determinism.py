@@ -2,7 +2,7 @@
 
 A round's result should not depend on how the cohort is laid out: the chunk
 size of local training, the number of devices its clients are sharded over,
-or the zero-weight clients that pad it. Three things stand in the way, all
+or the zero-weight clients that pad it. Four things stand in the way, all
 measured on XLA:CPU with jax 0.10 and 0.12:
 
 * XLA:CPU hands large enough fusions (reductions, elementwise chains) to its
@@ -19,6 +19,16 @@ measured on XLA:CPU with jax 0.10 and 0.12:
 * Sums over the clients axis depend on how many rows each device holds. The
   rounds in `fedmchain_jax.algorithms` therefore reduce over clients in a
   layout that does not depend on the mesh (see `compose`'s `mesh` argument).
+* Matrix products. XLA:CPU rounds each row of a product [M, K] x [K, N]
+  in a way that depends on M (its GEMM picks kernels and K blocks by the
+  row count): seen on an AMD EPYC with AVX2 and not on the Intel Xeon with
+  AVX-512 these notes were first measured on. Clients that share their
+  starting params would make the first local step one [n B, K] x [K, N]
+  product over the n clients around them, so on CPU the rounds give each
+  client its own copy of the params (a batched product of B rows per
+  client; no cost measurable on the reference workload), and run a chunk of
+  one client as two (a lone client's weight gradient is a plain product,
+  contracted in another order than a batch's).
 
 Use the options wherever a round is compiled:
 

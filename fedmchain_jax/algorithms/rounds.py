@@ -135,8 +135,8 @@ def compose(local_update: Callable,
       row groups on CPU, one int8 product with the operands fused into it
       elsewhere). Speed only: every setting gives the same bits.
     chunk_size: train the cohort in chunks of this many clients (vmap inside
-      a `lax.map`), bounding memory by the chunk; None trains all C at once.
-      Results equal the unchunked round.
+      a `lax.map`; 1 runs as 2), bounding memory by the chunk; None trains
+      all C at once. Results equal the unchunked round.
     mesh: a `jax.sharding.Mesh` with an axis named 'clients': the cohort is
       padded with zero-weight clients to a multiple of that axis and its
       leaves sharded over it (DrJAX style); server state stays replicated.
@@ -292,21 +292,41 @@ def compose(local_update: Callable,
     c's (batches, present); returns (deltas [C, ...], metrics [C])."""
     size = keys.shape[0]
 
-    def one(client_inputs, key):
+    def one(client_inputs, key, params):
       batches, present = batches_of(client_inputs)
-      return local_update(state.params, batches, present, key, state.round)
+      return local_update(params, batches, present, key, state.round)
 
-    if chunk_size is None or chunk_size >= size:
-      trained, client_metrics = jax.vmap(one)(inputs, keys)
+    def train(chunk):
+      """vmapped local training of a chunk (leaves [n, ...]) of clients."""
+      chunk_inputs, chunk_keys = chunk
+      if jax.default_backend() != 'cpu':
+        # Shared starting params: the first local step's products are one
+        # [n B, K] x [K, N] product for the whole chunk.
+        return jax.vmap(one, in_axes=(0, 0, None))(chunk_inputs, chunk_keys,
+                                                    state.params)
+      # On CPU each client starts from its own copy, so that every product
+      # is a client's own [B, K] x [K, N] whatever n is (`determinism`).
+      width = chunk_keys.shape[0]
+      params = jax.tree.map(
+          lambda p: jnp.broadcast_to(p, (width,) + p.shape), state.params)
+      return jax.vmap(one)(chunk_inputs, chunk_keys, params)
+
+    # At least 2 clients a chunk: XLA:CPU contracts a lone client's weight
+    # gradient as a plain product, in another order than a batch's.
+    width = None if chunk_size is None else max(chunk_size, 2)
+    if width is None or width >= size:
+      trained, client_metrics = train((inputs, keys))
     else:
       # vmap inside a scan over chunks: memory follows the chunk, not C. The
       # last chunk is filled with copies of client 0 (dropped after) rather
       # than run at a smaller width: XLA:CPU reduces a lone client's [B]
       # losses in another order than a batch of clients' [n, B].
-      padded = federated.pad_rows((inputs, keys), -size % chunk_size)
+      padded = federated.pad_rows((inputs, keys), -size % width)
+      chunks = jax.tree.map(
+          lambda x: x.reshape((-1, width) + x.shape[1:]), padded)
       trained, client_metrics = jax.tree.map(
-          lambda x: x[:size], jax.lax.map(lambda x: one(*x), padded,
-                                          batch_size=chunk_size))
+          lambda x: x.reshape((-1,) + x.shape[2:])[:size],
+          jax.lax.map(train, chunks))
     deltas = jax.tree.map(lambda new, old: new - old, trained, state.params)
     if mesh is not None:
       deltas = _constrain(deltas)
