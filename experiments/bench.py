@@ -114,6 +114,9 @@ _BREAKDOWN = flags.DEFINE_bool(
     'alone (three more compilations).')
 _JSON = flags.DEFINE_bool('json', False,
                           'Print one JSON object per line and run.')
+_MESH_REDUCTION = flags.DEFINE_enum(
+    'mesh_reduction', 'replicated', ['replicated', 'sharded'],
+    'rounds.mesh_reduction (with --cpu_devices or several devices).')
 _CPU_DEVICES = flags.DEFINE_integer(
     'cpu_devices', 0, 'Split the CPU into this many devices and shard the '
     'cohort over them (0: as JAX starts).')
@@ -201,8 +204,10 @@ def random_population(num_clients, examples, seed=0):
 
 def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
                 batch_size, chunk_size, rho, agreement_dtype='auto',
-                agreement_row_groups=0, agreement_materialize=False):
+                agreement_row_groups=0, agreement_materialize=False,
+                mesh_reduction='replicated'):
   config = default.get_config()
+  config.rounds.mesh_reduction = mesh_reduction
   config.algorithm = algorithm
   config.model.hidden = tuple(hidden)
   config.data.num_clients = cohort_size
@@ -224,14 +229,15 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                   chunk_size=0, rho=0.1, repeats=5, warmup=1,
                   loop_baseline=True, loop_repeats=2, breakdown=True,
                   agreement_dtype='auto', agreement_row_groups=0,
-                  agreement_materialize=False) -> dict:
+                  agreement_materialize=False,
+                  mesh_reduction='replicated') -> dict:
   preset = WORKLOADS[workload]
   hidden = tuple(hidden or preset['hidden'])
   cohort_size = cohort_size or preset['cohort_size']
   config = make_config(workload, algorithm, hidden, cohort_size,
                        steps_per_phase, batch_size, chunk_size, rho,
                        agreement_dtype, agreement_row_groups,
-                       agreement_materialize)
+                       agreement_materialize, mesh_reduction)
   modalities = tuple(sorted(INPUTS))
   model = runner.build_model(config, modalities, NUM_CLASSES)
   apply_fn = runner.apply_fn_of(model)
@@ -286,6 +292,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'device': jax.devices()[0].device_kind,
       'backend': jax.default_backend(), 'jax': jax.__version__,
       'devices': 1 if mesh is None else mesh.size,
+      'mesh_reduction': None if mesh is None else mesh_reduction,
       'machine': platform.machine(), 'python': platform.python_version(),
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
       'compile_s': compile_s,
@@ -391,7 +398,8 @@ def main(argv):
             cohort_size, _STEPS.value, _BATCH.value, _CHUNK.value,
             _RHO.value, _REPEATS.value, _WARMUP.value, _LOOP.value,
             _LOOP_REPEATS.value, _BREAKDOWN.value, _AGREEMENT_DTYPE.value,
-            _AGREEMENT_ROW_GROUPS.value, _AGREEMENT_MATERIALIZE.value)
+            _AGREEMENT_ROW_GROUPS.value, _AGREEMENT_MATERIALIZE.value,
+            _MESH_REDUCTION.value)
       except Exception as error:  # pylint: disable=broad-except
         # Out of memory at one size should not lose the others.
         failed += 1

@@ -27,8 +27,8 @@ def default_block(block: int | None = None) -> int:
   return block
 
 
-def _count(x: Array, block: int) -> int:
-  return x.shape[-1] // block if block else 0
+def _count(x, block: int) -> int:
+  return jax.tree.leaves(x)[0].shape[-1] // block if block else 0
 
 
 # XLA:CPU turns a reduction over more than this many entries into a tree of
@@ -57,18 +57,25 @@ def count_true(mask: Array) -> Array:
   return jnp.sum(partial, axis=-1, dtype=jnp.int32)
 
 
-def reduce(fn: Callable, combine: Callable, x: Array, block: int):
+def reduce(fn: Callable, combine: Callable, x, block: int):
   """Folds fn over blocks of x's last axis: combine(.. combine(fn(tail),
   fn(block 0)) .., fn(block n-1)); fn(x) when there are fewer than 2 blocks.
 
-  Exact when combine is (integer addition, logical and, ...) exact.
+  x may be a pytree of arrays whose last axes have the same length; fn then
+  gets the same pytree of blocks. Exact when combine is (integer addition,
+  logical and, ...) exact.
   """
   blocks = _count(x, block)
   if blocks < 2:
     return fn(x)
+
+  def piece(i):
+    return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(
+        a, i * block, block, axis=-1), x)
+
   return jax.lax.fori_loop(
-      0, blocks, lambda i, acc: combine(acc, fn(jax.lax.dynamic_slice_in_dim(
-          x, i * block, block, axis=-1))), fn(x[..., blocks * block:]))
+      0, blocks, lambda i, acc: combine(acc, fn(piece(i))),
+      fn(jax.tree.map(lambda a: a[..., blocks * block:], x)))
 
 
 def map_columns(fn: Callable[[Array], Array], x: Array, block: int) -> Array:

@@ -25,7 +25,8 @@ All shapes are static; cost is two C x C x P sign products (exact in any of
 int8, bfloat16 or float32 operands, or as bit counts: on CPU the signs are
 packed 32 to a word and A and D counted with popcounts, 4x faster than
 float32 products at C = 64; int8 products on accelerators) plus O(G C P)
-for the group sums, as matrix products.
+for the group sums, as matrix products. On a mesh the devices share the
+sign products (`sign_agreement(mesh=...)`), bitwise the one-device result.
 """
 
 from typing import NamedTuple
@@ -160,10 +161,118 @@ def _symmetric(pieces: dict, cuts) -> Array:
       for i in range(count)], axis=0)
 
 
+def _pair(a: tuple[Array, ...], b: tuple[Array, ...], dtype: str
+          ) -> tuple[Array, Array]:
+  """(S_a S_b^T, |S_a| |S_b|^T) of two groups' operands (packed signs for
+  'bits', else (signs, |signs|))."""
+  if dtype == 'bits':
+    return _bit_counts(a, b)
+  accumulate = jnp.int32 if dtype == 'int8' else jnp.float32
+  return tuple(jax.lax.dot_general(x, y, (((1,), (1,)), ((), ())),
+                                   preferred_element_type=accumulate)
+               for x, y in zip(a, b))
+
+
+def _mesh_groups(size: int, row_groups: int, devices: int) -> int:
+  """Row groups of the mesh form: at least `row_groups` and 2 per device, a
+  multiple of the device count and at most `size` rounded up to it."""
+  groups = max(row_groups, 2 * devices)
+  groups = -(-groups // devices) * devices
+  return min(groups, -(-size // devices) * devices)
+
+
+def _mesh_counts(values: Array, holders: Array, dtype: str, block: int,
+                 threshold: Array | None, row_groups: int,
+                 mesh: jax.sharding.Mesh, axis: str,
+                 rows_sharded: bool) -> tuple[Array, Array]:
+  """(A, D) [C, C] on a mesh: the clients split into g equal row groups (g
+  from `_mesh_groups`), and the g (g + 1) / 2 products of groups i <= j
+  dealt out in turn to the devices of `axis`, so each device computes
+  about C^2 P / (2 devices) pairs instead of all of them. Each device packs
+  (or signs) its own clients' rows; the operands are gathered (P / 4 bytes
+  a client for 'bits', P for 'int8'); each device adds its blocks (and
+  their transposes) into a zero [C, C] matrix, and the matrices are summed
+  over the devices. Every entry is one device's integer count plus zeros:
+  bitwise the one-device result. Padding rows are non-holders, cut off.
+  `rows_sharded`: values' rows are sharded over `axis` (else replicated)."""
+  devices = mesh.shape[axis]
+  size = values.shape[0]
+  groups = _mesh_groups(size, row_groups, devices)
+  pad = -size % groups
+  total = size + pad
+  rows = total // groups
+  values = jnp.pad(values, ((0, pad), (0, 0)))
+  holders = jnp.pad(holders, (0, pad))
+  pairs = [(i, j) for i in range(groups) for j in range(i, groups)]
+  turns = -(-len(pairs) // devices)
+  # [devices, turns, 3]: (i, j, real) of each device's pairs; the last turn
+  # of some devices is a dummy (0, 0) that adds zeros.
+  table = np.zeros((devices, turns, 3), np.int32)
+  for n, (i, j) in enumerate(pairs):
+    table[n % devices, n // devices] = (i, j, 1)
+  # The packed operands are blocked by words of 32 entries.
+  step = max(1, block // 32) if dtype == 'bits' and block else block
+
+  def counts(values, holders, threshold=None):
+    if not rows_sharded:  # This device's rows of the whole arrays.
+      start = jax.lax.axis_index(axis) * (total // devices)
+      values, holders, threshold = (
+          None if x is None else
+          jax.lax.dynamic_slice_in_dim(x, start, total // devices)
+          for x in (values, holders, threshold))
+    part = values if threshold is None else _sent(values, threshold)
+    held = holders[:, None]
+    if dtype == 'bits':
+      mine = _pack_signs(part, held)
+    else:
+      mine = (jnp.where(held, jnp.sign(part), 0).astype(dtype),)
+    everyone = jax.lax.all_gather(mine, axis, axis=0, tiled=True)
+    turn = jnp.asarray(table)[jax.lax.axis_index(axis)]
+
+    def group(operands, g):
+      out = tuple(jax.lax.dynamic_slice_in_dim(x, g * rows, rows)
+                  for x in operands)
+      return out if dtype == 'bits' else (out[0], jnp.abs(out[0]))
+
+    def products(operands):
+      return [_pair(group(operands, i), group(operands, j), dtype)
+              for i, j, _ in turn]
+
+    blocks = blockwise.reduce(products,
+                              lambda x, y: jax.tree.map(jnp.add, x, y),
+                              everyone, step)
+    out = []
+    for n in range(2):
+      whole = jnp.zeros((total, total), blocks[0][n].dtype)
+      for (i, j, real), pair in zip(turn, blocks):
+        piece = jnp.where(real > 0, pair[n], 0)
+        for (a, b), x in (((i, j), piece),
+                          ((j, i), jnp.where(i != j, piece.T, 0))):
+          at = (a * rows, b * rows)
+          whole = jax.lax.dynamic_update_slice(
+              whole, jax.lax.dynamic_slice(whole, at, (rows, rows)) + x, at)
+      out.append(jax.lax.psum(whole, axis))
+    return tuple(out)
+
+  # Rows already spread over the devices stay there; replicated rows are
+  # not resharded, which could change how XLA lays out their other uses.
+  spec = jax.sharding.PartitionSpec(axis if rows_sharded else None)
+  operands = (values, holders)
+  if threshold is not None:
+    operands += (jnp.pad(threshold, (0, pad), constant_values=jnp.inf),)
+  agree, overlap = jax.shard_map(
+      counts, mesh=mesh, in_specs=(spec,) * len(operands),
+      out_specs=(jax.sharding.PartitionSpec(),) * 2)(*operands)
+  return agree[:size, :size], overlap[:size, :size]
+
+
 def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
                    materialize: bool = False, block: int | None = None,
                    threshold: Array | None = None,
-                   row_groups: int | None = None) -> tuple[Array, Array]:
+                   row_groups: int | None = None,
+                   mesh: jax.sharding.Mesh | None = None,
+                   axis: str = 'clients',
+                   rows_sharded: bool = False) -> tuple[Array, Array]:
   """Pairwise sign agreement on common support.
 
   Args:
@@ -197,6 +306,13 @@ def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
       and compute each symmetric product from the blocks (i, j), i <= j,
       only: (g + 1) / (2 g) of the multiply-adds. Default
       `default_row_groups(C, dtype)`. Every setting gives the same bits.
+    mesh, axis: with a mesh whose `axis` has several devices, the devices
+      share the products (about C^2 P / (2 devices) pairs each, not C^2 P /
+      2 on every device; `_mesh_counts`), from operands packed or signed
+      where the rows are and then gathered; bitwise the one-device result.
+      `materialize` does not apply (the gathered operands are).
+    rows_sharded: with `mesh`, the rows of `values` are sharded over `axis`
+      (False: replicated on every device).
 
   Returns:
     (agreement [C, C] float32 in [-1, 1], overlap [C, C] = D).
@@ -216,9 +332,10 @@ def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
     row_groups = default_row_groups(size, dtype)
   if row_groups < 1:
     raise ValueError(f'row_groups must be at least 1, got {row_groups}')
+  if mesh is not None and mesh.shape.get(axis, 1) > 1:
+    return _finish(*_mesh_counts(values, holders, dtype, block, threshold,
+                                 row_groups, mesh, axis, rows_sharded))
   cuts = _row_cuts(size, min(row_groups, size))
-  accumulate = jnp.int32 if dtype in ('int8', 'bits') else jnp.float32
-  transposed = (((1,), (1,)), ((), ()))
 
   def operands(piece, rows):
     # Each group's rows from the piece directly: slices of one [C, p]
@@ -232,25 +349,22 @@ def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
     signs = jnp.where(held, jnp.sign(part), 0).astype(dtype)
     return signs, jnp.abs(signs)
 
-  def pair(a, b):
-    if dtype == 'bits':
-      return _bit_counts(a, b)
-    return tuple(jax.lax.dot_general(x, y, transposed,
-                                     preferred_element_type=accumulate)
-                 for x, y in zip(a, b))
-
   def products(piece):
     groups = [operands(piece, rows) for rows in cuts]
     if materialize:
       groups = jax.lax.optimization_barrier(groups)
-    return {(i, j): pair(groups[i], groups[j])
+    return {(i, j): _pair(groups[i], groups[j], dtype)
             for i in range(len(cuts)) for j in range(i, len(cuts))}
 
   # Integer-valued partial sums below 2^24: exact in any order.
   pieces = blockwise.reduce(
       products, lambda a, b: jax.tree.map(jnp.add, a, b), values, block)
-  agree, overlap = (_symmetric({k: v[n] for k, v in pieces.items()}, cuts)
-                    for n in range(2))
+  return _finish(*(_symmetric({k: v[n] for k, v in pieces.items()}, cuts)
+                   for n in range(2)))
+
+
+def _finish(agree: Array, overlap: Array) -> tuple[Array, Array]:
+  """(A / max(D, 1) float32, D) of the integer-valued counts."""
   agreement = agree.astype(jnp.float32) / jnp.maximum(overlap, 1).astype(
       jnp.float32)
   return agreement, overlap
@@ -283,7 +397,10 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
          threshold: Array | None = None,
          row_groups: int | None = None,
          dtype: str = 'auto',
-         materialize: bool = False) -> SSCAResult:
+         materialize: bool = False,
+         mesh: jax.sharding.Mesh | None = None,
+         axis: str = 'clients',
+         rows_sharded: bool = False) -> SSCAResult:
   """Aggregates one block's sparse updates by sign-guided consensus.
 
   Args:
@@ -299,8 +416,9 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
       `jnp.where(compression.keep_mask(values, threshold[:, None]), values,
       0)`, selected block by block (bitwise the same result, one [C, P]
       array fewer).
-    row_groups, dtype, materialize: of the agreement products
-      (`sign_agreement`); no setting changes a bit of the result.
+    row_groups, dtype, materialize, mesh, axis, rows_sharded: of the
+      agreement products (`sign_agreement`); no setting changes a bit of
+      the result.
 
   Returns:
     An `SSCAResult` whose `update` is the merged [P] update.
@@ -312,7 +430,8 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
   agreement, overlap = sign_agreement(values, active, dtype, materialize,
                                       block=block,
                                       threshold=threshold,
-                                      row_groups=row_groups)
+                                      row_groups=row_groups, mesh=mesh,
+                                      axis=axis, rows_sharded=rows_sharded)
   adjacency = (agreement > tau) & active[:, None] & active[None, :]
   labels = jnp.where(active, connected_components(adjacency), size)
   component_weight = jax.ops.segment_sum(

@@ -271,7 +271,9 @@ def compose(local_update: Callable,
                            combine, threshold=threshold,
                            row_groups=agreement_row_groups,
                            dtype=agreement_dtype,
-                           materialize=agreement_materialize)
+                           materialize=agreement_materialize,
+                           mesh=mesh, axis=CLIENTS_AXIS,
+                           rows_sharded=mesh_reduction == 'sharded')
         merged = result.update
         metrics[f'ssca/{name}/groups'] = (result.group_weights > 0).sum()
         metrics[f'ssca/{name}/left_out'] = (

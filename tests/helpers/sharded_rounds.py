@@ -63,7 +63,45 @@ def main():
             for x, y in zip(jax.tree.leaves(a.params),
                             jax.tree.leaves(c.params))),
     }
+  if cohort_size % 8:
+    report['agreement'] = agreement_mismatches(mesh, 37)
   print(json.dumps(report))
+
+
+def agreement_mismatches(mesh, size):
+  """The settings under which SSCA's agreement on the mesh (rows replicated
+  or sharded; C = size not a multiple of the devices, and groups of
+  several rows) differs from one device's."""
+  values = jax.random.normal(jax.random.key(2), (size, 3000))
+  # Some rows hold nothing; thresholds keep about the top 10%.
+  holders = np.arange(size) % 5 != 2
+  threshold = np.full(size, 1.645, np.float32)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  rows = jax.sharding.NamedSharding(mesh,
+                                    jax.sharding.PartitionSpec('clients'))
+  options = fmc.determinism.compiler_options()
+  mismatches = []
+  for dtype, rows_sharded, with_threshold in (
+      ('bits', False, True), ('bits', True, False), ('int8', True, True),
+      ('float32', False, False)):
+    kwargs = dict(dtype=dtype, row_groups=3)
+    inputs = (values, holders, threshold if with_threshold else None)
+    expected = jax.jit(
+        lambda x, h, t, kw=kwargs: fmc.ssca.sign_agreement(
+            x, h, threshold=t, **kw), compiler_options=options)(*inputs)
+    padded = size + (-size % 8) if rows_sharded else size
+    placed = jax.device_put(
+        tuple(None if x is None else
+              np.pad(x, [(0, padded - size)] + [(0, 0)] * (x.ndim - 1))
+              for x in inputs), rows if rows_sharded else replicated)
+    got = jax.jit(
+        lambda x, h, t, kw=kwargs, r=rows_sharded: fmc.ssca.sign_agreement(
+            x, h, threshold=t, mesh=mesh, rows_sharded=r, **kw),
+        compiler_options=options)(*placed)
+    if not all(np.array_equal(np.asarray(a), np.asarray(b)[:size, :size])
+               for a, b in zip(expected, got)):
+      mismatches.append([dtype, rows_sharded, with_threshold])
+  return mismatches
 
 
 if __name__ == '__main__':
