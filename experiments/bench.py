@@ -44,6 +44,8 @@ on the default device:
   devices                devices the cohort is sharded over (--cpu_devices=N
                          splits a CPU into N; one per core lets each core
                          run its own clients' small products)
+  mesh_reduction         with several devices, --mesh_reduction: how sums
+                         over clients run (rounds.mesh_reduction)
 
 Workloads: 'reference' is AV-digits-shaped (image 784-256-256 and audio
 400-256-256 encoders, 10 classes, C = 64, 5 steps per phase, B = 32, SGD,
