@@ -141,8 +141,9 @@ def compose(local_update: Callable,
       padded with zero-weight clients to a multiple of that axis and its
       leaves sharded over it (DrJAX style); server state stays replicated.
       Per-client work (local training, faults, top-fraction selection,
-      error feedback) runs in that layout. None: plain vmap on the default
-      device.
+      error feedback) runs in that layout, and the devices share SSCA's
+      sign-agreement products (`ssca.sign_agreement(mesh=...)`, exact in
+      either `mesh_reduction`). None: plain vmap on the default device.
     mesh_reduction: how a mesh round sums over clients (the mean, SSCA,
       metrics). 'replicated': every device gathers the real clients' rows
       (padding dropped) and sums them as one device would, so the round is
