@@ -117,7 +117,7 @@ _BREAKDOWN = flags.DEFINE_bool(
 _JSON = flags.DEFINE_bool('json', False,
                           'Print one JSON object per line and run.')
 _MESH_REDUCTION = flags.DEFINE_enum(
-    'mesh_reduction', 'replicated', ['replicated', 'sharded'],
+    'mesh_reduction', 'replicated', list(config_checks.MESH_REDUCTIONS),
     'rounds.mesh_reduction (with --cpu_devices or several devices).')
 _CPU_DEVICES = flags.DEFINE_integer(
     'cpu_devices', 0, 'Split the CPU into this many devices and shard the '

@@ -89,7 +89,7 @@ def agreement_mismatches(mesh, size):
     expected = jax.jit(
         lambda x, h, t, kw=kwargs: fmc.ssca.sign_agreement(
             x, h, threshold=t, **kw), compiler_options=options)(*inputs)
-    padded = size + (-size % 8) if rows_sharded else size
+    padded = size + (-size % mesh.size) if rows_sharded else size
     placed = jax.device_put(
         tuple(None if x is None else
               np.pad(x, [(0, padded - size)] + [(0, 0)] * (x.ndim - 1))
