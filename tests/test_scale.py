@@ -163,8 +163,10 @@ def test_eight_devices_match_one(cohort_size):
     assert a == b
     assert 'spec=P()' in report[name]['sharded']  # Server state replicated.
   if cohort_size % 8:
-    # SSCA's agreement shared out over the devices: bitwise one device's.
+    # SSCA's agreement and consensus shared out over the devices: bitwise
+    # one device's.
     assert report['agreement'] == [], report
+    assert report['consensus'] == [], report
 
 
 def test_fixed_order_sums():

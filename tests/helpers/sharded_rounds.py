@@ -3,6 +3,7 @@
 Run with XLA_FLAGS=--xla_force_host_platform_device_count=8 (tests do).
 """
 
+import functools
 import json
 import sys
 
@@ -65,6 +66,7 @@ def main():
     }
   if cohort_size % 8:
     report['agreement'] = agreement_mismatches(mesh, 37)
+    report['consensus'] = consensus_mismatches(mesh, 37)
   print(json.dumps(report))
 
 
@@ -101,6 +103,31 @@ def agreement_mismatches(mesh, size):
     if not all(np.array_equal(np.asarray(a), np.asarray(b)[:size, :size])
                for a, b in zip(expected, got)):
       mismatches.append([dtype, rows_sharded, with_threshold])
+  return mismatches
+
+
+def consensus_mismatches(mesh, size):
+  """The settings under which SSCA's update with its consensus column blocks
+  dealt out over the mesh (rows replicated; 9 blocks of 1,024 and a tail of
+  284 columns over the devices) differs from one device's."""
+  values = jax.random.normal(jax.random.key(3), (size, 9 * 1024 + 284))
+  holders = np.arange(size) % 5 != 2
+  weights = np.linspace(1.0, 3.0, size).astype(np.float32)
+  threshold = np.full(size, 1.645, np.float32)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  options = fmc.determinism.compiler_options()
+  mismatches = []
+  for combine, with_threshold in (('weighted', True), ('largest', False)):
+    def update(x, w, h, t, on_mesh=None, combine=combine):
+      return fmc.ssca.ssca(x, w, h, 0.0, 3, combine, block=1024,
+                           threshold=t, mesh=on_mesh).update
+    inputs = (values, weights, holders, threshold if with_threshold else None)
+    expected = jax.jit(update, compiler_options=options)(*inputs)
+    got = jax.jit(functools.partial(update, on_mesh=mesh),
+                  compiler_options=options)(
+                      *jax.device_put(inputs, replicated))
+    if not np.array_equal(np.asarray(expected), np.asarray(got)):
+      mismatches.append([combine, with_threshold])
   return mismatches
 
 
