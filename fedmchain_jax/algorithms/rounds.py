@@ -221,6 +221,10 @@ def compose(local_update: Callable,
                        _flatten_block(deltas, block_keys, size), 0.0)
       if error_feedback:
         flat = flat + state.client_states[name][cohort.client_ids]
+      if mesh is not None:
+        # Each device finds its own clients' thresholds (XLA otherwise
+        # gathers the rows first and every device finds all of them).
+        flat = _constrain(flat)
       holders = weights > 0
       if modality is not None:
         holders = holders & cohort.modality_mask[modality]
@@ -243,6 +247,10 @@ def compose(local_update: Callable,
             x, t, nonzero=True))(flat, threshold)
                 if aggregator == 'mean' else None)
         sent = flat
+      if mesh is not None and mesh_reduction == 'replicated':
+        # The rows gathered once, for the residual store and the sums.
+        flat, sent, threshold = (None if x is None else _replicate(x)
+                                 for x in (flat, sent, threshold))
       if error_feedback:
         table = state.client_states[name]
         # What was not sent (bitwise flat - sent); for rows of weight 0 the
@@ -363,10 +371,12 @@ def compose(local_update: Callable,
     def real(x):
       if mesh is None or mesh_reduction == 'sharded':
         return x
-      x = jax.lax.with_sharding_constraint(
-          x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-      return x[:size]
+      return _replicate(x)[:size]
     return real
+
+  def _replicate(x):
+    return jax.lax.with_sharding_constraint(
+        x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
   def aggregate(state: ServerState, cohort: federated.Cohort, deltas,
                 client_metrics, key: PRNGKey, num_real_clients=None):
