@@ -26,7 +26,8 @@ int8, bfloat16 or float32 operands, or as bit counts: on CPU the signs are
 packed 32 to a word and A and D counted with popcounts, 4x faster than
 float32 products at C = 64; int8 products on accelerators) plus O(G C P)
 for the group sums, as matrix products. On a mesh the devices share the
-sign products (`sign_agreement(mesh=...)`), bitwise the one-device result.
+sign products (`sign_agreement(mesh=...)`), bitwise the one-device result,
+and with replicated rows the consensus column blocks (`_mesh_columns`).
 """
 
 from typing import Callable, NamedTuple

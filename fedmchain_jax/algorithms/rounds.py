@@ -140,15 +140,17 @@ def compose(local_update: Callable,
     mesh: a `jax.sharding.Mesh` with an axis named 'clients': the cohort is
       padded with zero-weight clients to a multiple of that axis and its
       leaves sharded over it (DrJAX style); server state stays replicated.
-      Per-client work (local training, faults, top-fraction selection,
-      error feedback) runs in that layout, and the devices share SSCA's
-      sign-agreement products (`ssca.sign_agreement(mesh=...)`, exact in
-      either `mesh_reduction`). None: plain vmap on the default device.
+      Per-client work (local training, faults, top-fraction thresholds)
+      runs in that layout, and the devices share SSCA's sign-agreement
+      products (`ssca.sign_agreement(mesh=...)`, exact in either
+      `mesh_reduction`) and, with 'replicated', its consensus column
+      blocks. None: plain vmap on the default device.
     mesh_reduction: how a mesh round sums over clients (the mean, SSCA,
       metrics). 'replicated': every device gathers the real clients' rows
-      (padding dropped) and sums them as one device would, so the round is
-      bitwise the same on any number of devices (with
-      `determinism.compiler_options()` on CPU); memory C x P_b per device.
+      once (padding dropped; for the error-feedback store too) and sums
+      them as one device would, so the round is bitwise the same on any
+      number of devices (with `determinism.compiler_options()` on CPU);
+      memory C x P_b per device.
       'sharded': each device sums its own clients and the partial sums are
       all-reduced; memory C / D x P_b, results equal to about 1e-7.
     faults: simulated dropouts, non-finite updates and attackers
