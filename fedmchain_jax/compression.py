@@ -104,9 +104,8 @@ def sample_positions(key: PRNGKey, samples: int, size: int) -> Array:
   One random 32-bit start from `key`, then for i = 0, 1, ... the 32-bit
   integer hash lowbias32 (C. Wellons' integer-hash search: a xor-shift,
   multiply, xor-shift, multiply, xor-shift bijection) of start + i *
-  0x9E3779B9, reduced mod size. The hashed words are distinct, so for
-  size >= 2^20 the positions are nearly a sample without replacement; the
-  reduction favours low positions by at most size / 2^32 (0.4% at 2^24).
+  0x9E3779B9, reduced mod size (which favours low positions by at most
+  size / 2^32: 0.4% at 2^24).
   `jax.random.randint` draws two threefry words a position: under the
   cohort's vmap that cost 135-141 ms a block for C = 1,024 (4,096 samples
   each, 2 cores), against 2.7 ms here.
