@@ -278,8 +278,8 @@ def _mesh_columns(fn: Callable, values: Array, given: tuple, block: int,
   each computed by the same code on the same shapes: bitwise the
   one-device result there (tested on 8 CPU devices); the tail, under one
   block, is computed on every device. With block = 0 each device takes one
-  block of ceil(P / D) columns (values padded with zero columns, which fn
-  must map to anything: they are cut off); the products then have other
+  block of ceil(P / D) columns (values padded with zero columns, whose
+  results are cut off); the products then have other
   shapes than one device's single block, so off CPU the result is equal to
   rounding rather than bitwise (not measured).
   """
