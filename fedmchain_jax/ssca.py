@@ -120,15 +120,27 @@ def bits_block(size: int) -> int:
 
 def _pack_signs(part: Array, held: Array) -> tuple[Array, Array]:
   """uint32 [r, ceil(p / 1024) * 32] words of the positive and the negative
-  entries of part [r, p] in held rows, 32 entries a word."""
-  part = jnp.pad(part, ((0, 0), (0, -part.shape[1] % BITS_WIDTH)))
+  entries of part [r, p] in held rows, 32 entries a word. Only the last
+  p mod 1,024 columns are padded (with zeros) and packed apart: padding all
+  of part made XLA:CPU write a padded copy first (2 cores, [512, 26,630]:
+  40 against 9 ms; [64, 271,370]: 52-64 against 11 ms)."""
   shifts = jnp.arange(32, dtype=jnp.uint32)
 
-  def pack(mask):
-    bits = (mask & held).reshape(mask.shape[0], -1, 32).astype(jnp.uint32)
-    return jnp.sum(bits << shifts, axis=-1, dtype=jnp.uint32)
+  def pack(piece):
+    def words(mask):
+      bits = (mask & held).reshape(mask.shape[0], -1, 32).astype(jnp.uint32)
+      return jnp.sum(bits << shifts, axis=-1, dtype=jnp.uint32)
+    return words(piece > 0), words(piece < 0)
 
-  return pack(part > 0), pack(part < 0)
+  size = part.shape[1]
+  body = size - size % BITS_WIDTH
+  if body == size:
+    return pack(part)
+  tail = jnp.pad(part[:, body:], ((0, 0), (0, -size % BITS_WIDTH)))
+  if body == 0:
+    return pack(tail)
+  return tuple(jnp.concatenate(pair, axis=1)
+               for pair in zip(pack(part[:, :body]), pack(tail)))
 
 
 def _bit_counts(a: tuple[Array, Array], b: tuple[Array, Array]

@@ -145,6 +145,21 @@ def test_every_agreement_form_is_exact(dtype, materialize, row_groups, block):
   np.testing.assert_array_equal(agreement, expected.astype(np.float32))
 
 
+@pytest.mark.parametrize('size', [5, 1024, 2048, 3000])
+def test_packed_signs_are_the_bits_of_each_sign(size):
+  rng = np.random.default_rng(size)
+  values = rng.normal(size=(3, size)) * (rng.random((3, size)) < 0.5)
+  held = np.array([[True], [False], [True]])
+  words = -(-size // ssca.BITS_WIDTH) * 32
+  for got, mask in zip(ssca._pack_signs(jnp.asarray(values), held),
+                       (values > 0, values < 0)):
+    bits = np.zeros((3, words * 32), bool)
+    bits[:, :size] = mask & held
+    expected = (bits.reshape(3, words, 32).astype(np.uint64)
+                << np.arange(32, dtype=np.uint64)).sum(-1)
+    np.testing.assert_array_equal(got, expected.astype(np.uint32))
+
+
 @pytest.mark.parametrize('block', [7, 64, 1000])
 @pytest.mark.parametrize('combine', ['weighted', 'largest'])
 def test_blocks_over_p_give_the_one_block_result(block, combine):
