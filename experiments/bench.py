@@ -44,6 +44,9 @@ on the default device:
   devices                devices the cohort is sharded over (--cpu_devices=N
                          splits a CPU into N; one per core lets each core
                          run its own clients' small products)
+  chunk_clients          clients a chunk of local training as run (0: the
+                         whole cohort; --chunk_size=-1 resolves to
+                         `train.chunk_size_of`)
   mesh_reduction         with several devices, --mesh_reduction: how sums
                          over clients run (rounds.mesh_reduction)
 
@@ -244,12 +247,12 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
   model = runner.build_model(config, modalities, NUM_CLASSES)
   apply_fn = runner.apply_fn_of(model)
   mesh = runner.make_mesh(config)
-  algorithm_fns = runner.build_algorithm(config, apply_fn, modalities,
-                                         cohort_size, mesh)
-  num_steps = algorithm_fns.num_local_steps
-  population = random_population(cohort_size, num_steps * batch_size)
   sample = {m: jnp.zeros((1,) + s) for m, s in INPUTS.items()}
   params = model.init(jax.random.key(0), sample)['params']
+  algorithm_fns = runner.build_algorithm(config, apply_fn, modalities,
+                                         cohort_size, mesh, params=params)
+  num_steps = algorithm_fns.num_local_steps
+  population = random_population(cohort_size, num_steps * batch_size)
   single = jax.devices()[0]
   replicated = single if mesh is None else jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec())
@@ -287,6 +290,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'cohort_size': cohort_size, 'steps_per_phase': steps_per_phase,
       'local_steps': num_steps, 'batch_size': batch_size,
       'chunk_size': chunk_size, 'rho': rho,
+      'chunk_clients': runner.chunk_size_of(config, mesh, params) or 0,
       'agreement_dtype': agreement_dtype,
       'agreement_row_groups': agreement_row_groups,
       'agreement_materialize': agreement_materialize,

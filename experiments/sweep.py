@@ -179,7 +179,7 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
     params = model.init(init_key, sample)['params']
     algorithm = train.build_algorithm(config, apply_fn, modalities,
                                       num_clients, mesh=client_mesh,
-                                      hparams=member_hparams)
+                                      hparams=member_hparams, params=params)
     state = algorithm.init(params)
 
     def one_round(state, _):

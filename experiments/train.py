@@ -179,28 +179,49 @@ SWEEPABLE = ('seed', 'client.lr', 'server.lr', 'fedprox.mu',
              'ogm.alpha')
 
 
-# Clients a chunk for `rounds.chunk_size = -1` on one CPU device: on this
-# project's 2-core machine chunks of 8-32 made rounds 10-27% faster than
-# the whole cohort at once (benchmarks/RESULTS.md), 16 in the middle.
+# `rounds.chunk_size = -1` on one CPU device trains the cohort in chunks of
+# clients whose float32 parameters fill about AUTO_CHUNK_BYTES (a power of
+# two of clients in AUTO_CHUNK_RANGE), so that a chunk's weights stay in
+# cache across its local steps. Reference model (1.7 MB a client): chunks of
+# 4; tiny model (154 kB): 32. Measured (benchmarks/RESULTS.md): on a Zen 4
+# AMD EPYC the reference FedAvg round took 640 / 663 / 739 / 879 ms in
+# chunks of 2 / 4 / 8 / 16; on the Intel Xeon chunks of 2-16 were within
+# 10% of each other; tiny rounds moved less than the noise from 8 to 64.
+AUTO_CHUNK_BYTES = 8 * 2**20
+AUTO_CHUNK_RANGE = (2, 64)
+# The chunk when the parameters are not given.
 AUTO_CHUNK = 16
 
 
-def chunk_size_of(config, mesh=None) -> int | None:
+def auto_chunk_size(params) -> int:
+  """Clients a chunk for `rounds.chunk_size = -1`, from the size of one
+  client's parameters (a pytree of arrays or shapes)."""
+  size = sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize
+             for x in jax.tree.leaves(params))
+  clients = max(1, AUTO_CHUNK_BYTES // max(int(size), 1))
+  low, high = AUTO_CHUNK_RANGE
+  return min(high, max(low, 1 << (clients.bit_length() - 1)))
+
+
+def chunk_size_of(config, mesh=None, params=None) -> int | None:
   """The `chunk_size` of `rounds.compose` for `config.rounds.chunk_size`:
   None (whole cohort) for 0, and for -1 unless on one CPU device with a
-  cohort larger than `AUTO_CHUNK`."""
+  cohort larger than the automatic chunk (`auto_chunk_size(params)`, or
+  `AUTO_CHUNK` without params)."""
   chunk = config.rounds.chunk_size
   if chunk == -1:
     on_cpu = mesh is None and jax.default_backend() == 'cpu'
-    large = config.rounds.cohort_size > AUTO_CHUNK
-    chunk = AUTO_CHUNK if on_cpu and large else 0
+    chunk = AUTO_CHUNK if params is None else auto_chunk_size(params)
+    if not on_cpu or config.rounds.cohort_size <= chunk:
+      chunk = 0
   return chunk or None
 
 
 def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
-                    hparams=None) -> fmc.FederatedAlgorithm:
+                    hparams=None, params=None) -> fmc.FederatedAlgorithm:
   """The config's algorithm; `hparams` {field: value} overrides SWEEPABLE
-  fields with values that may be JAX tracers."""
+  fields with values that may be JAX tracers; `params` (one client's, or
+  their shapes) size the automatic chunk (`chunk_size_of`)."""
   hparams = dict(hparams or {})
 
   def value(field):
@@ -221,7 +242,7 @@ def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
       nonfinite_rate=config.faults.nonfinite_rate,
       attack_fraction=config.faults.attack_fraction,
       attack=config.faults.attack, attack_scale=config.faults.attack_scale)
-  scale = dict(chunk_size=chunk_size_of(config, mesh), mesh=mesh,
+  scale = dict(chunk_size=chunk_size_of(config, mesh, params), mesh=mesh,
                mesh_reduction=config.rounds.mesh_reduction, faults=faults,
                agreement_dtype=config.rounds.agreement_dtype,
                agreement_row_groups=config.rounds.agreement_row_groups or None,
@@ -307,12 +328,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if mesh is not None:
     logging.info('Sharding the cohort over %d devices (%s sums over clients).',
                  mesh.size, config.rounds.mesh_reduction)
-  algorithm = build_algorithm(config, apply_fn, modalities,
-                              train_np.num_clients, mesh)
-
   key = jax.random.key(config.seed)
   init_key, run_key = jax.random.split(key)
-  state = algorithm.init(init_params(model, test_np, init_key))
+  params = init_params(model, test_np, init_key)
+  algorithm = build_algorithm(config, apply_fn, modalities,
+                              train_np.num_clients, mesh, params=params)
+  state = algorithm.init(params)
   counters = {'upload_bytes': np.zeros((), np.float64),
               'download_bytes': np.zeros((), np.float64)}
 

@@ -140,10 +140,10 @@ def test_agreement_settings_change_no_bit_of_a_run(tmp_path):
 
 
 def test_automatic_chunks_only_for_large_cohorts_on_one_cpu_device():
-  def chunk(size, cohort_size=64, mesh=None):
+  def chunk(size, cohort_size=64, mesh=None, params=None):
     config = tiny_config(**{'rounds.chunk_size': size})
     config.rounds.cohort_size = cohort_size
-    return train.chunk_size_of(config, mesh)
+    return train.chunk_size_of(config, mesh, params)
 
   assert jax.default_backend() == 'cpu'
   assert chunk(-1) == train.AUTO_CHUNK
@@ -151,6 +151,19 @@ def test_automatic_chunks_only_for_large_cohorts_on_one_cpu_device():
   assert chunk(-1, mesh=object()) is None
   assert chunk(0) is None
   assert chunk(5) == 5
+  # Sized by the parameters: the reference model's 1.7 MB a client gives
+  # chunks of 4, the tiny one's 154 kB 32; powers of two within the range.
+  reference = {'w': jax.ShapeDtypeStruct((433_000,), np.float32)}
+  tiny = {'a': np.zeros((784, 32), np.float32),
+          'b': np.zeros((9_524,), np.float32)}
+  assert chunk(-1, params=reference) == 4
+  assert chunk(-1, params=tiny) == 32
+  assert chunk(-1, cohort_size=32, params=tiny) is None
+  assert chunk(7, params=tiny) == 7
+  low, high = train.AUTO_CHUNK_RANGE
+  assert train.auto_chunk_size({'w': np.zeros(10**8, np.float32)}) == low
+  assert train.auto_chunk_size({'w': np.zeros(10, np.float32)}) == high
+  assert train.auto_chunk_size({'w': np.zeros(10**6, np.float16)}) == 4
   config_checks.validate(tiny_config(**{'rounds.chunk_size': -1}))  # Valid.
 
 

@@ -66,8 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.rounds.eval_every = 10
   config.rounds.checkpoint_every = 20
   # Train the cohort in chunks of this many clients (0: all at once; -1:
-  # automatic, `train.AUTO_CHUNK` clients a chunk on a single CPU device,
-  # where chunks are faster, else all at once). Never changes a result bit.
+  # automatic: on a single CPU device, where chunks are faster, as many
+  # clients as fill about 8 MB of parameters (`train.auto_chunk_size`), else
+  # all at once). Never changes a result bit.
   config.rounds.chunk_size = -1
   # With several devices, shard the cohort over a mesh axis 'clients'.
   config.rounds.shard_clients = True
