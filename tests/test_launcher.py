@@ -155,7 +155,7 @@ def test_automatic_chunks_only_for_large_cohorts_on_one_cpu_device():
   # chunks of 4, the tiny one's 154 kB 32; powers of two within the range.
   reference = {'w': jax.ShapeDtypeStruct((433_000,), np.float32)}
   tiny = {'a': np.zeros((784, 32), np.float32),
-          'b': np.zeros((9_524,), np.float32)}
+          'b': np.zeros((13_524,), np.float32)}
   assert chunk(-1, params=reference) == 4
   assert chunk(-1, params=tiny) == 32
   assert chunk(-1, cohort_size=32, params=tiny) is None
