@@ -196,8 +196,7 @@ AUTO_CHUNK = 16
 def auto_chunk_size(params) -> int:
   """Clients a chunk for `rounds.chunk_size = -1`, from the size of one
   client's parameters (a pytree of arrays or shapes)."""
-  size = sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize
-             for x in jax.tree.leaves(params))
+  size = fmc.algorithms.base.tree_bytes(params)
   clients = max(1, AUTO_CHUNK_BYTES // max(int(size), 1))
   low, high = AUTO_CHUNK_RANGE
   return min(high, max(low, 1 << (clients.bit_length() - 1)))
