@@ -5,8 +5,13 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+
+import fedmchain_jax as fmc
 
 from experiments import bench
 
@@ -32,13 +37,58 @@ def test_figures_are_consistent(algorithm):
 
 
 def test_local_flops_count_the_chain_and_joint_training():
-  params = {'encoder_a': {'kernel': np.zeros((2, 3)), 'bias': np.zeros(3)},
+  params = {'encoder_a': {'Dense_0': {'kernel': np.zeros((2, 3)),
+                                      'bias': np.zeros(3)}},
             'head_a': {'kernel': np.zeros((3, 1))}}
-  # One modality: W = 2*3 + 3*1 = 9 kernel entries, trained 6 W per
-  # example-step, 4 steps, batch 5, 2 clients.
+  # One modality: the data layer (2*3 entries) costs 4 W per example-step,
+  # the head (3*1) 6 W; 4 steps, batch 5, 2 clients.
   flops = bench.local_flops(params, 'fedavg', ['a'], 4, 5, 2)
-  assert flops == 6 * 9 * 4 * 5 * 2
+  assert flops == (4 * 6 + 6 * 3) * 4 * 5 * 2
   assert bench.local_flops(params, 'fedmchain', ['a'], 4, 5, 2) == flops
+  # Without encoder layers the head reads the data.
+  del params['encoder_a']
+  assert bench.local_flops(params, 'fedavg', ['a'], 1, 1, 1) == 4 * 3
+
+
+@pytest.mark.parametrize('algorithm', ['fedavg', 'fedmchain'])
+@pytest.mark.parametrize('hidden', [(24, 16), ()])
+def test_local_flops_match_what_xla_counts(algorithm, hidden):
+  # XLA's cost analysis of one client's local update (one step a phase, so
+  # no loop hides its body): what one more example adds to each step is the
+  # products local_flops counts, plus a few elementwise FLOPs (ReLU, bias,
+  # softmax) that it leaves out.
+  modalities = ('audio', 'image')
+  model = fmc.models.LateFusionClassifier(modalities, hidden, 10)
+  shapes = {'audio': (12, 10), 'image': (16, 16)}
+
+  def apply_fn(params, features, modality_mask=None, only=None):
+    return model.apply({'params': params}, features, modality_mask, only)
+
+  def xla_flops(batch_size):
+    steps = len(modalities)
+    batches = {
+        'features': {m: jnp.ones((steps, batch_size) + shape)
+                     for m, shape in shapes.items()},
+        'label': jnp.zeros((steps, batch_size), jnp.int32),
+        'mask': jnp.ones((steps, batch_size), bool),
+        'modality_mask': {m: jnp.ones(steps, bool) for m in modalities}}
+    if algorithm == 'fedavg':
+      update = fmc.local.joint_update(
+          fmc.losses.fused_classification_loss(apply_fn), optax.sgd(0.1))
+    else:
+      update = fmc.local.chain_update(apply_fn, modalities, optax.sgd(0.1),
+                                      1, [modalities])
+    present = {m: jnp.array(True) for m in modalities}
+    cost = jax.jit(lambda p, b: update(p, b, present, jax.random.key(0), 0)
+                   ).lower(params, batches).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, list) else cost)['flops']
+
+  params = model.init(jax.random.key(0), {
+      m: jnp.ones((1,) + shape) for m, shape in shapes.items()})['params']
+  per_example = bench.local_flops(params, algorithm, modalities, 1, 1, 1)
+  measured = (xla_flops(48) - xla_flops(16)) / 32
+  assert per_example <= measured <= 1.1 * per_example, (per_example,
+                                                        measured)
 
 
 def _bench(*flags):
