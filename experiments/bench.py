@@ -57,7 +57,9 @@ FedMChain with rho = 0.1); 'tiny' is the same with hidden width 32 and
 C = 1024. Flags override either. --agreement_dtype, --agreement_row_groups
 and --agreement_materialize set the config's `rounds.agreement_*` fields
 (how SSCA computes its sign agreement; speed only, the same bits) and are
-echoed in the JSON.
+echoed in the JSON, as is --nolayout_independent_bits
+(`rounds.layout_independent_bits = False`: every program compiled with
+XLA's defaults instead of `determinism.compiler_options()`).
 """
 
 import json
@@ -109,6 +111,10 @@ _AGREEMENT_ROW_GROUPS = flags.DEFINE_integer(
     'rounds.agreement_row_groups (0: automatic).', lower_bound=0)
 _AGREEMENT_MATERIALIZE = flags.DEFINE_bool(
     'agreement_materialize', False, 'rounds.agreement_materialize.')
+_LAYOUT_INDEPENDENT = flags.DEFINE_bool(
+    'layout_independent_bits', True,
+    'rounds.layout_independent_bits: compile with '
+    '`determinism.compiler_options()` (the default) or XLA\'s defaults.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.')
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed repetitions first.')
 _LOOP = flags.DEFINE_bool('loop_baseline', True,
@@ -233,7 +239,7 @@ def random_population(num_clients, examples, seed=0):
 def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
                 batch_size, chunk_size, rho, agreement_dtype='auto',
                 agreement_row_groups=0, agreement_materialize=False,
-                mesh_reduction='replicated'):
+                mesh_reduction='replicated', layout_independent_bits=True):
   config = default.get_config()
   config.rounds.mesh_reduction = mesh_reduction
   config.algorithm = algorithm
@@ -248,6 +254,7 @@ def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
   config.rounds.agreement_dtype = agreement_dtype
   config.rounds.agreement_row_groups = agreement_row_groups
   config.rounds.agreement_materialize = agreement_materialize
+  config.rounds.layout_independent_bits = layout_independent_bits
   del workload
   return config
 
@@ -258,14 +265,16 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                   loop_baseline=True, loop_repeats=2, breakdown=True,
                   agreement_dtype='auto', agreement_row_groups=0,
                   agreement_materialize=False,
-                  mesh_reduction='replicated') -> dict:
+                  mesh_reduction='replicated',
+                  layout_independent_bits=True) -> dict:
   preset = WORKLOADS[workload]
   hidden = tuple(hidden or preset['hidden'])
   cohort_size = cohort_size or preset['cohort_size']
   config = make_config(workload, algorithm, hidden, cohort_size,
                        steps_per_phase, batch_size, chunk_size, rho,
                        agreement_dtype, agreement_row_groups,
-                       agreement_materialize, mesh_reduction)
+                       agreement_materialize, mesh_reduction,
+                       layout_independent_bits)
   modalities = tuple(sorted(INPUTS))
   model = runner.build_model(config, modalities, NUM_CLASSES)
   apply_fn = runner.apply_fn_of(model)
@@ -284,7 +293,8 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
   key = jax.random.key(1)
 
   tic = time.perf_counter()
-  options = fmc.determinism.compiler_options()
+  options = fmc.determinism.compiler_options(
+      layout_independent=layout_independent_bits)
   # As the launcher runs it: the server state is donated, so the error-
   # feedback table is updated in place, and each round starts from the last.
   round_fn = jax.jit(algorithm_fns.run_round, donate_argnums=0,
@@ -317,6 +327,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'agreement_dtype': agreement_dtype,
       'agreement_row_groups': agreement_row_groups,
       'agreement_materialize': agreement_materialize,
+      'layout_independent_bits': layout_independent_bits,
       'parameters': int(sum(x.size for x in jax.tree.leaves(params))),
       'device': jax.devices()[0].device_kind,
       'backend': jax.default_backend(), 'jax': jax.__version__,
@@ -428,7 +439,7 @@ def main(argv):
             _RHO.value, _REPEATS.value, _WARMUP.value, _LOOP.value,
             _LOOP_REPEATS.value, _BREAKDOWN.value, _AGREEMENT_DTYPE.value,
             _AGREEMENT_ROW_GROUPS.value, _AGREEMENT_MATERIALIZE.value,
-            _MESH_REDUCTION.value)
+            _MESH_REDUCTION.value, _LAYOUT_INDEPENDENT.value)
       except Exception as error:  # pylint: disable=broad-except
         # Out of memory at one size should not lose the others.
         failed += 1

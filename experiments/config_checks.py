@@ -179,6 +179,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, 'rounds.agreement_dtype', AGREEMENT_DTYPES)
   _integer(config, 'rounds.agreement_row_groups', low=0)
   _boolean(config, 'rounds.agreement_materialize')
+  _boolean(config, 'rounds.layout_independent_bits')
   for side in ('client', 'server'):
     _choice(config, f'{side}.optimizer', OPTIMIZERS)
     _real(config, f'{side}.lr', low=0, low_open=True)

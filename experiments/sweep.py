@@ -196,7 +196,8 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
 
   count = len(members)
   client_mesh = None
-  options = fmc.determinism.compiler_options()
+  options = fmc.determinism.compiler_options(
+      layout_independent=config.rounds.layout_independent_bits)
   if mesh is not None:
     # Pad the members to fill the sweep axis; the copies are dropped below.
     extra = -count % mesh.shape['sweep']

@@ -367,8 +367,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       fmc.evaluation.batch_test_data(test_np, config.eval.batch_size),
       replicated)
   tic = time.perf_counter()
-  # Bitwise the same whatever the chunk size or device count (determinism).
-  options = fmc.determinism.compiler_options()
+  # Bitwise the same whatever the chunk size or device count (determinism),
+  # unless the config trades that for XLA's defaults.
+  options = fmc.determinism.compiler_options(
+      layout_independent=config.rounds.layout_independent_bits)
   round_fn = jax.jit(algorithm.run_round, donate_argnums=0,
                      compiler_options=options).lower(
                          state, data, run_key).compile()

@@ -50,17 +50,24 @@ from fedmchain_jax.types import Array
 CPU_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': ''}
 
 
-def compiler_options(backend: str | None = None) -> dict[str, str]:
+def compiler_options(backend: str | None = None,
+                     layout_independent: bool = True) -> dict[str, str]:
   """Options for `jax.jit(..., compiler_options=...)` on `backend`.
 
   Args:
     backend: 'cpu', 'gpu', 'tpu', ...; None: `jax.default_backend()`.
+    layout_independent: False gives XLA's defaults, which let YNNPACK take
+      the large fusions: faster on some CPUs (6-18% of a reference round on
+      an AMD Zen 5, benchmarks/RESULTS.md), but the last bits of a round
+      then depend on its chunk size and device count. Runs stay repeatable.
 
   Returns:
-    A new dict (empty off CPU).
+    A new dict (empty off CPU or when not `layout_independent`).
   """
   backend = backend or jax.default_backend()
-  return dict(CPU_OPTIONS) if backend == 'cpu' else {}
+  if backend != 'cpu' or not layout_independent:
+    return {}
+  return dict(CPU_OPTIONS)
 
 
 def fixed_order_sum(x: Array, axis: int = 0) -> Array:

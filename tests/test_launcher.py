@@ -13,6 +13,7 @@ import pytest
 from experiments import config_checks
 from experiments import train
 from experiments.configs import default
+import fedmchain_jax as fmc
 from fedmchain_jax import ssca
 from fedmchain_jax.algorithms import rounds
 
@@ -118,6 +119,37 @@ def test_chunk_size_changes_no_bit_of_a_run(tmp_path, algorithm):
   step_b, params_b = _final_params(tmp_path / '3')
   assert step_a == step_b == 2
   jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+
+
+def test_xla_defaults_on_request_repeatable_and_close_across_chunks(
+    tmp_path, monkeypatch):
+  # rounds.layout_independent_bits = False compiles with XLA's defaults: a
+  # run still repeats bit for bit, and other chunk sizes agree to rounding.
+  asked = []
+  options = fmc.determinism.compiler_options
+
+  def spy(backend=None, layout_independent=True):
+    asked.append(layout_independent)
+    return options(backend, layout_independent)
+
+  monkeypatch.setattr(fmc.determinism, 'compiler_options', spy)
+  assert options(layout_independent=False) == {}
+  assert options('cpu') == fmc.determinism.CPU_OPTIONS
+  bigger = {'model.hidden': (64,), 'data.num_clients': 12,
+            'data.examples_per_client': 20, 'rounds.cohort_size': 10,
+            'client.batch_size': 16, 'client.num_local_steps': 6,
+            'rounds.layout_independent_bits': False}
+  runs = [train.train_and_evaluate(
+      tiny_config(algorithm='fedmchain', **bigger,
+                  **{'rounds.chunk_size': chunk}),
+      str(tmp_path / name)) for name, chunk in (('a', 0), ('b', 0), ('c', 3))]
+  assert asked and not any(asked)
+  assert without_times(runs[1]) == without_times(runs[0])
+  for record, other in zip(runs[0], runs[2]):
+    assert record.keys() == other.keys()
+    for key, value in record.items():
+      if not key.startswith('time/') and isinstance(value, float):
+        assert other[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
 
 
 def test_agreement_settings_change_no_bit_of_a_run(tmp_path):

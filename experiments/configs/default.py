@@ -84,6 +84,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.rounds.agreement_dtype = 'auto'
   config.rounds.agreement_row_groups = 0
   config.rounds.agreement_materialize = False
+  # Compile with `determinism.compiler_options()`, so that no bit of a run
+  # depends on the chunk size or the device count. False keeps XLA's
+  # defaults: on some CPUs 6-18% faster, the same to about 1e-7 across
+  # layouts, and still bitwise repeatable for one layout.
+  config.rounds.layout_independent_bits = True
 
   config.client = ml_collections.ConfigDict()
   config.client.optimizer = 'sgd'
