@@ -35,6 +35,9 @@ RESUMABLE_CHANGES = ('rounds.num_rounds', 'rounds.checkpoint_every',
                      'rounds.agreement_dtype', 'rounds.agreement_row_groups',
                      'rounds.agreement_materialize',
                      'eval.batch_size', 'data.data_dir', 'data.manual_dir')
+# Fields added later, with how runs saved before them behaved: a saved config
+# without one of these is read as having this value.
+SAVED_DEFAULTS = {'rounds.layout_independent_bits': True}
 
 
 class ResumeError(ValueError):
@@ -67,10 +70,11 @@ def check_resumable(config, workdir: str) -> None:
   for name in sorted(set(saved) | set(current)):
     if name in RESUMABLE_CHANGES:
       continue
-    if saved.get(name) != current.get(name):
+    before = saved.get(name, SAVED_DEFAULTS.get(name))
+    if before != current.get(name):
       raise ResumeError(
           f'--workdir={workdir} holds a run with config.{name}='
-          f'{saved.get(name)!r}; this config has {current.get(name)!r}. '
+          f'{before!r}; this config has {current.get(name)!r}. '
           'Resume with the same config (only '
           f'{", ".join(RESUMABLE_CHANGES)} may change) or use a new workdir')
 

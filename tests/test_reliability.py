@@ -115,11 +115,17 @@ def test_resume_with_a_changed_config_is_refused(tmp_path):
   with pytest.raises(train.ResumeError, match='config.model.hidden'):
     train.train_and_evaluate(tiny_config(**{'model.hidden': (16,)}),
                              str(tmp_path))
+  with pytest.raises(train.ResumeError,
+                     match='config.rounds.layout_independent_bits=True'):
+    train.train_and_evaluate(
+        tiny_config(**{'rounds.layout_independent_bits': False}),
+        str(tmp_path))
   # Extending the run is allowed, and so is computing SSCA's agreement
-  # another way, also for a run saved before those fields existed.
+  # another way, also for a run saved before those fields existed (and
+  # before layout_independent_bits, which such a run had on).
   saved = json.loads((tmp_path / 'config.json').read_text())
   for field in ('agreement_dtype', 'agreement_row_groups',
-                'agreement_materialize'):
+                'agreement_materialize', 'layout_independent_bits'):
     del saved['rounds'][field]
   (tmp_path / 'config.json').write_text(json.dumps(saved))
   records = train.train_and_evaluate(
