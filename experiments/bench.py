@@ -42,6 +42,10 @@ on the default device:
                          client's batches) on one device, after the same
                          jitted cohort draw and before the jitted
                          aggregation; the ratio to the vmapped round
+  xla_flags, glibc_tunables
+                         the environment's XLA_FLAGS and GLIBC_TUNABLES
+                         (glibc.malloc.hugetlb=1 backs XLA's buffers with
+                         huge pages: BUILD.md, "Benchmark")
   devices                devices the cohort is sharded over (--cpu_devices=N
                          splits a CPU into N; one per core lets each core
                          run its own clients' small products)
@@ -335,6 +339,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'mesh_reduction': None if mesh is None else mesh_reduction,
       'machine': platform.machine(), 'python': platform.python_version(),
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
       'compile_s': compile_s,
       'round_ms': 1e3 * round_s,
       'rounds_per_s': 1 / round_s,
