@@ -11,8 +11,10 @@ measured on XLA:CPU with jax 0.10 and 0.12:
   it is trained among 2 clients than among 10 (last-bit differences, 1e-8
   after a round). `compiler_options()` turns those library fusions off, which
   leaves XLA's own emitters, whose per-element results do not depend on the
-  batch size. The reference workload runs as fast either way
-  (benchmarks/RESULTS.md).
+  batch size. The reference workload ran as fast either way on an Intel
+  Xeon, 6-18% slower with the options on an AMD Zen 5
+  (benchmarks/RESULTS.md); `compiler_options(layout_independent=False)`
+  gives that speed back and the layout dependence with it.
 * Short sums (a client's losses over its batch and steps, per-client metric
   vectors) still depend on the batch of clients around them even in XLA's
   own emitters; `fixed_order_sum` spells their order out.
