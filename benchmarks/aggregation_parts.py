@@ -20,10 +20,13 @@ import jax.numpy as jnp
 
 import fedmchain_jax as fmc
 
-_COHORT = flags.DEFINE_integer('cohort_size', 64, 'C.')
-_BLOCK = flags.DEFINE_integer('block_size', 271_000, 'P.')
-_RHO = flags.DEFINE_float('rho', 0.1, 'Kept fraction.')
-_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.')
+_COHORT = flags.DEFINE_integer('cohort_size', 64, 'C.', lower_bound=1)
+_BLOCK = flags.DEFINE_integer('block_size', 271_000, 'P.', lower_bound=1)
+_RHO = flags.DEFINE_float('rho', 0.1, 'Kept fraction, in (0, 1].')
+flags.register_validator('rho', lambda rho: 0 < rho <= 1,
+                         message='--rho must be in (0, 1]')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.',
+                                lower_bound=1)
 _ONLY = flags.DEFINE_list(
     'only', [], 'Time only the parts whose names contain one of these.')
 

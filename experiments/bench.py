@@ -101,11 +101,12 @@ _COHORT = flags.DEFINE_list(
     'cohort_size', None, 'C; a list (64,256,...) runs each in turn, in one '
     'process.')
 _STEPS = flags.DEFINE_integer('steps_per_phase', 5,
-                              'S_p; joint training takes M * S_p steps.')
-_BATCH = flags.DEFINE_integer('batch_size', 32, 'B.')
+                              'S_p; joint training takes M * S_p steps.',
+                              lower_bound=1)
+_BATCH = flags.DEFINE_integer('batch_size', 32, 'B.', lower_bound=1)
 _CHUNK = flags.DEFINE_integer(
     'chunk_size', 0, 'Cohort chunk (0: none; -1: the launcher\'s automatic '
-    'choice, `train.chunk_size_of`).')
+    'choice, `train.chunk_size_of`).', lower_bound=-1)
 _RHO = flags.DEFINE_float('rho', 0.1, 'fedmchain.rho')
 _AGREEMENT_DTYPE = flags.DEFINE_enum(
     'agreement_dtype', 'auto', list(config_checks.AGREEMENT_DTYPES),
@@ -119,12 +120,15 @@ _LAYOUT_INDEPENDENT = flags.DEFINE_bool(
     'layout_independent_bits', True,
     'rounds.layout_independent_bits: compile with '
     '`determinism.compiler_options()` (the default) or XLA\'s defaults.')
-_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.')
-_WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed repetitions first.')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.',
+                                lower_bound=1)
+_WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed repetitions first.',
+                               lower_bound=0)
 _LOOP = flags.DEFINE_bool('loop_baseline', True,
                           'Also time the per-client Python loop.')
 _LOOP_REPEATS = flags.DEFINE_integer('loop_repeats', 2,
-                                     'Timed repetitions of the loop.')
+                                     'Timed repetitions of the loop.',
+                                     lower_bound=1)
 _BREAKDOWN = flags.DEFINE_bool(
     'breakdown', True, 'Also time sampling, local training and aggregation '
     'alone (three more compilations).')
@@ -135,7 +139,58 @@ _MESH_REDUCTION = flags.DEFINE_enum(
     'rounds.mesh_reduction (with --cpu_devices or several devices).')
 _CPU_DEVICES = flags.DEFINE_integer(
     'cpu_devices', 0, 'Split the CPU into this many devices and shard the '
-    'cohort over them (0: as JAX starts).')
+    'cohort over them (0: as JAX starts).', lower_bound=0)
+
+
+# The config fields these flags set, to name the flag in an error.
+FLAG_OF_FIELD = {
+    'model.hidden': 'hidden',
+    'rounds.cohort_size': 'cohort_size',
+    'client.steps_per_phase': 'steps_per_phase',
+    'client.num_local_steps': 'steps_per_phase',
+    'client.batch_size': 'batch_size',
+    'rounds.chunk_size': 'chunk_size',
+    'fedmchain.rho': 'rho',
+}
+
+
+def check_settings(workload, algorithms, hidden, cohort_sizes,
+                   steps_per_phase, batch_size, chunk_size, rho):
+  """The configs the runs will use, validated before any of them starts.
+
+  `hidden` and `cohort_sizes` are the flags' strings (empty: the preset).
+  Returns (hidden widths or None, cohort sizes or [None]); raises
+  `app.UsageError` naming the flag and what it allows.
+  """
+  unknown = sorted(set(algorithms) - set(config_checks.ALGORITHMS))
+  if unknown:
+    raise app.UsageError(f'--algorithm {",".join(unknown)} is unknown: '
+                         f'allowed are {", ".join(config_checks.ALGORITHMS)}')
+  sizes = cohort_sizes or [None]
+  if not all(c is None or (c.isdigit() and int(c) > 0) for c in sizes):
+    raise app.UsageError(f'--cohort_size={",".join(cohort_sizes)} must be '
+                         'positive integers, e.g. 64,256')
+  sizes = [c and int(c) for c in sizes]
+  if hidden and not all(w.isdigit() and int(w) > 0 for w in hidden):
+    raise app.UsageError(f'--hidden={",".join(hidden)} must be positive '
+                         'integers (encoder widths), e.g. 256,256')
+  widths = [int(w) for w in hidden] if hidden else None
+  preset = WORKLOADS[workload]
+  for algorithm in algorithms:
+    for size in sizes:
+      config = make_config(workload, algorithm,
+                           tuple(widths or preset['hidden']),
+                           size or preset['cohort_size'], steps_per_phase,
+                           batch_size, chunk_size, rho)
+      try:
+        config_checks.validate(config)
+      except config_checks.ConfigError as error:
+        flag = FLAG_OF_FIELD.get(error.field)
+        if flag is None:
+          raise app.UsageError(str(error)) from None
+        raise app.UsageError(f'--{flag}={error.value!r} is invalid: '
+                             f'{error.allowed}') from None
+  return widths, sizes
 
 
 def median_seconds(fn, repeats, warmup):
@@ -424,27 +479,20 @@ def main(argv):
   del argv
   if _CPU_DEVICES.value:
     jax.config.update('jax_num_cpu_devices', _CPU_DEVICES.value)
-  unknown = sorted(set(_ALGORITHM.value) - set(config_checks.ALGORITHMS))
-  if unknown:
-    raise app.UsageError(f'--algorithm {",".join(unknown)} is unknown: '
-                         f'allowed are {", ".join(config_checks.ALGORITHMS)}')
-  sizes = _COHORT.value or [None]
-  if not all(c is None or (c.isdigit() and int(c) > 0) for c in sizes):
-    raise app.UsageError(f'--cohort_size={",".join(_COHORT.value)} must be '
-                         'positive integers, e.g. 64,256')
-  sizes = [c and int(c) for c in sizes]
+  hidden, sizes = check_settings(
+      _WORKLOAD.value, _ALGORITHM.value, _HIDDEN.value, _COHORT.value,
+      _STEPS.value, _BATCH.value, _CHUNK.value, _RHO.value)
   failed = 0
   for algorithm in _ALGORITHM.value:
     for cohort_size in sizes:
       try:
         result = run_benchmark(
-            _WORKLOAD.value, algorithm,
-            [int(w) for w in _HIDDEN.value] if _HIDDEN.value else None,
-            cohort_size, _STEPS.value, _BATCH.value, _CHUNK.value,
-            _RHO.value, _REPEATS.value, _WARMUP.value, _LOOP.value,
-            _LOOP_REPEATS.value, _BREAKDOWN.value, _AGREEMENT_DTYPE.value,
-            _AGREEMENT_ROW_GROUPS.value, _AGREEMENT_MATERIALIZE.value,
-            _MESH_REDUCTION.value, _LAYOUT_INDEPENDENT.value)
+            _WORKLOAD.value, algorithm, hidden, cohort_size, _STEPS.value,
+            _BATCH.value, _CHUNK.value, _RHO.value, _REPEATS.value,
+            _WARMUP.value, _LOOP.value, _LOOP_REPEATS.value, _BREAKDOWN.value,
+            _AGREEMENT_DTYPE.value, _AGREEMENT_ROW_GROUPS.value,
+            _AGREEMENT_MATERIALIZE.value, _MESH_REDUCTION.value,
+            _LAYOUT_INDEPENDENT.value)
       except Exception as error:  # pylint: disable=broad-except
         # Out of memory at one size should not lose the others.
         failed += 1

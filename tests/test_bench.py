@@ -110,12 +110,46 @@ def test_lists_run_in_one_process_one_json_line_each():
 @pytest.mark.parametrize('flag,message', [
     ('--algorithm=fedavg,nope', '--algorithm nope is unknown'),
     ('--cohort_size=0', '--cohort_size=0 must be positive integers'),
+    ('--rho=1.5', '--rho=1.5 is invalid: must be in (0, 1]'),
+    ('--repeats=0', '--repeats=0: 0 is not a positive integer'),
 ])
 def test_bad_flags_end_in_one_line(flag, message):
   process = _bench(flag)
   assert process.returncode != 0
   assert message in process.stderr
   assert not process.stdout.strip()
+
+
+GOOD = dict(workload='tiny', algorithms=['fedmchain', 'fedavg'], hidden=[],
+            cohort_sizes=[], steps_per_phase=5, batch_size=32, chunk_size=-1,
+            rho=0.1)
+
+
+@pytest.mark.parametrize('change,message', [
+    (dict(hidden=['abc']), '--hidden=abc must be positive integers'),
+    (dict(hidden=['8', '0']), '--hidden=8,0 must be positive integers'),
+    (dict(cohort_sizes=['64', '-1']),
+     '--cohort_size=64,-1 must be positive integers'),
+    (dict(chunk_size=-2), '--chunk_size=-2 is invalid: must be an integer >= 0'),
+    (dict(rho=0.0), '--rho=0.0 is invalid: must be in (0, 1]'),
+    (dict(rho=float('nan')), '--rho=nan is invalid: must be a finite number'),
+    (dict(batch_size=0), '--batch_size=0 is invalid: must be an integer >= 1'),
+    (dict(steps_per_phase=0),
+     '--steps_per_phase=0 is invalid: must be an integer >= 1'),
+    (dict(algorithms=['fedavg', 'nope']), '--algorithm nope is unknown'),
+])
+def test_settings_are_checked_before_any_run(change, message):
+  with pytest.raises(bench.app.UsageError) as error:
+    bench.check_settings(**dict(GOOD, **change))
+  assert str(error.value).startswith(message)
+  assert '\n' not in str(error.value)
+
+
+def test_good_settings_pass_the_check():
+  assert bench.check_settings(**GOOD) == (None, [None])
+  assert bench.check_settings(**dict(GOOD, hidden=['16', '8'],
+                                     cohort_sizes=['2', '3'])) == (
+                                         [16, 8], [2, 3])
 
 
 def test_aggregation_parts_forms_are_exact_and_selectable():
