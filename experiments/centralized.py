@@ -25,9 +25,12 @@ from experiments import config_checks
 from experiments import train as runner
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file.')
-_EPOCHS = flags.DEFINE_integer('epochs', 5, 'Passes over the pooled data.')
-_LR = flags.DEFINE_float('lr', 1e-3, 'Adam learning rate.')
-_BATCH = flags.DEFINE_integer('batch_size', 64, 'Batch size.')
+_EPOCHS = flags.DEFINE_integer('epochs', 5, 'Passes over the pooled data.',
+                               lower_bound=1)
+_LR = flags.DEFINE_float('lr', 1e-3, 'Adam learning rate (> 0).')
+flags.register_validator('lr', lambda lr: 0 < lr < float('inf'),
+                         message='--lr must be a finite number > 0')
+_BATCH = flags.DEFINE_integer('batch_size', 64, 'Batch size.', lower_bound=1)
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object.')
 flags.mark_flags_as_required(['config'])
 

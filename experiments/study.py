@@ -46,7 +46,8 @@ _DATASETS = flags.DEFINE_list('datasets', list(DATASETS), 'Datasets.')
 _ALGORITHMS = flags.DEFINE_list('algorithms', list(ALGORITHMS), 'Algorithms.')
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
 _ROUNDS = flags.DEFINE_integer('rounds', None,
-                               'Rounds per run (default: per dataset).')
+                               'Rounds per run (default: per dataset).',
+                               lower_bound=1)
 _DATA_DIR = flags.DEFINE_string('data_dir', None,
                                 'AV-digits TFDS cache (default: config).')
 _REPORT_ONLY = flags.DEFINE_bool(
@@ -182,10 +183,24 @@ def report(results, seeds, rounds) -> str:
   return '\n'.join(lines)
 
 
+def check_lists(datasets, algorithms, seeds) -> list[int]:
+  """The seeds as integers; `app.UsageError` naming a bad list entry."""
+  for flag, values, allowed in (('datasets', datasets, DATASETS),
+                                ('algorithms', algorithms, ALGORITHMS)):
+    unknown = [v for v in values if v not in allowed]
+    if unknown or not values:
+      raise app.UsageError(f'--{flag}={",".join(values)} is invalid: '
+                           f'allowed are {", ".join(allowed)}')
+  if not seeds or not all(s.isdigit() for s in seeds):
+    raise app.UsageError(f'--seeds={",".join(seeds)} must be non-negative '
+                         'integers, e.g. 0,1,2')
+  return [int(s) for s in seeds]
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  seeds = [int(s) for s in _SEEDS.value]
+  seeds = check_lists(_DATASETS.value, _ALGORITHMS.value, _SEEDS.value)
   results = {}
   rounds = {}
   for dataset in _DATASETS.value:

@@ -2,6 +2,8 @@
 
 import glob
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -60,3 +62,35 @@ def test_study_cell_and_report(tmp_path):
   assert '### Dirichlet alpha 1.0, missing-modality rate 0.3' in text
   assert 'FedMChain beats FedAvg on final fused accuracy in' in text
   assert text.count('| fedmchain |') == 1
+
+
+@pytest.mark.parametrize('datasets,algorithms,seeds,message', [
+    (['nope'], ['fedavg'], ['0'], '--datasets=nope is invalid: allowed are'),
+    (['synthetic'], ['fedavg', 'x'], ['0'],
+     '--algorithms=fedavg,x is invalid: allowed are'),
+    (['synthetic'], [], ['0'], '--algorithms= is invalid'),
+    (['synthetic'], ['fedavg'], ['0', '-1'],
+     '--seeds=0,-1 must be non-negative integers'),
+    (['synthetic'], ['fedavg'], ['a'], '--seeds=a must be non-negative'),
+])
+def test_study_lists_are_checked_before_any_run(datasets, algorithms, seeds,
+                                                message):
+  from experiments import study
+  with pytest.raises(study.app.UsageError, match='^' + message):
+    study.check_lists(datasets, algorithms, seeds)
+  assert study.check_lists(['synthetic'], ['fedavg'], ['0', '2']) == [0, 2]
+
+
+@pytest.mark.parametrize('flag,message', [
+    ('--lr=-1', '--lr must be a finite number > 0'),
+    ('--epochs=0', '--epochs=0: 0 is not a positive integer'),
+])
+def test_centralized_refuses_bad_flags_in_one_line(flag, message):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  process = subprocess.run(
+      [sys.executable, '-m', 'experiments.centralized',
+       '--config=experiments/configs/default.py', flag],
+      cwd=root, capture_output=True, text=True, timeout=120, check=False)
+  assert process.returncode != 0
+  assert message in process.stderr
+  assert not process.stdout.strip()
