@@ -42,6 +42,9 @@ on the default device:
                          client's batches) on one device, after the same
                          jitted cohort draw and before the jitted
                          aggregation; the ratio to the vmapped round
+  page_faults_per_round  minor page faults of the process per timed round
+                         (on CPU, first touches of XLA's fresh buffers;
+                         BUILD.md)
   xla_flags, glibc_tunables
                          the environment's XLA_FLAGS and GLIBC_TUNABLES
                          (glibc.malloc.hugetlb=1 backs XLA's buffers with
@@ -193,15 +196,22 @@ def check_settings(workload, algorithms, hidden, cohort_sizes,
   return widths, sizes
 
 
-def median_seconds(fn, repeats, warmup):
+def timed(fn, repeats, warmup):
+  """(median seconds of fn(), minor page faults per timed call)."""
   for _ in range(warmup):
     jax.block_until_ready(fn())
   times = []
+  faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   for _ in range(repeats):
     tic = time.perf_counter()
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - tic)
-  return statistics.median(times)
+  faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+  return statistics.median(times), faults / repeats
+
+
+def median_seconds(fn, repeats, warmup):
+  return timed(fn, repeats, warmup)[0]
 
 
 def chained(step, state):
@@ -360,7 +370,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                      compiler_options=options).lower(state, data,
                                                      key).compile()
   compile_s = time.perf_counter() - tic
-  round_s = median_seconds(
+  round_s, round_faults = timed(
       chained(lambda s: round_fn(s, data, key)[0], state), repeats, warmup)
 
   def sample_only(state, data, key):
@@ -404,6 +414,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'peak_tflops': peak / 1e12,
       'memory_mb': None if memory_bytes is None else memory_bytes / 2**20,
       'max_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      'page_faults_per_round': round_faults,
   }
   if breakdown:
     sample_fn = jax.jit(sample_only, compiler_options=options)

@@ -1,6 +1,7 @@
 """The benchmark harness on tiny shapes: its figures are consistent."""
 
 import json
+import mmap
 import os
 import subprocess
 import sys
@@ -34,6 +35,25 @@ def test_figures_are_consistent(algorithm):
       result['loop_round_ms'] / result['round_ms'])
   assert result['local_share_of_peak'] == pytest.approx(
       result['local_tflops'] / result['peak_tflops'])
+  assert result['page_faults_per_round'] >= 0
+
+
+@pytest.mark.skipif(not hasattr(mmap, 'MADV_NOHUGEPAGE'),
+                    reason='needs Linux madvise')
+def test_timed_counts_the_page_faults_of_fresh_memory():
+  size = 16 * 2**20
+  pages = size // mmap.PAGESIZE
+
+  def touch():  # Every page of a fresh mapping written once.
+    memory = mmap.mmap(-1, size)
+    memory.madvise(mmap.MADV_NOHUGEPAGE)
+    memory[::mmap.PAGESIZE] = b'\1' * pages
+    memory.close()
+    return jnp.zeros(())
+
+  seconds, faults = bench.timed(touch, repeats=3, warmup=1)
+  assert seconds > 0
+  assert pages <= faults < 2 * pages
 
 
 def test_local_flops_count_the_chain_and_joint_training():
