@@ -66,7 +66,9 @@ and --agreement_materialize set the config's `rounds.agreement_*` fields
 (how SSCA computes its sign agreement; speed only, the same bits) and are
 echoed in the JSON, as is --nolayout_independent_bits
 (`rounds.layout_independent_bits = False`: every program compiled with
-XLA's defaults instead of `determinism.compiler_options()`).
+XLA's defaults instead of `determinism.compiler_options()`) and
+--regularizer (`fedmchain.regularizer`, boost by default; the local FLOP
+count follows it).
 """
 
 import json
@@ -123,6 +125,9 @@ _LAYOUT_INDEPENDENT = flags.DEFINE_bool(
     'layout_independent_bits', True,
     'rounds.layout_independent_bits: compile with '
     '`determinism.compiler_options()` (the default) or XLA\'s defaults.')
+_REGULARIZER = flags.DEFINE_enum(
+    'regularizer', 'boost', ['boost', 'reweight'],
+    'fedmchain.regularizer: the chain\'s error-compensated regularizer.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.',
                                 lower_bound=1)
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed repetitions first.',
@@ -259,14 +264,18 @@ def data_layer_entries(params, modality):
 
 
 def local_flops(params, algorithm: str, modalities, steps_per_phase: int,
-                batch_size: int, cohort_size: int) -> float:
+                batch_size: int, cohort_size: int,
+                regularizer: str = 'boost') -> float:
   """The matrix-product FLOPs one round's local training executes.
 
   Per example-step, a trained kernel of W entries costs 2 W forward, 2 W for
   its weight gradient and 2 W for its input gradient; the layer that reads
   the data has no input gradient (4 W), and a frozen block run forward only
   costs 2 W. (The common "6 W" rule counts that input gradient too, and
-  overstates the reference model's work by about 30%.)
+  overstates the reference model's work by about 30%.) A chain's phase also
+  runs its regularizer's frozen modalities forward: the earlier ones for
+  'boost', all the others for 'reweight', none for `fedmchain_noreg` (its
+  weight is 0, so XLA drops that pass).
   """
   blocks = {m: [fmc.models.encoder_name(m), fmc.models.head_name(m)]
             for m in modalities}
@@ -279,14 +288,20 @@ def local_flops(params, algorithm: str, modalities, steps_per_phase: int,
   if algorithm in ('fedavg', 'fedprox', 'fedavg_ogm', 'joint_ssca'):
     total = steps * sum(trained(m) for m in modalities)
   else:
-    # A chain: phase j trains modality j; the boost regularizer runs the
-    # earlier modalities forward (about half of them on average over the
-    # rotations; counted exactly for the first order).
+    # A chain: phase j trains modality j. The boost regularizer's earlier
+    # modalities are about half of the others on average over the
+    # rotations; counted exactly for the first order.
     total = 0
     for j, m in enumerate(modalities):
-      earlier = [k for n in modalities[:j] for k in blocks[n]]
+      if algorithm == 'fedmchain_noreg':
+        frozen = []
+      elif regularizer == 'boost':
+        frozen = modalities[:j]
+      else:
+        frozen = [n for n in modalities if n != m]
+      forward = [k for n in frozen for k in blocks[n]]
       total += steps_per_phase * (trained(m) +
-                                  2 * weight_entries(params, earlier))
+                                  2 * weight_entries(params, forward))
   return float(total * batch_size * cohort_size)
 
 
@@ -308,7 +323,8 @@ def random_population(num_clients, examples, seed=0):
 def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
                 batch_size, chunk_size, rho, agreement_dtype='auto',
                 agreement_row_groups=0, agreement_materialize=False,
-                mesh_reduction='replicated', layout_independent_bits=True):
+                mesh_reduction='replicated', layout_independent_bits=True,
+                regularizer='boost'):
   config = default.get_config()
   config.rounds.mesh_reduction = mesh_reduction
   config.algorithm = algorithm
@@ -324,6 +340,7 @@ def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
   config.rounds.agreement_row_groups = agreement_row_groups
   config.rounds.agreement_materialize = agreement_materialize
   config.rounds.layout_independent_bits = layout_independent_bits
+  config.fedmchain.regularizer = regularizer
   del workload
   return config
 
@@ -335,7 +352,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                   agreement_dtype='auto', agreement_row_groups=0,
                   agreement_materialize=False,
                   mesh_reduction='replicated',
-                  layout_independent_bits=True) -> dict:
+                  layout_independent_bits=True, regularizer='boost') -> dict:
   preset = WORKLOADS[workload]
   hidden = tuple(hidden or preset['hidden'])
   cohort_size = cohort_size or preset['cohort_size']
@@ -343,7 +360,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                        steps_per_phase, batch_size, chunk_size, rho,
                        agreement_dtype, agreement_row_groups,
                        agreement_materialize, mesh_reduction,
-                       layout_independent_bits)
+                       layout_independent_bits, regularizer)
   modalities = tuple(sorted(INPUTS))
   model = runner.build_model(config, modalities, NUM_CLASSES)
   apply_fn = runner.apply_fn_of(model)
@@ -379,7 +396,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                                batch_size)
 
   flops = local_flops(params, algorithm, modalities, steps_per_phase,
-                      batch_size, cohort_size)
+                      batch_size, cohort_size, regularizer)
   peak = peak_flops()
   memory = round_fn.memory_analysis()
   memory_bytes = None
@@ -397,6 +414,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'agreement_row_groups': agreement_row_groups,
       'agreement_materialize': agreement_materialize,
       'layout_independent_bits': layout_independent_bits,
+      'regularizer': regularizer,
       'parameters': int(sum(x.size for x in jax.tree.leaves(params))),
       'device': jax.devices()[0].device_kind,
       'backend': jax.default_backend(), 'jax': jax.__version__,
@@ -503,7 +521,7 @@ def main(argv):
             _WARMUP.value, _LOOP.value, _LOOP_REPEATS.value, _BREAKDOWN.value,
             _AGREEMENT_DTYPE.value, _AGREEMENT_ROW_GROUPS.value,
             _AGREEMENT_MATERIALIZE.value, _MESH_REDUCTION.value,
-            _LAYOUT_INDEPENDENT.value)
+            _LAYOUT_INDEPENDENT.value, _REGULARIZER.value)
       except Exception as error:  # pylint: disable=broad-except
         # Out of memory at one size should not lose the others.
         failed += 1

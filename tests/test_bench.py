@@ -70,9 +70,11 @@ def test_local_flops_count_the_chain_and_joint_training():
   assert bench.local_flops(params, 'fedavg', ['a'], 1, 1, 1) == 4 * 3
 
 
-@pytest.mark.parametrize('algorithm', ['fedavg', 'fedmchain'])
+@pytest.mark.parametrize('algorithm,regularizer', [
+    ('fedavg', 'boost'), ('fedmchain', 'boost'), ('fedmchain', 'reweight'),
+    ('fedmchain_noreg', 'boost')])
 @pytest.mark.parametrize('hidden', [(24, 16), ()])
-def test_local_flops_match_what_xla_counts(algorithm, hidden):
+def test_local_flops_match_what_xla_counts(algorithm, regularizer, hidden):
   # XLA's cost analysis of one client's local update (one step a phase, so
   # no loop hides its body): what one more example adds to each step is the
   # products local_flops counts, plus a few elementwise FLOPs (ReLU, bias,
@@ -96,8 +98,10 @@ def test_local_flops_match_what_xla_counts(algorithm, hidden):
       update = fmc.local.joint_update(
           fmc.losses.fused_classification_loss(apply_fn), optax.sgd(0.1))
     else:
-      update = fmc.local.chain_update(apply_fn, modalities, optax.sgd(0.1),
-                                      1, [modalities])
+      update = fmc.local.chain_update(
+          apply_fn, modalities, optax.sgd(0.1), 1, [modalities],
+          fmc.local.Regularizer(regularizer, lam=0.0 if algorithm.endswith(
+              'noreg') else 1.0))
     present = {m: jnp.array(True) for m in modalities}
     cost = jax.jit(lambda p, b: update(p, b, present, jax.random.key(0), 0)
                    ).lower(params, batches).compile().cost_analysis()
@@ -105,7 +109,8 @@ def test_local_flops_match_what_xla_counts(algorithm, hidden):
 
   params = model.init(jax.random.key(0), {
       m: jnp.ones((1,) + shape) for m, shape in shapes.items()})['params']
-  per_example = bench.local_flops(params, algorithm, modalities, 1, 1, 1)
+  per_example = bench.local_flops(params, algorithm, modalities, 1, 1, 1,
+                                  regularizer)
   measured = (xla_flops(48) - xla_flops(16)) / 32
   assert per_example <= measured <= 1.1 * per_example, (per_example,
                                                         measured)
