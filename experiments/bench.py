@@ -126,7 +126,7 @@ _LAYOUT_INDEPENDENT = flags.DEFINE_bool(
     'rounds.layout_independent_bits: compile with '
     '`determinism.compiler_options()` (the default) or XLA\'s defaults.')
 _REGULARIZER = flags.DEFINE_enum(
-    'regularizer', 'boost', ['boost', 'reweight'],
+    'regularizer', 'boost', list(fmc.local.REGULARIZERS),
     'fedmchain.regularizer: the chain\'s error-compensated regularizer.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.',
                                 lower_bound=1)
