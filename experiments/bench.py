@@ -43,12 +43,12 @@ on the default device:
                          jitted cohort draw and before the jitted
                          aggregation; the ratio to the vmapped round
   page_faults_per_round  minor page faults of the process per timed round
-                         (on CPU, first touches of XLA's fresh buffers;
-                         BUILD.md)
+                         (on CPU, first touches of XLA's fresh buffers)
   xla_flags, glibc_tunables
                          the environment's XLA_FLAGS and GLIBC_TUNABLES
                          (glibc.malloc.hugetlb=1 backs XLA's buffers with
-                         huge pages: BUILD.md, "Benchmark")
+                         huge pages: BUILD.md, "Multiple devices and large
+                         cohorts")
   devices                devices the cohort is sharded over (--cpu_devices=N
                          splits a CPU into N; one per core lets each core
                          run its own clients' small products)
