@@ -67,8 +67,9 @@ and --agreement_materialize set the config's `rounds.agreement_*` fields
 echoed in the JSON, as is --nolayout_independent_bits
 (`rounds.layout_independent_bits = False`: every program compiled with
 XLA's defaults instead of `determinism.compiler_options()`) and
---regularizer (`fedmchain.regularizer`, boost by default; the local FLOP
-count follows it).
+--regularizer and --reg_lambda (`fedmchain.regularizer`, boost by default,
+and its weight; the local FLOP count follows both: a weight of 0 drops the
+regularizer's forward passes).
 """
 
 import json
@@ -128,6 +129,9 @@ _LAYOUT_INDEPENDENT = flags.DEFINE_bool(
 _REGULARIZER = flags.DEFINE_enum(
     'regularizer', 'boost', list(fmc.local.REGULARIZERS),
     'fedmchain.regularizer: the chain\'s error-compensated regularizer.')
+_REG_LAMBDA = flags.DEFINE_float(
+    'reg_lambda', 1.0, 'fedmchain.reg_lambda: the regularizer\'s weight (0: '
+    'off; fedmchain_noreg always 0).')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repetitions.',
                                 lower_bound=1)
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed repetitions first.',
@@ -159,11 +163,13 @@ FLAG_OF_FIELD = {
     'client.batch_size': 'batch_size',
     'rounds.chunk_size': 'chunk_size',
     'fedmchain.rho': 'rho',
+    'fedmchain.reg_lambda': 'reg_lambda',
 }
 
 
 def check_settings(workload, algorithms, hidden, cohort_sizes,
-                   steps_per_phase, batch_size, chunk_size, rho):
+                   steps_per_phase, batch_size, chunk_size, rho,
+                   reg_lambda=1.0):
   """The configs the runs will use, validated before any of them starts.
 
   `hidden` and `cohort_sizes` are the flags' strings (empty: the preset).
@@ -189,7 +195,8 @@ def check_settings(workload, algorithms, hidden, cohort_sizes,
       config = make_config(workload, algorithm,
                            tuple(widths or preset['hidden']),
                            size or preset['cohort_size'], steps_per_phase,
-                           batch_size, chunk_size, rho)
+                           batch_size, chunk_size, rho,
+                           reg_lambda=reg_lambda)
       try:
         config_checks.validate(config)
       except config_checks.ConfigError as error:
@@ -265,7 +272,7 @@ def data_layer_entries(params, modality):
 
 def local_flops(params, algorithm: str, modalities, steps_per_phase: int,
                 batch_size: int, cohort_size: int,
-                regularizer: str = 'boost') -> float:
+                regularizer: str = 'boost', reg_lambda: float = 1.0) -> float:
   """The matrix-product FLOPs one round's local training executes.
 
   Per example-step, a trained kernel of W entries costs 2 W forward, 2 W for
@@ -274,8 +281,8 @@ def local_flops(params, algorithm: str, modalities, steps_per_phase: int,
   costs 2 W. (The common "6 W" rule counts that input gradient too, and
   overstates the reference model's work by about 30%.) A chain's phase also
   runs its regularizer's frozen modalities forward: the earlier ones for
-  'boost', all the others for 'reweight', none for `fedmchain_noreg` (its
-  weight is 0, so XLA drops that pass).
+  'boost', all the others for 'reweight', none when its weight `reg_lambda`
+  is 0 (`fedmchain_noreg`: the chain then skips that pass).
   """
   blocks = {m: [fmc.models.encoder_name(m), fmc.models.head_name(m)]
             for m in modalities}
@@ -293,7 +300,7 @@ def local_flops(params, algorithm: str, modalities, steps_per_phase: int,
     # rotations; counted exactly for the first order.
     total = 0
     for j, m in enumerate(modalities):
-      if algorithm == 'fedmchain_noreg':
+      if reg_lambda == 0:
         frozen = []
       elif regularizer == 'boost':
         frozen = modalities[:j]
@@ -324,7 +331,7 @@ def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
                 batch_size, chunk_size, rho, agreement_dtype='auto',
                 agreement_row_groups=0, agreement_materialize=False,
                 mesh_reduction='replicated', layout_independent_bits=True,
-                regularizer='boost'):
+                regularizer='boost', reg_lambda=1.0):
   config = default.get_config()
   config.rounds.mesh_reduction = mesh_reduction
   config.algorithm = algorithm
@@ -341,6 +348,7 @@ def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
   config.rounds.agreement_materialize = agreement_materialize
   config.rounds.layout_independent_bits = layout_independent_bits
   config.fedmchain.regularizer = regularizer
+  config.fedmchain.reg_lambda = reg_lambda
   del workload
   return config
 
@@ -352,7 +360,8 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                   agreement_dtype='auto', agreement_row_groups=0,
                   agreement_materialize=False,
                   mesh_reduction='replicated',
-                  layout_independent_bits=True, regularizer='boost') -> dict:
+                  layout_independent_bits=True, regularizer='boost',
+                  reg_lambda=1.0) -> dict:
   preset = WORKLOADS[workload]
   hidden = tuple(hidden or preset['hidden'])
   cohort_size = cohort_size or preset['cohort_size']
@@ -360,7 +369,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                        steps_per_phase, batch_size, chunk_size, rho,
                        agreement_dtype, agreement_row_groups,
                        agreement_materialize, mesh_reduction,
-                       layout_independent_bits, regularizer)
+                       layout_independent_bits, regularizer, reg_lambda)
   modalities = tuple(sorted(INPUTS))
   model = runner.build_model(config, modalities, NUM_CLASSES)
   apply_fn = runner.apply_fn_of(model)
@@ -396,7 +405,8 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                                batch_size)
 
   flops = local_flops(params, algorithm, modalities, steps_per_phase,
-                      batch_size, cohort_size, regularizer)
+                      batch_size, cohort_size, regularizer,
+                      runner.fedmchain_setting(config, 'reg_lambda'))
   peak = peak_flops()
   memory = round_fn.memory_analysis()
   memory_bytes = None
@@ -415,6 +425,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'agreement_materialize': agreement_materialize,
       'layout_independent_bits': layout_independent_bits,
       'regularizer': regularizer,
+      'reg_lambda': runner.fedmchain_setting(config, 'reg_lambda'),
       'parameters': int(sum(x.size for x in jax.tree.leaves(params))),
       'device': jax.devices()[0].device_kind,
       'backend': jax.default_backend(), 'jax': jax.__version__,
@@ -510,7 +521,8 @@ def main(argv):
     jax.config.update('jax_num_cpu_devices', _CPU_DEVICES.value)
   hidden, sizes = check_settings(
       _WORKLOAD.value, _ALGORITHM.value, _HIDDEN.value, _COHORT.value,
-      _STEPS.value, _BATCH.value, _CHUNK.value, _RHO.value)
+      _STEPS.value, _BATCH.value, _CHUNK.value, _RHO.value,
+      _REG_LAMBDA.value)
   failed = 0
   for algorithm in _ALGORITHM.value:
     for cohort_size in sizes:
@@ -521,7 +533,7 @@ def main(argv):
             _WARMUP.value, _LOOP.value, _LOOP_REPEATS.value, _BREAKDOWN.value,
             _AGREEMENT_DTYPE.value, _AGREEMENT_ROW_GROUPS.value,
             _AGREEMENT_MATERIALIZE.value, _MESH_REDUCTION.value,
-            _LAYOUT_INDEPENDENT.value, _REGULARIZER.value)
+            _LAYOUT_INDEPENDENT.value, _REGULARIZER.value, _REG_LAMBDA.value)
       except Exception as error:  # pylint: disable=broad-except
         # Out of memory at one size should not lose the others.
         failed += 1

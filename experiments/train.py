@@ -92,8 +92,9 @@ def make_optimizer(name: str, lr: float,
     return optax.adagrad(lr)
   if name == 'yogi':
     return optax.yogi(lr)
-  raise config_checks.ConfigError(
-      'optimizer', name, f'must be one of {", ".join(config_checks.OPTIMIZERS)}')
+  allowed = ', '.join(config_checks.OPTIMIZERS)
+  raise config_checks.ConfigError('optimizer', name,
+                                  f'must be one of {allowed}')
 
 
 def build_data(config
@@ -168,6 +169,14 @@ _FEDMCHAIN_PRESETS = {
     'fedmchain_ties': {'max_groups': 1, 'tau': -2.0},
     'joint_ssca': {'local_training': 'joint'},
 }
+
+
+def fedmchain_setting(config, name: str):
+  """A FedMChain setting as `build_algorithm` applies it: the algorithm
+  preset's value where it sets one (`fedmchain_noreg`: reg_lambda 0), else
+  `config.fedmchain.<name>`."""
+  return _FEDMCHAIN_PRESETS.get(config.algorithm, {}).get(
+      name, config.fedmchain[name])
 
 
 def make_mesh(config) -> jax.sharding.Mesh | None:

@@ -70,11 +70,13 @@ def test_local_flops_count_the_chain_and_joint_training():
   assert bench.local_flops(params, 'fedavg', ['a'], 1, 1, 1) == 4 * 3
 
 
-@pytest.mark.parametrize('algorithm,regularizer', [
-    ('fedavg', 'boost'), ('fedmchain', 'boost'), ('fedmchain', 'reweight'),
-    ('fedmchain_noreg', 'boost')])
+@pytest.mark.parametrize('algorithm,regularizer,lam', [
+    ('fedavg', 'boost', 1.0), ('fedmchain', 'boost', 1.0),
+    ('fedmchain', 'reweight', 0.5), ('fedmchain', 'reweight', 0.0),
+    ('fedmchain_noreg', 'boost', 0.0)])
 @pytest.mark.parametrize('hidden', [(24, 16), ()])
-def test_local_flops_match_what_xla_counts(algorithm, regularizer, hidden):
+def test_local_flops_match_what_xla_counts(algorithm, regularizer, lam,
+                                           hidden):
   # XLA's cost analysis of one client's local update (one step a phase, so
   # no loop hides its body): what one more example adds to each step is the
   # products local_flops counts, plus a few elementwise FLOPs (ReLU, bias,
@@ -100,8 +102,7 @@ def test_local_flops_match_what_xla_counts(algorithm, regularizer, hidden):
     else:
       update = fmc.local.chain_update(
           apply_fn, modalities, optax.sgd(0.1), 1, [modalities],
-          fmc.local.Regularizer(regularizer, lam=0.0 if algorithm.endswith(
-              'noreg') else 1.0))
+          fmc.local.Regularizer(regularizer, lam=lam))
     present = {m: jnp.array(True) for m in modalities}
     cost = jax.jit(lambda p, b: update(p, b, present, jax.random.key(0), 0)
                    ).lower(params, batches).compile().cost_analysis()
@@ -110,7 +111,7 @@ def test_local_flops_match_what_xla_counts(algorithm, regularizer, hidden):
   params = model.init(jax.random.key(0), {
       m: jnp.ones((1,) + shape) for m, shape in shapes.items()})['params']
   per_example = bench.local_flops(params, algorithm, modalities, 1, 1, 1,
-                                  regularizer)
+                                  regularizer, lam)
   measured = (xla_flops(48) - xla_flops(16)) / 32
   assert per_example <= measured <= 1.1 * per_example, (per_example,
                                                         measured)
@@ -162,6 +163,7 @@ GOOD = dict(workload='tiny', algorithms=['fedmchain', 'fedavg'], hidden=[],
     (dict(steps_per_phase=0),
      '--steps_per_phase=0 is invalid: must be an integer >= 1'),
     (dict(algorithms=['fedavg', 'nope']), '--algorithm nope is unknown'),
+    (dict(reg_lambda=-1.0), '--reg_lambda=-1.0 is invalid: must be >= 0'),
 ])
 def test_settings_are_checked_before_any_run(change, message):
   with pytest.raises(bench.app.UsageError) as error:
@@ -175,6 +177,19 @@ def test_good_settings_pass_the_check():
   assert bench.check_settings(**dict(GOOD, hidden=['16', '8'],
                                      cohort_sizes=['2', '3'])) == (
                                          [16, 8], [2, 3])
+
+
+def test_reg_lambda_is_the_one_the_algorithm_applies():
+  # The FLOP count and the JSON take the weight the round uses: the
+  # fedmchain_noreg preset overrides --reg_lambda with 0.
+  config = bench.make_config('tiny', 'fedmchain', (8,), 2, 1, 2, 0, 0.1,
+                             reg_lambda=0.5)
+  assert bench.runner.fedmchain_setting(config, 'reg_lambda') == 0.5
+  config.algorithm = 'fedmchain_noreg'
+  assert bench.runner.fedmchain_setting(config, 'reg_lambda') == 0.0
+  config.algorithm = 'fedmchain_ties'
+  assert bench.runner.fedmchain_setting(config, 'tau') == -2.0
+  assert bench.runner.fedmchain_setting(config, 'reg_lambda') == 0.5
 
 
 def test_aggregation_parts_forms_are_exact_and_selectable():
