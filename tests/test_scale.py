@@ -99,6 +99,52 @@ def test_a_custom_update_gets_batches_of_s_rows_unless_it_steps_them():
   jax.tree.map(np.testing.assert_array_equal, *results)
 
 
+def test_leaves_outside_the_blocks_are_checked_for_nonfinite_values():
+  # Local training hands the blocks over flattened; a client whose only
+  # non-finite values lie in a leaf outside every block is still excluded.
+  apply_fn, params, train = _setup()
+  joint = fmc.local.joint_update(
+      fmc.losses.fused_classification_loss(apply_fn), optax.sgd(0.1))
+
+  def poisoned(params, batches, present, key, round_index):
+    trained, metrics = joint(params, batches, present, key, round_index)
+    trained = dict(trained, head_weak=jax.tree.map(
+        lambda x: x * np.nan, trained['head_weak']))
+    return trained, metrics
+
+  blocks = {'strong': (('encoder_strong', 'head_strong'), 'strong')}
+  results = []
+  for chunk_size in (None, 3):
+    algorithm = fmc.algorithms.compose(
+        poisoned, optax.sgd(1.0), 6, 10, 16, blocks=blocks, fraction=0.5,
+        chunk_size=chunk_size)
+    state, metrics = jax.jit(algorithm.run_round)(
+        algorithm.init(params), train, jax.random.key(1))
+    assert int(metrics['faults/nonfinite']) == 10
+    assert int(metrics['clients/participating']) == 0
+    jax.tree.map(np.testing.assert_array_equal, state.params, params)
+    results.append((state, metrics))
+  jax.tree.map(np.testing.assert_array_equal, *results)
+
+
+def test_packed_deltas_unpack_to_the_deltas():
+  deltas = {'a': {'kernel': np.arange(24.).reshape(2, 3, 4),
+                  'bias': np.arange(8.).reshape(2, 4)},
+            'b': {'kernel': np.arange(12.).reshape(2, 6)},
+            'c': {'bias': np.ones((2, 5))}}
+  params = jax.tree.map(lambda x: x[0], deltas)
+  block_keys = [('a', 'b'), (), ('c',)]
+  packed = fmc.algorithms.rounds._pack_deltas(deltas, block_keys)
+  blocks, rest = packed
+  assert [x.shape for x in blocks] == [(2, 22), (2, 5)] and rest == {}
+  # A block is its leaves flattened per client, in tree order.
+  np.testing.assert_array_equal(blocks[0][1, :4], deltas['a']['bias'][1])
+  unpacked = fmc.algorithms.rounds._unpack_deltas(packed, params, block_keys)
+  jax.tree.map(np.testing.assert_array_equal, unpacked, deltas)
+  _, rest = fmc.algorithms.rounds._pack_deltas(deltas, [('a',)])
+  assert sorted(rest) == ['b', 'c']
+
+
 def _temp_bytes(fn, *args):
   analysis = jax.jit(fn).lower(*args).compile().memory_analysis()
   if analysis is None:
