@@ -55,10 +55,12 @@ def _flatten_block(tree, keys: Sequence[str], num_clients: int):
 
 
 def _unflatten_block(vector, layout):
+  """The sub-tree of a flattened block [..., P_b] (leading axes kept)."""
   treedef, shapes, sizes = layout
   pieces, start = [], 0
   for shape, size in zip(shapes, sizes):
-    pieces.append(vector[start:start + size].reshape(shape))
+    pieces.append(vector[..., start:start + size].reshape(
+        vector.shape[:-1] + shape))
     start += size
   return jax.tree.unflatten(treedef, pieces)
 
@@ -87,13 +89,7 @@ def _unpack_deltas(packed, params, block_keys):
   blocks, rest = packed
   deltas = dict(rest)
   for keys, flat in zip([keys for keys in block_keys if keys], blocks):
-    treedef, shapes, sizes = _block_layout(params, keys)
-    pieces, start = [], 0
-    for shape, size in zip(shapes, sizes):
-      pieces.append(flat[:, start:start + size].reshape(flat.shape[:1] +
-                                                         shape))
-      start += size
-    deltas.update(jax.tree.unflatten(treedef, pieces))
+    deltas.update(_unflatten_block(flat, _block_layout(params, keys)))
   return deltas
 
 
