@@ -127,22 +127,27 @@ def test_leaves_outside_the_blocks_are_checked_for_nonfinite_values():
   jax.tree.map(np.testing.assert_array_equal, *results)
 
 
-def test_packed_deltas_unpack_to_the_deltas():
+def test_split_blocks_join_to_the_deltas():
   deltas = {'a': {'kernel': np.arange(24.).reshape(2, 3, 4),
                   'bias': np.arange(8.).reshape(2, 4)},
             'b': {'kernel': np.arange(12.).reshape(2, 6)},
             'c': {'bias': np.ones((2, 5))}}
   params = jax.tree.map(lambda x: x[0], deltas)
-  block_keys = [('a', 'b'), (), ('c',)]
-  packed = fmc.algorithms.rounds._pack_deltas(deltas, block_keys)
-  blocks, rest = packed
-  assert [x.shape for x in blocks] == [(2, 22), (2, 5)] and rest == {}
+  # A block naming only keys the params lack is skipped.
+  blocks = {'ab': (('a', 'b'), None), 'none': (('z',), None),
+            'c': (('c',), None)}
+  split = fmc.algorithms.rounds._split_blocks(blocks, params, deltas)
+  flats, outside = split
+  assert {k: x.shape for k, x in flats.items()} == {'ab': (2, 22),
+                                                    'c': (2, 5)}
+  assert outside == {}
   # A block is its leaves flattened per client, in tree order.
-  np.testing.assert_array_equal(blocks[0][1, :4], deltas['a']['bias'][1])
-  unpacked = fmc.algorithms.rounds._unpack_deltas(packed, params, block_keys)
-  jax.tree.map(np.testing.assert_array_equal, unpacked, deltas)
-  _, rest = fmc.algorithms.rounds._pack_deltas(deltas, [('a',)])
-  assert sorted(rest) == ['b', 'c']
+  np.testing.assert_array_equal(flats['ab'][1, :4], deltas['a']['bias'][1])
+  joined = fmc.algorithms.rounds._join_blocks(split, blocks, params)
+  jax.tree.map(np.testing.assert_array_equal, joined, deltas)
+  _, outside = fmc.algorithms.rounds._split_blocks(
+      {'a': (('a',), None)}, params, deltas)
+  assert sorted(outside) == ['b', 'c']
 
 
 def _temp_bytes(fn, *args):

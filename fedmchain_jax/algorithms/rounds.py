@@ -65,31 +65,34 @@ def _unflatten_block(vector, layout):
   return jax.tree.unflatten(treedef, pieces)
 
 
-def _pack_deltas(deltas, block_keys):
-  """([n, P_b] for each block, {key: leaf} outside the blocks).
+def _split_blocks(blocks, params, deltas):
+  """({block: [C, P_b]}, {key: leaf outside every block}) of a deltas tree.
 
   Local training returns its deltas in this form, the blocks flattened as
   the upload reads them (`_flatten_block`): a chunked run then writes each
   block once, where its chunk's training ends, and the round reads it there.
-  `_unpack_deltas` gives the deltas tree back as slices of the blocks, which
-  XLA folds into the upload's flattening. (Before, every [C, ...] leaf took
-  a subtract pass after the chunks and every block a concatenation: the
-  reference FedMChain round in chunks of 4 took 826-863 ms against 673-782
-  now on 2 cores; benchmarks/RESULTS.md.) Bitwise the same deltas.
+  `_join_blocks` gives the deltas tree back as slices of the blocks, which
+  XLA folds into the upload's own `_split_blocks`. (Before, every [C, ...]
+  leaf took a subtract pass after the chunks and every block a
+  concatenation: the reference FedMChain round in chunks of 4 took 826-863
+  ms against 673-782 now on 2 cores; benchmarks/RESULTS.md.) Bitwise the
+  same deltas.
   """
-  blocks = [_flatten_block(deltas, keys, jax.tree.leaves(deltas)[0].shape[0])
-            for keys in block_keys if keys]
-  rest = {k: v for k, v in deltas.items()
-          if not any(k in keys for keys in block_keys)}
-  return blocks, rest
+  size = jax.tree.leaves(deltas)[0].shape[0]
+  flats = {name: _flatten_block(deltas, _present(params, keys), size)
+           for name, (keys, _) in blocks.items() if _present(params, keys)}
+  outside = {k: v for k, v in deltas.items()
+             if not any(k in keys for keys, _ in blocks.values())}
+  return flats, outside
 
 
-def _unpack_deltas(packed, params, block_keys):
-  """The deltas tree (leading axis C) of `_pack_deltas`' output."""
-  blocks, rest = packed
-  deltas = dict(rest)
-  for keys, flat in zip([keys for keys in block_keys if keys], blocks):
-    deltas.update(_unflatten_block(flat, _block_layout(params, keys)))
+def _join_blocks(split, blocks, params):
+  """The deltas tree (leading axis C) of `_split_blocks`' output."""
+  flats, outside = split
+  deltas = dict(outside)
+  for name, flat in flats.items():
+    layout = _block_layout(params, _present(params, blocks[name][0]))
+    deltas.update(_unflatten_block(flat, layout))
   return deltas
 
 
@@ -234,15 +237,9 @@ def compose(local_update: Callable,
         client_states[name] = jnp.zeros((num_clients, size), jnp.float32)
     return base.init_state(params, server_optimizer, client_states)
 
-  def flatten_blocks(params, deltas):
-    """{block: [C, P_b]} of the blocks present in `params`."""
-    size = jax.tree.leaves(deltas)[0].shape[0]
-    return {name: _flatten_block(deltas, _present(params, keys), size)
-            for name, (keys, _) in blocks.items() if _present(params, keys)}
-
   def upload_and_aggregate(state, cohort, flats, keys, real):
-    """`flats`: `flatten_blocks` of the deltas. Returns (update tree, new
-    client states, metrics)."""
+    """`flats`: the deltas' blocks (`_split_blocks`). Returns (update tree,
+    new client states, metrics)."""
     weights = cohort.weights
     # Leaves outside every block are not uploaded: their update is 0.
     update = jax.tree.map(jnp.zeros_like, dict(state.params))
@@ -343,8 +340,6 @@ def compose(local_update: Callable,
     """vmapped (chunked) local training: `batches_of(inputs_c)` gives client
     c's (batches, present); returns (deltas [C, ...], metrics [C])."""
     size = keys.shape[0]
-    block_keys = [_present(state.params, keys) for keys, _ in
-                  (blocks or {}).values()]
 
     def one(client_inputs, key, params):
       batches, present = batches_of(client_inputs)
@@ -371,7 +366,9 @@ def compose(local_update: Callable,
       pass over the cohort's [C, ...] params."""
       trained, metrics = trained_clients(chunk)
       deltas = jax.tree.map(lambda new, old: new - old, trained, state.params)
-      return (_pack_deltas(deltas, block_keys) if blocks else deltas), metrics
+      if blocks:
+        deltas = _split_blocks(blocks, state.params, deltas)
+      return deltas, metrics
 
     # At least 2 clients a chunk: XLA:CPU contracts a lone client's weight
     # gradient as a plain product, in another order than a batch's.
@@ -390,7 +387,7 @@ def compose(local_update: Callable,
           lambda x: x.reshape((-1,) + x.shape[2:])[:size],
           jax.lax.map(train, chunks))
     if blocks:
-      deltas = _unpack_deltas(deltas, state.params, block_keys)
+      deltas = _join_blocks(deltas, blocks, state.params)
     if mesh is not None:
       deltas = _constrain(deltas)
     return deltas, client_metrics
@@ -453,11 +450,9 @@ def compose(local_update: Callable,
       deltas, weights, excluded = fault_lib.exclude_nonfinite(deltas, weights)
     else:
       # Checked on the flattened blocks, which local training wrote (see
-      # `_pack_deltas`), and on any leaves outside them; the sparse upload
+      # `_split_blocks`), and on any leaves outside them; the sparse upload
       # zeroes the excluded clients' rows.
-      flats = flatten_blocks(state.params, deltas)
-      outside = {k: v for k, v in deltas.items()
-                 if not any(k in keys for keys, _ in blocks.values())}
+      flats, outside = _split_blocks(blocks, state.params, deltas)
       _, weights, excluded = fault_lib.exclude_nonfinite(
           (flats, outside), weights, zero_deltas=False)
     fault_metrics['faults/nonfinite'] = excluded.sum()
