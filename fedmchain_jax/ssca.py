@@ -119,18 +119,20 @@ def bits_block(size: int) -> int:
 
 
 def _pack_signs(part: Array, held: Array) -> tuple[Array, Array]:
-  """uint32 [r, ceil(p / 1024) * 32] words of the positive and the negative
-  entries of part [r, p] in held rows, 32 entries a word. Only the last
-  p mod 1,024 columns are padded (with zeros) and packed apart: padding all
-  of part made XLA:CPU write a padded copy first (2 cores, [512, 26,630]:
-  40 against 9 ms; [64, 271,370]: 52-64 against 11 ms)."""
+  """uint32 [r, ceil(p / 1024) * 32] words of the support (entries > 0 or
+  < 0) and of the negative entries of part [r, p] in held rows, 32 entries a
+  word. Only the last p mod 1,024 columns are padded (with zeros) and packed
+  apart: padding all of part made XLA:CPU write a padded copy first (2
+  cores, [512, 26,630]: 40 against 9 ms; [64, 271,370]: 52-64 against 11
+  ms)."""
   shifts = jnp.arange(32, dtype=jnp.uint32)
 
   def pack(piece):
     def words(mask):
       bits = (mask & held).reshape(mask.shape[0], -1, 32).astype(jnp.uint32)
       return jnp.sum(bits << shifts, axis=-1, dtype=jnp.uint32)
-    return words(piece > 0), words(piece < 0)
+    negative = piece < 0
+    return words((piece > 0) | negative), words(negative)
 
   size = part.shape[1]
   body = size - size % BITS_WIDTH
@@ -145,23 +147,25 @@ def _pack_signs(part: Array, held: Array) -> tuple[Array, Array]:
 
 def _bit_counts(a: tuple[Array, Array], b: tuple[Array, Array]
                 ) -> tuple[Array, Array]:
-  """(S_a S_b^T, |S_a| |S_b|^T) int32 from packed signs: popcounts of the
-  words where both are positive or both negative (agree) and where they
-  differ (disagree); A = agree - disagree, D = agree + disagree."""
-  (pos_a, neg_a), (pos_b, neg_b) = a, b
-  pa, na = pos_a[:, None, :], neg_a[:, None, :]
-  pb, nb = pos_b[None, :, :], neg_b[None, :, :]
+  """(S_a S_b^T, |S_a| |S_b|^T) int32 from packed signs: on the common
+  support (both words' support bits) D counts the entries and the
+  disagreeing ones are those whose negative bits differ, so A = D - 2
+  disagree: one AND, one XOR, one AND and two popcounts a pair of words."""
+  (support_a, negative_a), (support_b, negative_b) = a, b
+  common = support_a[:, None, :] & support_b[None, :, :]
+  differ = negative_a[:, None, :] ^ negative_b[None, :, :]
 
-  def count(words):
-    # int16 sums of 32 popcounts (at most 1,024), then int32: short sums
-    # fuse with the popcounts (`blockwise.SHORT_SUM`).
-    ones = jax.lax.population_count(words).astype(jnp.int16)
-    ones = ones.reshape(ones.shape[:2] + (-1, blockwise.SHORT_SUM))
-    return jnp.sum(ones.sum(-1, dtype=jnp.int16), axis=-1, dtype=jnp.int32)
+  def ones(words):
+    return jax.lax.population_count(words).astype(jnp.int32)
 
-  agree = count((pa & pb) | (na & nb))
-  disagree = count((pa & nb) | (na & pb))
-  return agree - disagree, agree + disagree
+  # Both counts in one pass: a word's two popcounts (at most 32 each) in
+  # one int32, 11 bits apart, summed 32 words at a time (at most 1,024 a
+  # field; short sums fuse with the popcounts, `blockwise.SHORT_SUM`), then
+  # taken apart and summed on.
+  both = ones(common) + (ones(common & differ) << 11)
+  both = both.reshape(both.shape[:2] + (-1, blockwise.SHORT_SUM)).sum(-1)
+  overlap = jnp.sum(both & 2047, axis=-1)
+  return overlap - 2 * jnp.sum(both >> 11, axis=-1), overlap
 
 
 def _symmetric(pieces: dict, cuts) -> Array:

@@ -146,13 +146,14 @@ def test_every_agreement_form_is_exact(dtype, materialize, row_groups, block):
 
 
 @pytest.mark.parametrize('size', [5, 1024, 2048, 3000])
-def test_packed_signs_are_the_bits_of_each_sign(size):
+def test_packed_signs_are_the_bits_of_the_support_and_the_negatives(size):
   rng = np.random.default_rng(size)
   values = rng.normal(size=(3, size)) * (rng.random((3, size)) < 0.5)
+  values[0, 1] = np.nan  # Neither sign: outside the support.
   held = np.array([[True], [False], [True]])
   words = -(-size // ssca.BITS_WIDTH) * 32
   for got, mask in zip(ssca._pack_signs(jnp.asarray(values), held),
-                       (values > 0, values < 0)):
+                       ((values > 0) | (values < 0), values < 0)):
     bits = np.zeros((3, words * 32), bool)
     bits[:, :size] = mask & held
     expected = (bits.reshape(3, words, 32).astype(np.uint64)
