@@ -57,6 +57,29 @@ def count_true(mask: Array) -> Array:
   return jnp.sum(partial, axis=-1, dtype=jnp.int32)
 
 
+def count_true_columns(mask: Array) -> Array:
+  """`count_true` for short rows (a few thousand entries) counted again and
+  again: the last axis as [n / 256, 256] columns summed down in int16 (a
+  sum over a major axis, which XLA:CPU vectorizes across the 256 lanes),
+  then across. 31 counts of `bits < candidate` over [1024, 2, 4096] (the
+  threshold's order statistics; 2 cores): 27 against 70 ms for
+  `count_true`; one count over [64, 266,752]: 27 against 7.5 ms, so long
+  rows stay with `count_true`. Exact, for rows of up to 32,767 x 256.
+  The last axis is padded with False to a multiple of `COUNT_WIDTH`.
+  """
+  size = mask.shape[-1]
+  if size <= SHORT_SUM:
+    return jnp.sum(mask, axis=-1, dtype=jnp.int32)
+  if size > 32767 * COUNT_WIDTH:
+    raise ValueError(f'rows of at most {32767 * COUNT_WIDTH} entries, got '
+                     f'{size}')
+  mask = jnp.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, -size % COUNT_WIDTH)])
+  nested = mask.reshape(mask.shape[:-1] + (-1, COUNT_WIDTH // SHORT_SUM,
+                                           SHORT_SUM))
+  partial = nested.sum(-3, dtype=jnp.int16).astype(jnp.int32)
+  return partial.sum(-1).sum(-1)
+
+
 def reduce(fn: Callable, combine: Callable, x, block: int):
   """Folds fn over blocks of x's last axis: combine(.. combine(fn(tail),
   fn(block 0)) .., fn(block n-1)); fn(x) when there are fewer than 2 blocks.

@@ -223,13 +223,21 @@ def test_blockwise_reduce_counts_exactly(block):
   np.testing.assert_array_equal(finite, [True, False, True])
 
 
+@pytest.mark.parametrize('count', [blockwise.count_true,
+                                   blockwise.count_true_columns])
 @pytest.mark.parametrize('size', [1, 31, 32, 33, 256, 300, 4096, 70000])
-def test_count_true_counts_exactly(size):
+def test_count_true_counts_exactly(size, count):
   rng = np.random.default_rng(size)
   mask = rng.random((3, 2, size)) < np.array([0.0, 0.3, 1.0])[:, None, None]
-  counts = jax.jit(blockwise.count_true)(mask)
+  counts = jax.jit(count)(mask)
   assert counts.dtype == jnp.int32
   np.testing.assert_array_equal(counts, mask.sum(-1))
+
+
+def test_column_counts_refuse_rows_their_int16_sums_cannot_hold():
+  with pytest.raises(ValueError, match='rows of at most 8388352 entries'):
+    blockwise.count_true_columns(
+        jax.ShapeDtypeStruct((32767 * 256 + 1,), jnp.bool_))
 
 
 def test_unknown_agreement_dtype_is_refused():
