@@ -350,11 +350,13 @@ def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
     holders: [C] bool; rows of non-holders are ignored.
     dtype: the operands' type, each exact: entries are -1, 0, 1 and the
       sums integers below 2^24 for P < 2^24, accumulated in int32 (int8,
-      'bits') or float32. 'bits' packs each row's positive and negative
-      entries 32 to a uint32 word and counts the agreeing and disagreeing
-      entries of every pair of rows with popcounts (2 cores, both
-      products: C = 64, P = 267k: 13-15 ms against 54-58 ms for float32;
-      C = 1,024, P = 26.6k: 95 against 188 ms). 'auto' (the default) is
+      'bits') or float32. 'bits' packs each row's support and negative
+      entries 32 to a uint32 word and counts, for every pair of rows, the
+      common support (D) and the entries on it whose signs differ, with
+      popcounts (`_bit_counts`; 2 cores, both products: C = 64, P = 267k:
+      13-15 ms against 54-58 ms for float32; C = 1,024, P = 26.6k: 95
+      against 188 ms; the one-pass counts of 2026-12-02 took a slower CPU
+      from 160-176 to 82-105 ms at C = 1,024, P = 26k). 'auto' (the default) is
       'bits' on CPU and int8 elsewhere. Measured on an H200 (C = 4096,
       P = 271k, both products alone): int8 44 ms, bfloat16 24 ms
       (materialized), float32 50 ms; yet inside the whole round bfloat16
