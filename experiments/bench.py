@@ -13,6 +13,10 @@ its "error" and the others go on). Reports, all measured in the same process
 on the default device:
   compile_s              lowering + compiling the round
   round_ms, rounds_per_s median round time over --repeats after --warmup
+  round_cpu_ms           median CPU time (user + system, all threads) of the
+                         process per round: on a shared host whose cores
+                         are partly stolen, compare runs by it (and by
+                         local_cpu_ms, aggregate_cpu_ms of the parts)
   client_updates_per_s   C / round time
   examples_per_s         C * S * B / round time
   round_tflops           local-training FLOPs (as below) / round time
@@ -208,18 +212,28 @@ def check_settings(workload, algorithms, hidden, cohort_sizes,
   return widths, sizes
 
 
+def cpu_seconds() -> float:
+  """User + system CPU time of this process so far, all its threads."""
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
+
 def timed(fn, repeats, warmup):
-  """(median seconds of fn(), minor page faults per timed call)."""
+  """(median seconds of fn(), minor page faults per timed call, median CPU
+  seconds of the process per call: time the host steals from a shared
+  machine's cores does not count there, so it compares runs on a busy
+  host better than the wall time)."""
   for _ in range(warmup):
     jax.block_until_ready(fn())
-  times = []
+  times, cpu = [], []
   faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   for _ in range(repeats):
-    tic = time.perf_counter()
+    tic, cpu_tic = time.perf_counter(), cpu_seconds()
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - tic)
+    cpu.append(cpu_seconds() - cpu_tic)
   faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-  return statistics.median(times), faults / repeats
+  return statistics.median(times), faults / repeats, statistics.median(cpu)
 
 
 def median_seconds(fn, repeats, warmup):
@@ -396,7 +410,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                      compiler_options=options).lower(state, data,
                                                      key).compile()
   compile_s = time.perf_counter() - tic
-  round_s, round_faults = timed(
+  round_s, round_faults, round_cpu_s = timed(
       chained(lambda s: round_fn(s, data, key)[0], state), repeats, warmup)
 
   def sample_only(state, data, key):
@@ -436,6 +450,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
       'compile_s': compile_s,
       'round_ms': 1e3 * round_s,
+      'round_cpu_ms': 1e3 * round_cpu_s,
       'rounds_per_s': 1 / round_s,
       'client_updates_per_s': cohort_size / round_s,
       'examples_per_s': examples / round_s,
@@ -450,12 +465,12 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
     cohort = sample_fn(state, data, key)
     train_fn = jax.jit(algorithm_fns.train_cohort,
                        compiler_options=options)
-    local_s = median_seconds(lambda: train_fn(state, cohort, key), repeats,
-                             warmup)
+    local_s, _, local_cpu_s = timed(lambda: train_fn(state, cohort, key),
+                                    repeats, warmup)
     deltas, client_metrics = train_fn(state, cohort, key)
     aggregate_fn = jax.jit(algorithm_fns.aggregate, donate_argnums=0,
                            compiler_options=options)
-    aggregate_s = median_seconds(
+    aggregate_s, _, aggregate_cpu_s = timed(
         chained(lambda s: aggregate_fn(s, cohort, deltas, client_metrics,
                                        key)[0], state), repeats, warmup)
     sample_s = median_seconds(lambda: sample_fn(state, data, key), repeats,
@@ -468,6 +483,8 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
         'local_share_of_peak': flops / local_s / peak,
         'aggregate_ms': 1e3 * aggregate_s,
         'aggregate_share': aggregate_s / round_s,
+        'local_cpu_ms': 1e3 * local_cpu_s,
+        'aggregate_cpu_ms': 1e3 * aggregate_cpu_s,
     })
   stats = getattr(jax.devices()[0], 'memory_stats', lambda: None)()
   if stats and 'peak_bytes_in_use' in stats:

@@ -2,6 +2,7 @@
 
 import json
 import mmap
+import time
 import os
 import subprocess
 import sys
@@ -36,6 +37,25 @@ def test_figures_are_consistent(algorithm):
   assert result['local_share_of_peak'] == pytest.approx(
       result['local_tflops'] / result['peak_tflops'])
   assert result['page_faults_per_round'] >= 0
+  for field in ('round_cpu_ms', 'local_cpu_ms', 'aggregate_cpu_ms'):
+    assert result[field] >= 0, field
+
+
+def test_timed_counts_the_cpu_time_of_busy_work_not_of_waiting():
+  def spin():
+    end = time.perf_counter() + 0.05
+    while time.perf_counter() < end:
+      pass
+    return jnp.zeros(())
+
+  def sleep():
+    time.sleep(0.05)
+    return jnp.zeros(())
+
+  seconds, _, cpu = bench.timed(spin, repeats=3, warmup=0)
+  assert seconds >= 0.05 and cpu >= 0.5 * seconds
+  seconds, _, cpu = bench.timed(sleep, repeats=3, warmup=0)
+  assert seconds >= 0.05 and cpu < 0.2 * seconds
 
 
 @pytest.mark.skipif(not hasattr(mmap, 'MADV_NOHUGEPAGE'),
@@ -51,7 +71,7 @@ def test_timed_counts_the_page_faults_of_fresh_memory():
     memory.close()
     return jnp.zeros(())
 
-  seconds, faults = bench.timed(touch, repeats=3, warmup=1)
+  seconds, faults, _ = bench.timed(touch, repeats=3, warmup=1)
   assert seconds > 0
   assert pages <= faults < 2 * pages
 
