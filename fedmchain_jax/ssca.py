@@ -163,9 +163,10 @@ def _bit_counts(a: tuple[Array, Array], b: tuple[Array, Array]
   # field; short sums fuse with the popcounts, `blockwise.SHORT_SUM`), then
   # taken apart and summed on.
   both = ones(common) + (ones(common & differ) << 11)
-  both = both.reshape(both.shape[:2] + (-1, blockwise.SHORT_SUM)).sum(-1)
-  overlap = jnp.sum(both & 2047, axis=-1)
-  return overlap - 2 * jnp.sum(both >> 11, axis=-1), overlap
+  both = both.reshape(both.shape[:2] + (-1, blockwise.SHORT_SUM))
+  both = both.sum(-1, dtype=jnp.int32)
+  overlap = jnp.sum(both & 2047, axis=-1, dtype=jnp.int32)
+  return overlap - 2 * jnp.sum(both >> 11, axis=-1, dtype=jnp.int32), overlap
 
 
 def _symmetric(pieces: dict, cuts) -> Array:
@@ -356,9 +357,9 @@ def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
       popcounts (`_bit_counts`; 2 cores, both products: C = 64, P = 267k:
       13-15 ms against 54-58 ms for float32; C = 1,024, P = 26.6k: 95
       against 188 ms; the one-pass counts of 2026-12-02 took a slower CPU
-      from 160-176 to 82-105 ms at C = 1,024, P = 26k). 'auto' (the default) is
-      'bits' on CPU and int8 elsewhere. Measured on an H200 (C = 4096,
-      P = 271k, both products alone): int8 44 ms, bfloat16 24 ms
+      from 160-176 to 82-105 ms at C = 1,024, P = 26k). 'auto' (the
+      default) is 'bits' on CPU and int8 elsewhere. Measured on an H200
+      (C = 4096, P = 271k, both products alone): int8 44 ms, bfloat16 24 ms
       (materialized), float32 50 ms; yet inside the whole round bfloat16
       with materialized operands made aggregation slower (94 against 75-79
       ms), so int8 stays. float8_e4m3fn was 17 ms but not exact (Hopper's
