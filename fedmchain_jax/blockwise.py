@@ -47,14 +47,18 @@ def count_true(mask: Array) -> Array:
   4096] take 20-30 ms, against 81-89 ms for `jnp.sum(mask, -1)`. Exact.
   The last axis is padded with False to a multiple of `COUNT_WIDTH`.
   """
-  size = mask.shape[-1]
-  if size <= SHORT_SUM:
+  if mask.shape[-1] <= SHORT_SUM:
     return jnp.sum(mask, axis=-1, dtype=jnp.int32)
-  mask = jnp.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, -size % COUNT_WIDTH)])
-  nested = mask.reshape(mask.shape[:-1] + (-1, COUNT_WIDTH // SHORT_SUM,
-                                           SHORT_SUM))
-  partial = nested.sum(-1, dtype=jnp.int16).sum(-1, dtype=jnp.int16)
+  partial = _runs(mask).sum(-1, dtype=jnp.int16).sum(-1, dtype=jnp.int16)
   return jnp.sum(partial, axis=-1, dtype=jnp.int32)
+
+
+def _runs(mask: Array) -> Array:
+  """mask [..., n] padded with False to [..., n / 256, 8, 32]."""
+  mask = jnp.pad(mask, [(0, 0)] * (mask.ndim - 1) +
+                 [(0, -mask.shape[-1] % COUNT_WIDTH)])
+  return mask.reshape(mask.shape[:-1] + (-1, COUNT_WIDTH // SHORT_SUM,
+                                         SHORT_SUM))
 
 
 def count_true_columns(mask: Array) -> Array:
@@ -73,11 +77,8 @@ def count_true_columns(mask: Array) -> Array:
   if size > 32767 * COUNT_WIDTH:
     raise ValueError(f'rows of at most {32767 * COUNT_WIDTH} entries, got '
                      f'{size}')
-  mask = jnp.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, -size % COUNT_WIDTH)])
-  nested = mask.reshape(mask.shape[:-1] + (-1, COUNT_WIDTH // SHORT_SUM,
-                                           SHORT_SUM))
-  partial = nested.sum(-3, dtype=jnp.int16).astype(jnp.int32)
-  return partial.sum(-1).sum(-1)
+  partial = _runs(mask).sum(-3, dtype=jnp.int16)
+  return partial.sum(-1, dtype=jnp.int32).sum(-1, dtype=jnp.int32)
 
 
 def reduce(fn: Callable, combine: Callable, x, block: int):
