@@ -10,8 +10,9 @@
 # Sections, in this order (default: all; a device call is limited to 10
 # minutes, so run them as two calls, e.g. `small big variants` then
 # `parts middle`):
-#   small     C = SMALL, both algorithms, with the per-client loop; and the
-#             same rounds with while loops recorded into CUDA graphs
+#   small     C = SMALL, both algorithms, with the per-client loop; the
+#             same rounds with while loops recorded into CUDA graphs; and
+#             10 rounds per jitted call
 #   big       C = BIG, both algorithms, with the local/aggregation split
 #   variants  the C = BIG FedMChain round under other agreement settings
 #   parts     the agreement's forms alone at C = BIG
@@ -70,6 +71,10 @@ for section in $sections; do
       XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL" \
         bench --algorithm=fedmchain,fedavg --cohort_size="$small" \
         --noloop_baseline --nobreakdown >/dev/null
+      # And 10 rounds per call, one lax.scan (rounds.rounds_per_call): no
+      # per-round dispatch or host round trip between the rounds.
+      bench --algorithm=fedmchain,fedavg --cohort_size="$small" \
+        --noloop_baseline --nobreakdown --rounds_per_call=10 >/dev/null
       ;;
     big)
       for algorithm in fedmchain fedavg; do

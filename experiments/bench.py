@@ -13,6 +13,8 @@ its "error" and the others go on). Reports, all measured in the same process
 on the default device:
   compile_s              lowering + compiling the round
   round_ms, rounds_per_s median round time over --repeats after --warmup
+                         (with --rounds_per_call=K, calls of K rounds in
+                         one lax.scan: the call's time / K)
   round_cpu_ms           median CPU time (user + system, all threads) of the
                          process per round: on a shared host whose cores
                          are partly stolen, compare runs by it (and by
@@ -148,6 +150,10 @@ _LOOP_REPEATS = flags.DEFINE_integer('loop_repeats', 2,
 _BREAKDOWN = flags.DEFINE_bool(
     'breakdown', True, 'Also time sampling, local training and aggregation '
     'alone (three more compilations).')
+_ROUNDS_PER_CALL = flags.DEFINE_integer(
+    'rounds_per_call', 1, 'rounds.rounds_per_call: rounds per jitted call '
+    '(a lax.scan of rounds when > 1); round figures are per round.',
+    lower_bound=1)
 _JSON = flags.DEFINE_bool('json', False,
                           'Print one JSON object per line and run.')
 _MESH_REDUCTION = flags.DEFINE_enum(
@@ -375,7 +381,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                   agreement_materialize=False,
                   mesh_reduction='replicated',
                   layout_independent_bits=True, regularizer='boost',
-                  reg_lambda=1.0) -> dict:
+                  reg_lambda=1.0, rounds_per_call=1) -> dict:
   preset = WORKLOADS[workload]
   hidden = tuple(hidden or preset['hidden'])
   cohort_size = cohort_size or preset['cohort_size']
@@ -406,12 +412,20 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       layout_independent=layout_independent_bits)
   # As the launcher runs it: the server state is donated, so the error-
   # feedback table is updated in place, and each round starts from the last.
-  round_fn = jax.jit(algorithm_fns.run_round, donate_argnums=0,
+  # With rounds_per_call = K > 1, one call runs K rounds in a lax.scan
+  # (`fmc.algorithms.scan_rounds`, the launcher's rounds.rounds_per_call);
+  # the per-round figures are the call's divided by K.
+  run = (algorithm_fns.run_round if rounds_per_call == 1 else
+         fmc.algorithms.scan_rounds(algorithm_fns.run_round, rounds_per_call))
+  round_fn = jax.jit(run, donate_argnums=0,
                      compiler_options=options).lower(state, data,
                                                      key).compile()
   compile_s = time.perf_counter() - tic
-  round_s, round_faults, round_cpu_s = timed(
+  call_s, call_faults, call_cpu_s = timed(
       chained(lambda s: round_fn(s, data, key)[0], state), repeats, warmup)
+  round_s, round_faults, round_cpu_s = (
+      call_s / rounds_per_call, call_faults / rounds_per_call,
+      call_cpu_s / rounds_per_call)
 
   def sample_only(state, data, key):
     sample_key, _ = fmc.algorithms.base.round_keys(key, state.round)
@@ -433,6 +447,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'cohort_size': cohort_size, 'steps_per_phase': steps_per_phase,
       'local_steps': num_steps, 'batch_size': batch_size,
       'chunk_size': chunk_size, 'rho': rho,
+      'rounds_per_call': rounds_per_call,
       'chunk_clients': runner.chunk_size_of(config, mesh, params) or 0,
       'agreement_dtype': agreement_dtype,
       'agreement_row_groups': agreement_row_groups,
@@ -550,7 +565,8 @@ def main(argv):
             _WARMUP.value, _LOOP.value, _LOOP_REPEATS.value, _BREAKDOWN.value,
             _AGREEMENT_DTYPE.value, _AGREEMENT_ROW_GROUPS.value,
             _AGREEMENT_MATERIALIZE.value, _MESH_REDUCTION.value,
-            _LAYOUT_INDEPENDENT.value, _REGULARIZER.value, _REG_LAMBDA.value)
+            _LAYOUT_INDEPENDENT.value, _REGULARIZER.value, _REG_LAMBDA.value,
+            _ROUNDS_PER_CALL.value)
       except Exception as error:  # pylint: disable=broad-except
         # Out of memory at one size should not lose the others.
         failed += 1

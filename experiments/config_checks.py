@@ -174,6 +174,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError('rounds.chunk_size', chunk,
                       'must be an integer >= 0 (0: whole cohort) or -1 '
                       '(automatic)')
+  _integer(config, 'rounds.rounds_per_call')
   _boolean(config, 'rounds.shard_clients')
   _choice(config, 'rounds.mesh_reduction', MESH_REDUCTIONS)
   _choice(config, 'rounds.agreement_dtype', AGREEMENT_DTYPES)

@@ -31,7 +31,8 @@ ALGORITHMS = config_checks.ALGORITHMS
 # missing from a saved config (a run from before it existed) counts as
 # changed.
 RESUMABLE_CHANGES = ('rounds.num_rounds', 'rounds.checkpoint_every',
-                     'rounds.chunk_size', 'rounds.shard_clients',
+                     'rounds.chunk_size', 'rounds.rounds_per_call',
+                     'rounds.shard_clients',
                      'rounds.agreement_dtype', 'rounds.agreement_row_groups',
                      'rounds.agreement_materialize',
                      'eval.batch_size', 'data.data_dir', 'data.manual_dir')
@@ -384,33 +385,64 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   # unless the config trades that for XLA's defaults.
   options = fmc.determinism.compiler_options(
       layout_independent=config.rounds.layout_independent_bits)
-  round_fn = jax.jit(algorithm.run_round, donate_argnums=0,
-                     compiler_options=options).lower(
-                         state, data, run_key).compile()
+  round_fns = {}
+
+  def rounds_fn(num):
+    """The compiled call that runs `num` rounds (one program per count)."""
+    if num not in round_fns:
+      run = (algorithm.run_round if num == 1 else
+             fmc.algorithms.scan_rounds(algorithm.run_round, num))
+      round_fns[num] = jax.jit(run, donate_argnums=0,
+                               compiler_options=options).lower(
+                                   state, data, run_key).compile()
+    return round_fns[num]
+
+  num_rounds = config.rounds.num_rounds
+  eval_every = config.rounds.eval_every
+  checkpoint_every = config.rounds.checkpoint_every
+
+  def rounds_in_call(done):
+    """Up to rounds_per_call rounds, ending at or before the next round
+    that is evaluated or checkpointed."""
+    stop = min(num_rounds, (done // eval_every + 1) * eval_every,
+               (done // checkpoint_every + 1) * checkpoint_every)
+    return min(config.rounds.rounds_per_call, stop - done)
+
+  if start < num_rounds:
+    rounds_fn(rounds_in_call(start))
   eval_fn = jax.jit(fmc.evaluation.make_evaluate(apply_fn),
                     compiler_options=options).lower(
                         state.params, test_batches).compile()
   logging.info('Compiled the round and evaluation in %.1f s.',
                time.perf_counter() - tic)
 
-  num_rounds = config.rounds.num_rounds
   upload = float(counters['upload_bytes'])
   download = float(counters['download_bytes'])
   round_times = []
   # A bar with rounds done, rounds/s and ETA on terminals (off in logs).
   progress = tqdm.tqdm(total=num_rounds, initial=start, unit='round',
                        disable=None, dynamic_ncols=True, leave=False)
-  for round_number in range(start + 1, num_rounds + 1):
+  round_number = start
+  while round_number < num_rounds:
+    num = rounds_in_call(round_number)
+    run = rounds_fn(num)  # compiled before the clock starts
     tic = time.perf_counter()
-    state, metrics = round_fn(state, data, run_key)
+    state, metrics = run(state, data, run_key)
     metrics = jax.device_get(metrics)
-    round_times.append(time.perf_counter() - tic)
-    upload += float(metrics['comm/upload_bytes'])
-    download += float(metrics['comm/download_bytes'])
-    progress.update(1)
+    round_times.extend([(time.perf_counter() - tic) / num] * num)
+    # Fields [num] when num > 1: add up the bytes round by round (as one
+    # round a call does), keep the last round's other metrics.
+    for i in range(num):
+      one = metrics if num == 1 else jax.tree.map(lambda x, i=i: x[i],
+                                                  metrics)
+      upload += float(one['comm/upload_bytes'])
+      download += float(one['comm/download_bytes'])
+    metrics = one
+    round_number += num
+    progress.update(num)
 
     last = round_number == num_rounds
-    if round_number % config.rounds.eval_every == 0 or last:
+    if round_number % eval_every == 0 or last:
       evaluated = jax.device_get(eval_fn(state.params, test_batches))
       record = {'round': round_number}
       record.update({k: float(v) for k, v in evaluated.items()})
@@ -426,7 +458,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       progress.set_postfix(accuracy=f'{record["eval/accuracy"]:.3f}',
                            refresh=False)
       logging.info('%s', _summary(record, num_rounds))
-    if round_number % config.rounds.checkpoint_every == 0 or last:
+    if round_number % checkpoint_every == 0 or last:
       checkpointer.save(round_number, {
           'state': state,
           'counters': {'upload_bytes': np.float64(upload),

@@ -41,6 +41,23 @@ def test_figures_are_consistent(algorithm):
     assert result[field] >= 0, field
 
 
+def test_rounds_per_call_times_a_scan_of_rounds(monkeypatch):
+  scanned = []
+  scan_rounds = fmc.algorithms.scan_rounds
+
+  def spy(run_round, num_rounds):
+    scanned.append(num_rounds)
+    return scan_rounds(run_round, num_rounds)
+
+  monkeypatch.setattr(fmc.algorithms, 'scan_rounds', spy)
+  result = bench.run_benchmark('tiny', 'fedmchain', cohort_size=3,
+                               loop_baseline=False, breakdown=False,
+                               rounds_per_call=4, **SMALL)
+  assert scanned == [4] and result['rounds_per_call'] == 4
+  assert result['round_ms'] > 0
+  assert result['rounds_per_s'] == pytest.approx(1e3 / result['round_ms'])
+
+
 def test_timed_counts_the_cpu_time_of_busy_work_not_of_waiting():
   def spin():
     end = time.perf_counter() + 0.05

@@ -121,6 +121,34 @@ def test_chunk_size_changes_no_bit_of_a_run(tmp_path, algorithm):
   jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
 
 
+def test_rounds_per_call_changes_no_bit_of_a_run(tmp_path, monkeypatch):
+  scanned = []
+  scan_rounds = fmc.algorithms.scan_rounds
+
+  def spy(run_round, num_rounds):
+    scanned.append(num_rounds)
+    return scan_rounds(run_round, num_rounds)
+
+  monkeypatch.setattr(fmc.algorithms, 'scan_rounds', spy)
+  every = {'algorithm': 'fedmchain', 'rounds.num_rounds': 8,
+           'rounds.eval_every': 4, 'rounds.checkpoint_every': 6}
+  straight = train.train_and_evaluate(tiny_config(**every),
+                                      str(tmp_path / '1'))
+  assert not scanned
+  # Calls of 3, 1 (evaluated at 4), 2 (checkpointed at 6), 2.
+  scanned_run = train.train_and_evaluate(
+      tiny_config(**every, **{'rounds.rounds_per_call': 3}),
+      str(tmp_path / '3'))
+  assert scanned == [3, 2]
+  assert [r['round'] for r in scanned_run] == [4, 8]
+  assert without_times(scanned_run) == without_times(straight)
+  from tests.test_reliability import _final_params
+  step_a, params_a = _final_params(tmp_path / '1')
+  step_b, params_b = _final_params(tmp_path / '3')
+  assert step_a == step_b == 8
+  jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+
+
 def test_xla_defaults_on_request_repeatable_and_close_across_chunks(
     tmp_path, monkeypatch):
   # rounds.layout_independent_bits = False compiles with XLA's defaults: a
@@ -247,6 +275,8 @@ def test_fedprox_runs(tmp_path):
      '>= 0'),
     ('rounds.chunk_size', -2, 'config.rounds.chunk_size=-2 is invalid: must be '
      'an integer >= 0 (0: whole cohort) or -1 (automatic)'),
+    ('rounds.rounds_per_call', 0, 'config.rounds.rounds_per_call=0 is '
+     'invalid: must be an integer >= 1'),
 ])
 def test_validation_names_field_value_and_allowed(field, value, message):
   with pytest.raises(config_checks.ConfigError) as info:

@@ -49,6 +49,36 @@ def test_chunked_rounds_are_bitwise_the_unchunked_round(name):
     jax.tree.map(np.testing.assert_array_equal, reference, finals[chunk_size])
 
 
+@pytest.mark.parametrize('name', ['fedavg', 'fedmchain'])
+def test_scanned_rounds_are_bitwise_the_rounds_one_by_one(name):
+  apply_fn, params, train = _setup()
+  options = fmc.determinism.compiler_options()
+  algorithm = _build(name, apply_fn, 3)
+  key = jax.random.key(1)
+  run = jax.jit(algorithm.run_round, compiler_options=options)
+  state, each = algorithm.init(params), []
+  for _ in range(3):
+    state, metrics = run(state, train, key)
+    each.append(metrics)
+  run_3 = jax.jit(fmc.algorithms.scan_rounds(algorithm.run_round, 3),
+                  compiler_options=options)
+  scanned, stacked = run_3(algorithm.init(params), train, key)
+  assert int(scanned.round) == 3
+  jax.tree.map(np.testing.assert_array_equal, state, scanned)
+  jax.tree.map(np.testing.assert_array_equal,
+               jax.tree.map(lambda *xs: np.stack(xs), *each), stacked)
+  # The rounds differ: each drew its own cohort from fold_in(key, round).
+  assert not np.array_equal(stacked['train/loss'][0],
+                            stacked['train/loss'][1])
+
+
+@pytest.mark.parametrize('num_rounds', [0, -1, 2.0, True])
+def test_scan_rounds_wants_a_positive_integer(num_rounds):
+  with pytest.raises(ValueError, match=f'num_rounds={num_rounds!r}: must be '
+                     'an integer >= 1'):
+    fmc.algorithms.scan_rounds(lambda s, d, k: (s, {}), num_rounds)
+
+
 @pytest.mark.parametrize('chunk_size', [None, 3])
 def test_a_round_gathering_per_client_is_bitwise_the_gathered_cohorts(
     chunk_size):

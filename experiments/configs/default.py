@@ -70,6 +70,11 @@ def get_config() -> ml_collections.ConfigDict:
   # clients as fill about 8 MB of parameters (`train.auto_chunk_size`), else
   # all at once). Never changes a result bit.
   config.rounds.chunk_size = -1
+  # Rounds per jitted call (`fmc.algorithms.scan_rounds`): K > 1 runs K
+  # rounds in one `lax.scan`, bitwise the same as K calls, without the
+  # per-round dispatch (for small models on accelerators). A call never
+  # runs past an evaluation or checkpoint round.
+  config.rounds.rounds_per_call = 1
   # With several devices, shard the cohort over a mesh axis 'clients'.
   config.rounds.shard_clients = True
   # How a sharded round sums over clients: 'replicated' (bitwise the same on

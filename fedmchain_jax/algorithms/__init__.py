@@ -1,5 +1,6 @@
 """Federated algorithms, each a `FederatedAlgorithm` of pure functions."""
 
+from fedmchain_jax.algorithms.base import scan_rounds
 from fedmchain_jax.algorithms.rounds import compose
 from fedmchain_jax.algorithms.fedavg import fedavg
 from fedmchain_jax.algorithms.fedavg import fedavg_ogm_ge
