@@ -161,3 +161,33 @@ def test_synthetic_informativeness_controls_how_much_label_a_modality_holds():
   for point, label in zip(keys, labels):
     by_point.setdefault(point, set()).add(label)
   assert max(len(v) for v in by_point.values()) > 1
+
+
+@pytest.mark.parametrize('slots', [1, 5, 320, 511, 512])
+def test_slot_order_is_the_stable_argsort_of_the_masked_noise(slots):
+  key_noise, key_mask = jax.random.split(jax.random.key(0))
+  rows = 64
+  noise = jax.random.uniform(key_noise, (rows, slots))
+  # Half the rows with repeated values (ties go by slot), as uniforms have.
+  coarse = np.floor(np.asarray(noise) * 4) / 4
+  noise = np.where(np.arange(rows)[:, None] % 2 == 0, noise, coarse)
+  mask = np.array(jax.random.uniform(key_mask, (rows, slots)) < 0.7)
+  mask[0] = False  # A client with no examples.
+  mask[1] = True
+  noise = jax.numpy.asarray(noise, jax.numpy.float32)
+  expected = np.argsort(np.where(mask, noise, 2.0), axis=1, kind='stable')
+  got = jax.jit(fdata.federated._slot_order)(noise, mask)
+  assert got.dtype == np.int32
+  np.testing.assert_array_equal(got, expected)
+  # Up to 511 slots, one sort of packed keys; beyond, the argsort's two.
+  def sorts(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == 'sort':
+        yield len(eqn.invars)
+      for value in eqn.params.values():
+        inner = getattr(value, 'jaxpr', value)
+        if hasattr(inner, 'eqns'):
+          yield from sorts(inner)
+
+  jaxpr = jax.make_jaxpr(fdata.federated._slot_order)(noise, mask).jaxpr
+  assert list(sorts(jaxpr)) == [1 if slots <= 511 else 2]

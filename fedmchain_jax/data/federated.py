@@ -173,6 +173,40 @@ class CohortDraw(NamedTuple):
   weights: Array
 
 
+# Rows of at most this many example slots are ordered by one sort of packed
+# 32-bit keys (`_slot_order`).
+_PACKED_ORDER_MAX_SLOTS = 511
+
+
+def _slot_order(noise: Array, mask: Array) -> Array:
+  """`argsort(where(mask, noise, 2.0), axis=1, stable=True)`, bit for bit.
+
+  Each row's real slots (mask True) in increasing `noise`, ties by slot,
+  then its padding slots in order. `noise` holds float32 uniforms in [0, 1)
+  as `jax.random.uniform` draws them: multiples of 2^-23. With E <=
+  `_PACKED_ORDER_MAX_SLOTS` slots each entry is then one uint32 key, (noise
+  x 2^23, or 2^23 for padding) x E + slot, and a plain sort of the keys
+  gives the order (C = 1,024, E = 320 on 2 CPU cores: 13-17 ms against
+  84-86 for the stable two-operand argsort; benchmarks/RESULTS.md). Longer
+  rows, or other dtypes, take the argsort.
+
+  Args:
+    noise: [C, E] float, in [0, 1).
+    mask: [C, E] bool.
+
+  Returns:
+    [C, E] int32 slot indices.
+  """
+  slots = noise.shape[1]
+  if noise.dtype != jnp.float32 or slots > _PACKED_ORDER_MAX_SLOTS:
+    return jnp.argsort(jnp.where(mask, noise, 2.0), axis=1).astype(jnp.int32)
+  # (2^23 + 1) E <= 2^32 for E <= 511: no key overflows.
+  rank = jnp.where(mask, (noise * 2.0**23).astype(jnp.uint32),
+                   jnp.uint32(2**23))
+  keys = rank * jnp.uint32(slots) + jnp.arange(slots, dtype=jnp.uint32)
+  return (jnp.sort(keys, axis=1) % jnp.uint32(slots)).astype(jnp.int32)
+
+
 def draw_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
                 num_steps: int, batch_size: int) -> CohortDraw:
   """Samples a cohort and its example slots; traceable, static shapes.
@@ -205,7 +239,7 @@ def draw_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
   # partitionable threefry), so padding the example axis changes nothing.
   noise = jax.vmap(lambda i: jax.random.uniform(
       jax.random.fold_in(order_key, i), (slots,)))(client_ids)
-  order = jnp.argsort(jnp.where(mask, noise, 2.0), axis=1)
+  order = _slot_order(noise, mask)
   position = jnp.arange(num_steps * batch_size)
   index = jnp.take_along_axis(
       order, position[None, :] % jnp.maximum(counts, 1)[:, None], axis=1)
