@@ -37,7 +37,14 @@ on the default device:
                          training instead, per chunk with --chunk_size)
   aggregate_ms, aggregate_share
                          upload, aggregation and server step alone, and their
-                         share of the round
+                         share of the round, from a deltas tree (as
+                         `FederatedAlgorithm.aggregate` takes it)
+  aggregate_in_round_ms, aggregate_in_round_share, aggregate_in_round_cpu_ms
+                         the same from the flattened [C, P_b] blocks that
+                         local training hands over inside the round (what
+                         the round runs: no concatenation of each block's
+                         leaves); the same as aggregate_ms for algorithms
+                         without blocks (FedAvg)
                          (the three parts: --breakdown, the default)
   memory_mb              XLA's estimate of the round's peak memory
                          (arguments + outputs + temporaries); max_rss_mb, and
@@ -93,6 +100,7 @@ import numpy as np
 
 import fedmchain_jax as fmc
 from fedmchain_jax import data as fdata
+from fedmchain_jax.algorithms import rounds
 from experiments import config_checks
 from experiments import train as runner
 from experiments.configs import default
@@ -488,6 +496,28 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
     aggregate_s, _, aggregate_cpu_s = timed(
         chained(lambda s: aggregate_fn(s, cohort, deltas, client_metrics,
                                        key)[0], state), repeats, warmup)
+    blocks = runner.blocks_of(config, modalities)
+    if blocks:
+      # Inside the round, local training hands its deltas over as flattened
+      # [C, P_b] blocks and the aggregation reads them there
+      # (`rounds._split_blocks`); from a deltas tree, as `aggregate` alone
+      # takes them, it first concatenates each block's leaves.
+      split = jax.jit(lambda d: rounds._split_blocks(  # pylint: disable=protected-access
+          blocks, params, d))(deltas)
+
+      def from_blocks(state, cohort, split, client_metrics, key):
+        tree = rounds._join_blocks(split, blocks, state.params)  # pylint: disable=protected-access
+        return algorithm_fns.aggregate(state, cohort, tree, client_metrics,
+                                       key)
+
+      blocks_fn = jax.jit(from_blocks, donate_argnums=0,
+                          compiler_options=options)
+      in_round_s, _, in_round_cpu_s = timed(
+          chained(lambda s: blocks_fn(s, cohort, split, client_metrics,
+                                      key)[0], state), repeats, warmup)
+      del split
+    else:
+      in_round_s, in_round_cpu_s = aggregate_s, aggregate_cpu_s
     sample_s = median_seconds(lambda: sample_fn(state, data, key), repeats,
                               warmup)
     del cohort, deltas, client_metrics
@@ -498,6 +528,9 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
         'local_share_of_peak': flops / local_s / peak,
         'aggregate_ms': 1e3 * aggregate_s,
         'aggregate_share': aggregate_s / round_s,
+        'aggregate_in_round_ms': 1e3 * in_round_s,
+        'aggregate_in_round_share': in_round_s / round_s,
+        'aggregate_in_round_cpu_ms': 1e3 * in_round_cpu_s,
         'local_cpu_ms': 1e3 * local_cpu_s,
         'aggregate_cpu_ms': 1e3 * aggregate_cpu_s,
     })

@@ -230,6 +230,14 @@ def chunk_size_of(config, mesh=None, params=None) -> int | None:
   return chunk or None
 
 
+def blocks_of(config, modalities):
+  """The parameter blocks the config's algorithm sparsifies and aggregates
+  separately (`rounds.compose`'s `blocks`), or None for a dense one."""
+  if config.algorithm in _FEDMCHAIN_PRESETS:
+    return fmc.models.parameter_blocks(modalities)
+  return None
+
+
 def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
                     hparams=None, params=None) -> fmc.FederatedAlgorithm:
   """The config's algorithm; `hparams` {field: value} overrides SWEEPABLE

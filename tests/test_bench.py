@@ -37,8 +37,14 @@ def test_figures_are_consistent(algorithm):
   assert result['local_share_of_peak'] == pytest.approx(
       result['local_tflops'] / result['peak_tflops'])
   assert result['page_faults_per_round'] >= 0
-  for field in ('round_cpu_ms', 'local_cpu_ms', 'aggregate_cpu_ms'):
+  for field in ('round_cpu_ms', 'local_cpu_ms', 'aggregate_cpu_ms',
+                'aggregate_in_round_cpu_ms'):
     assert result[field] >= 0, field
+  assert result['aggregate_in_round_ms'] > 0
+  assert result['aggregate_in_round_share'] == pytest.approx(
+      result['aggregate_in_round_ms'] / result['round_ms'])
+  if algorithm == 'fedavg':  # No blocks: the one aggregation.
+    assert result['aggregate_in_round_ms'] == result['aggregate_ms']
 
 
 def test_rounds_per_call_times_a_scan_of_rounds(monkeypatch):
