@@ -182,12 +182,11 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
                                       hparams=member_hparams, params=params)
     state = algorithm.init(params)
 
-    def one_round(state, _):
-      return algorithm.run_round(state, member_data, run_key)
+    run_rounds = fmc.algorithms.scan_rounds(algorithm.run_round,
+                                            config.rounds.eval_every)
 
     def block(state, _):
-      state, metrics = jax.lax.scan(one_round, state, None,
-                                    length=config.rounds.eval_every)
+      state, metrics = run_rounds(state, member_data, run_key)
       return state, (metrics, evaluate(state.params, member_test))
 
     state, (metrics, evals) = jax.lax.scan(block, state, None,
