@@ -22,3 +22,17 @@ def synthetic_setup(num_clients, examples_per_client, hidden,
   params = model.init(jax.random.key(init_seed),
                       {m: x[:1] for m, x in test.features.items()})['params']
   return apply_fn, params, jax.device_put(train)
+
+
+def spy_scan_rounds(monkeypatch):
+  """Records the K of every `fmc.algorithms.scan_rounds(run_round, K)` call
+  (the launcher and harness look it up at run time); returns that list."""
+  scanned = []
+  scan_rounds = fmc.algorithms.scan_rounds
+
+  def spy(run_round, num_rounds):
+    scanned.append(num_rounds)
+    return scan_rounds(run_round, num_rounds)
+
+  monkeypatch.setattr(fmc.algorithms, 'scan_rounds', spy)
+  return scanned

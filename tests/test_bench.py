@@ -14,6 +14,7 @@ import optax
 import pytest
 
 import fedmchain_jax as fmc
+from tests import common
 
 from experiments import bench
 
@@ -48,14 +49,7 @@ def test_figures_are_consistent(algorithm):
 
 
 def test_rounds_per_call_times_a_scan_of_rounds(monkeypatch):
-  scanned = []
-  scan_rounds = fmc.algorithms.scan_rounds
-
-  def spy(run_round, num_rounds):
-    scanned.append(num_rounds)
-    return scan_rounds(run_round, num_rounds)
-
-  monkeypatch.setattr(fmc.algorithms, 'scan_rounds', spy)
+  scanned = common.spy_scan_rounds(monkeypatch)
   result = bench.run_benchmark('tiny', 'fedmchain', cohort_size=3,
                                loop_baseline=False, breakdown=False,
                                rounds_per_call=4, **SMALL)

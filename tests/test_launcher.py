@@ -14,6 +14,7 @@ from experiments import config_checks
 from experiments import train
 from experiments.configs import default
 import fedmchain_jax as fmc
+from tests import common
 from fedmchain_jax import ssca
 from fedmchain_jax.algorithms import rounds
 
@@ -122,14 +123,7 @@ def test_chunk_size_changes_no_bit_of_a_run(tmp_path, algorithm):
 
 
 def test_rounds_per_call_changes_no_bit_of_a_run(tmp_path, monkeypatch):
-  scanned = []
-  scan_rounds = fmc.algorithms.scan_rounds
-
-  def spy(run_round, num_rounds):
-    scanned.append(num_rounds)
-    return scan_rounds(run_round, num_rounds)
-
-  monkeypatch.setattr(fmc.algorithms, 'scan_rounds', spy)
+  scanned = common.spy_scan_rounds(monkeypatch)
   every = {'algorithm': 'fedmchain', 'rounds.num_rounds': 8,
            'rounds.eval_every': 4, 'rounds.checkpoint_every': 6}
   straight = train.train_and_evaluate(tiny_config(**every),
