@@ -40,11 +40,13 @@ on the default device:
                          share of the round, from a deltas tree (as
                          `FederatedAlgorithm.aggregate` takes it)
   aggregate_in_round_ms, aggregate_in_round_share, aggregate_in_round_cpu_ms
-                         the same from the flattened [C, P_b] blocks that
-                         local training hands over inside the round (what
-                         the round runs: no concatenation of each block's
-                         leaves); the same as aggregate_ms for algorithms
-                         without blocks (FedAvg)
+                         the same as the round runs it: from the flattened
+                         [C, P_b] rows that local training hands over, the
+                         upload's first steps (finite check, zeroing, error
+                         feedback) already taken per chunk on one device
+                         (`train_cohort(..., fold_upload=True)`), from the
+                         flattened deltas on a mesh; the same as
+                         aggregate_ms for algorithms without blocks (FedAvg)
                          (the three parts: --breakdown, the default)
   memory_mb              XLA's estimate of the round's peak memory
                          (arguments + outputs + temporaries); max_rss_mb, and
@@ -85,6 +87,7 @@ and its weight; the local FLOP count follows both: a weight of 0 drops the
 regularizer's forward passes).
 """
 
+import functools
 import json
 import os
 import platform
@@ -497,11 +500,26 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
         chained(lambda s: aggregate_fn(s, cohort, deltas, client_metrics,
                                        key)[0], state), repeats, warmup)
     blocks = runner.blocks_of(config, modalities)
-    if blocks:
-      # Inside the round, local training hands its deltas over as flattened
-      # [C, P_b] blocks and the aggregation reads them there
-      # (`rounds._split_blocks`); from a deltas tree, as `aggregate` alone
-      # takes them, it first concatenates each block's leaves.
+    if blocks and mesh is None:
+      # Inside the round (with blocks, on one device, no faults), local
+      # training takes the upload's first steps where each chunk ends (the
+      # finite check, zeroing, error feedback) and hands over the flattened
+      # [C, P_b] rows (`train_cohort(..., fold_upload=True)`); `aggregate`
+      # alone takes a deltas tree, concatenates each block's leaves and
+      # takes those steps over the whole cohort.
+      folded = jax.jit(functools.partial(algorithm_fns.train_cohort,
+                                         fold_upload=True),
+                       compiler_options=options)(state, cohort, key)
+      blocks_fn = jax.jit(
+          functools.partial(algorithm_fns.aggregate, fold_upload=True),
+          donate_argnums=0, compiler_options=options)
+      in_round_s, _, in_round_cpu_s = timed(
+          chained(lambda s: blocks_fn(s, cohort, folded[0], client_metrics,
+                                      key)[0], state), repeats, warmup)
+      del folded
+    elif blocks:
+      # On a mesh the round hands the aggregation flattened blocks
+      # (`rounds._split_blocks`) and it takes the upload's steps itself.
       split = jax.jit(lambda d: rounds._split_blocks(  # pylint: disable=protected-access
           blocks, params, d))(deltas)
 

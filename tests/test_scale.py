@@ -157,6 +157,108 @@ def test_leaves_outside_the_blocks_are_checked_for_nonfinite_values():
   jax.tree.map(np.testing.assert_array_equal, *results)
 
 
+@pytest.mark.parametrize('aggregator,error_feedback', [
+    ('ssca', True), ('mean', False)])
+def test_the_round_folds_the_upload_into_local_training_bitwise(
+    monkeypatch, aggregator, error_feedback):
+  # run_cohort hands local training the upload's first steps (finite check,
+  # zeroing, error feedback) per chunk; aggregate(train_cohort(...)) takes
+  # them over the whole cohort. Some clients send non-finite deltas.
+  apply_fn, params, train = _setup()
+  options = fmc.determinism.compiler_options()
+  rounds = fmc.algorithms.rounds
+  fold_rows = []
+  fold_upload = rounds._fold_upload  # pylint: disable=protected-access
+
+  def spy(flat, *args):
+    fold_rows.append(flat.shape[0])
+    return fold_upload(flat, *args)
+
+  monkeypatch.setattr(rounds, '_fold_upload', spy)
+  chain = fmc.algorithms.fedmchain(
+      apply_fn, ('strong', 'weak'), optax.sgd(0.1), optax.sgd(1.0), 3, 10, 16,
+      12, fraction=0.3, aggregator=aggregator, error_feedback=error_feedback)
+
+  def sometimes_nan(params, batches, present, key, round_index):
+    trained, metrics = chain.local_update(params, batches, present, key,
+                                          round_index)
+    poison = jax.random.uniform(jax.random.fold_in(key, 7)) < 0.3
+    trained = dict(trained, encoder_weak=jax.tree.map(
+        lambda x: x * jax.numpy.where(poison, np.nan, 1.0),
+        trained['encoder_weak']))
+    return trained, metrics
+
+  blocks = fmc.models.parameter_blocks(('strong', 'weak'))
+  results, excluded = [], []
+  # Chunks of 3 of C = 10: the last chunk is padded (the whole cohort at
+  # once is the chunked round bitwise, see above).
+  for chunk_size in (3,):
+    algorithm = fmc.algorithms.compose(
+        sometimes_nan, optax.sgd(1.0), 6, 10, 16, blocks=blocks,
+        fraction=0.3, error_feedback=error_feedback, num_clients=12,
+        aggregator=aggregator, chunk_size=chunk_size)
+    key = jax.random.key(3)
+
+    def cohort_of(state, key, algorithm=algorithm):
+      sample_key, _ = fmc.algorithms.base.round_keys(key, state.round)
+      return fdata.sample_cohort(sample_key, train, 10,
+                                 algorithm.num_local_steps, 16)
+
+    def folded(state, key, algorithm=algorithm):
+      return algorithm.run_cohort(state, cohort_of(state, key), key)
+
+    def halves(state, key, fold=False, algorithm=algorithm):
+      cohort = cohort_of(state, key)
+      deltas, client_metrics = algorithm.train_cohort(state, cohort, key,
+                                                      fold_upload=fold)
+      return algorithm.aggregate(state, cohort, deltas, client_metrics, key,
+                                 fold_upload=fold)
+
+    def unfolded(state, key, halves=halves):
+      return halves(state, key)
+
+    def folded_halves(state, key, halves=halves):
+      return halves(state, key, fold=True)
+
+    for fn in (folded, unfolded, folded_halves):
+      del fold_rows[:]
+      state = algorithm.init(params)
+      run = jax.jit(fn, compiler_options=options)
+      for _ in range(2):
+        state, metrics = run(state, key)
+        excluded.append(int(metrics['faults/nonfinite']))
+      results.append((state, metrics))
+      # Per chunk (3 rows) inside local training, or per block over the
+      # cohort in the aggregation.
+      width = 10 if fn is unfolded else 3
+      assert set(fold_rows) == {width}
+  for result in results[1:]:
+    jax.tree.map(np.testing.assert_array_equal, results[0], result)
+  assert max(excluded) > 0
+  if error_feedback:
+    assert float(np.abs(results[0][0].client_states['encoder_weak']).max()) > 0
+
+
+def test_fold_upload_needs_a_round_that_can_fold_it():
+  apply_fn, params, train = _setup()
+  cohort = fdata.sample_cohort(jax.random.key(0), train, 10, 6, 16)
+  state_of = {}
+  for name in ('fedavg', 'fedmchain'):
+    algorithm = _build(name, apply_fn, None)
+    state_of[name] = algorithm.init(params)
+    if name == 'fedavg':
+      with pytest.raises(ValueError, match='fold_upload needs blocks, no mesh '
+                         'and no active faults; this round has no blocks'):
+        algorithm.train_cohort(state_of[name], cohort, jax.random.key(1),
+                               fold_upload=True)
+  faulty = fmc.algorithms.fedmchain(
+      apply_fn, ('strong', 'weak'), optax.sgd(0.1), optax.sgd(1.0), 3, 10, 16,
+      12, faults=fmc.faults.FaultModel(dropout_rate=0.2))
+  with pytest.raises(ValueError, match='this round has active faults'):
+    faulty.aggregate(state_of['fedmchain'], cohort, {}, {}, jax.random.key(1),
+                     fold_upload=True)
+
+
 def test_split_blocks_join_to_the_deltas():
   deltas = {'a': {'kernel': np.arange(24.).reshape(2, 3, 4),
                   'bias': np.arange(8.).reshape(2, 4)},

@@ -117,6 +117,17 @@ def _store_residuals(table, ids, flat, threshold):
   return jax.lax.fori_loop(0, inside.sum(), store, table)
 
 
+def _fold_upload(flat, sending, table, ids):
+  """e_c = where(sending_c, delta_c, 0) + residual_c (no residual: no table).
+
+  Rows that send nothing (weight 0: padding, dropped or non-finite clients)
+  are zeroed, so their residuals come back unchanged from the store."""
+  flat = jnp.where(sending[:, None], flat, 0.0)
+  if table is not None:
+    flat = flat + table[ids]
+  return flat
+
+
 def compose(local_update: Callable,
             server_optimizer: optax.GradientTransformation,
             num_local_steps: int,
@@ -237,9 +248,13 @@ def compose(local_update: Callable,
         client_states[name] = jnp.zeros((num_clients, size), jnp.float32)
     return base.init_state(params, server_optimizer, client_states)
 
-  def upload_and_aggregate(state, cohort, flats, keys, real):
-    """`flats`: the deltas' blocks (`_split_blocks`). Returns (update tree,
-    new client states, metrics)."""
+  def residual_table(state, name):
+    return state.client_states[name] if error_feedback else None
+
+  def upload_and_aggregate(state, cohort, flats, keys, real, folded=False):
+    """`flats`: the deltas' blocks (`_split_blocks`), or with `folded` the
+    rows e_c that local training wrote (`_fold_upload`).
+    Returns (update tree, new client states, metrics)."""
     weights = cohort.weights
     # Leaves outside every block are not uploaded: their update is 0.
     update = jax.tree.map(jnp.zeros_like, dict(state.params))
@@ -254,11 +269,10 @@ def compose(local_update: Callable,
         continue
       layout = _block_layout(state.params, block_keys)
       block_size = sum(layout[2])
-      # Rows of weight 0 (padding, dropped or non-finite clients) are
-      # zeroed: never sent, so their residuals come back unchanged below.
-      flat = jnp.where((weights > 0)[:, None], flats[name], 0.0)
-      if error_feedback:
-        flat = flat + state.client_states[name][cohort.client_ids]
+      flat = flats[name]
+      if not folded:
+        flat = _fold_upload(flat, weights > 0, residual_table(state, name),
+                            cohort.client_ids)
       if mesh is not None:
         # Each device finds its own clients' thresholds (XLA otherwise
         # gathers the rows first and every device finds all of them).
@@ -336,9 +350,20 @@ def compose(local_update: Callable,
     metrics['comm/kept_fraction'] = kept_total / jnp.maximum(sent_total, 1.0)
     return update, client_states, metrics
 
-  def train_clients(state: ServerState, batches_of, inputs, keys):
+  def train_clients(state: ServerState, batches_of, inputs, keys,
+                    upload=None):
     """vmapped (chunked) local training: `batches_of(inputs_c)` gives client
-    c's (batches, present); returns (deltas [C, ...], metrics [C])."""
+    c's (batches, present); returns (deltas [C, ...], metrics [C]).
+
+    `upload`: None, or the cohort's ([C] ids, [C] weights) with blocks: then
+    each chunk also takes its clients' first upload steps where its training
+    ends, the finite check and `_fold_upload` (zeroing and error feedback),
+    and the deltas come back as ({block: [C, P_b] e_c}, [C] weights, [C]
+    excluded), as `fault_lib.exclude_nonfinite` gives them. Bitwise
+    what `aggregate` computes from the deltas, without its passes over the
+    cohort's [C, P_b] rows (and the fresh [C, P_b] buffer the error-feedback
+    add wrote, mostly page faults on CPU; benchmarks/RESULTS.md).
+    """
     size = keys.shape[0]
 
     def one(client_inputs, key, params):
@@ -364,28 +389,39 @@ def compose(local_update: Callable,
       """A chunk's deltas (packed where there are blocks) and metrics: the
       subtraction runs where the chunk's training ends, not as one more
       pass over the cohort's [C, ...] params."""
+      chunk, chunk_upload = chunk[:2], chunk[2]
       trained, metrics = trained_clients(chunk)
       deltas = jax.tree.map(lambda new, old: new - old, trained, state.params)
       if blocks:
         deltas = _split_blocks(blocks, state.params, deltas)
+      if chunk_upload is not None:
+        ids, weights = chunk_upload
+        _, weights, excluded = fault_lib.exclude_nonfinite(
+            deltas, weights, zero_deltas=False)
+        flats = {name: _fold_upload(flat, weights > 0,
+                                    residual_table(state, name), ids)
+                 for name, flat in deltas[0].items()}
+        deltas = (flats, weights, excluded)
       return deltas, metrics
 
     # At least 2 clients a chunk: XLA:CPU contracts a lone client's weight
     # gradient as a plain product, in another order than a batch's.
     width = None if chunk_size is None else max(chunk_size, 2)
     if width is None or width >= size:
-      deltas, client_metrics = train((inputs, keys))
+      deltas, client_metrics = train((inputs, keys, upload))
     else:
       # vmap inside a scan over chunks: memory follows the chunk, not C. The
       # last chunk is filled with copies of client 0 (dropped after) rather
       # than run at a smaller width: XLA:CPU reduces a lone client's [B]
       # losses in another order than a batch of clients' [n, B].
-      padded = federated.pad_rows((inputs, keys), -size % width)
+      padded = federated.pad_rows((inputs, keys, upload), -size % width)
       chunks = jax.tree.map(
           lambda x: x.reshape((-1, width) + x.shape[1:]), padded)
       deltas, client_metrics = jax.tree.map(
           lambda x: x.reshape((-1,) + x.shape[2:])[:size],
           jax.lax.map(train, chunks))
+    if upload is not None:
+      return deltas, client_metrics
     if blocks:
       deltas = _join_blocks(deltas, blocks, state.params)
     if mesh is not None:
@@ -393,19 +429,27 @@ def compose(local_update: Callable,
     return deltas, client_metrics
 
   def train_cohort(state: ServerState, cohort: federated.Cohort,
-                   key: PRNGKey):
-    """Local training of every cohort client: (deltas [C, ...], metrics [C])."""
+                   key: PRNGKey, fold_upload=False):
+    """Local training of every cohort client: (deltas [C, ...], metrics [C]).
+
+    `fold_upload`: also take the upload's first steps per chunk, as
+    `run_cohort` does (`train_clients`' `upload`); the deltas then come
+    back in the form `aggregate(..., fold_upload=True)` takes.
+    """
+    check_fold(fold_upload)
     _, train_key = base.round_keys(key, state.round)
     keys = base.client_keys(train_key, cohort.client_ids)
     return train_clients(
         state, lambda x: x,
-        (federated.cohort_batches(cohort), dict(cohort.modality_mask)), keys)
+        (federated.cohort_batches(cohort), dict(cohort.modality_mask)), keys,
+        (cohort.client_ids, cohort.weights) if fold_upload else None)
 
   def train_draw(state: ServerState, data: federated.FederatedData,
-                 draw: federated.CohortDraw, key: PRNGKey):
+                 draw: federated.CohortDraw, key: PRNGKey, upload=None):
     """`train_cohort` of `gather_cohort(data, draw)`, the batches gathered
     inside local training: per step with `step_batches`
-    (`federated.DrawnBatches`), else per client."""
+    (`federated.DrawnBatches`), else per client. `upload`: as
+    `train_clients`'."""
     _, train_key = base.round_keys(key, state.round)
     keys = base.client_keys(train_key, draw.client_ids)
     inputs = (draw.client_ids, draw.examples, draw.example_mask,
@@ -413,7 +457,7 @@ def compose(local_update: Callable,
     gather = (federated.DrawnBatches if step_batches else
               federated.gather_batches)
     return train_clients(state, lambda x: (gather(data, *x), x[3]), inputs,
-                         keys)
+                         keys, upload)
 
   def reduction_layout(size):
     """x -> the operand of a sum over clients (see `mesh_reduction`)."""
@@ -427,8 +471,24 @@ def compose(local_update: Callable,
     return jax.lax.with_sharding_constraint(
         x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
+  def folds_upload():
+    """Whether local training may take the upload's first steps
+    (`train_clients`' `upload`): with blocks, on one device, and without
+    active faults (attacks act on the raw deltas). `run_round` and
+    `run_cohort` then always do."""
+    return (blocks is not None and mesh is None and
+            not (faults is not None and faults.active))
+
+  def check_fold(fold):
+    if fold and not folds_upload():
+      raise ValueError(
+          'fold_upload needs blocks, no mesh and no active faults; this '
+          'round has ' + ('no blocks' if blocks is None else
+                          'a mesh' if mesh is not None else 'active faults'))
+
   def aggregate(state: ServerState, cohort: federated.Cohort, deltas,
-                client_metrics, key: PRNGKey, num_real_clients=None):
+                client_metrics, key: PRNGKey, num_real_clients=None,
+                fold_upload=False):
     """Upload, aggregation and the server step: (new state, metrics).
 
     `cohort`: a `Cohort` or a `CohortDraw` (its ids, masks and weights are
@@ -436,7 +496,12 @@ def compose(local_update: Callable,
 
     `num_real_clients`: with a mesh, how many leading clients of the cohort
     are real (the rest pad it); None: all.
+
+    `fold_upload`: `deltas` is what `train_cohort(..., fold_upload=True)`
+    returned, the upload's first steps already taken (as `run_cohort` runs
+    it).
     """
+    check_fold(fold_upload)
     real = reduction_layout(num_real_clients or cohort.weights.shape[0])
     _, train_key = base.round_keys(key, state.round)
     keys = base.client_keys(train_key, cohort.client_ids)
@@ -446,7 +511,9 @@ def compose(local_update: Callable,
     if faults is not None and faults.active:
       deltas, weights, fault_metrics = fault_lib.apply_faults(
           faults, deltas, weights, cohort.client_ids, key, train_key)
-    if blocks is None:
+    if fold_upload:
+      flats, weights, excluded = deltas
+    elif blocks is None:
       deltas, weights, excluded = fault_lib.exclude_nonfinite(deltas, weights)
     else:
       # Checked on the flattened blocks, which local training wrote (see
@@ -468,7 +535,7 @@ def compose(local_update: Callable,
       metrics = {'comm/upload_bytes': model_bytes}
     else:
       update, client_states, metrics = upload_and_aggregate(
-          state, cohort, flats, keys, real)
+          state, cohort, flats, keys, real, fold_upload)
     if mesh is not None:
       update = jax.lax.with_sharding_constraint(
           update,
@@ -503,8 +570,9 @@ def compose(local_update: Callable,
   def run_cohort(state: ServerState, cohort: federated.Cohort, key: PRNGKey):
     size = cohort.weights.shape[0]
     cohort = pad_for_mesh(cohort)
-    deltas, client_metrics = train_cohort(state, cohort, key)
-    return aggregate(state, cohort, deltas, client_metrics, key, size)
+    fold = folds_upload()
+    deltas, client_metrics = train_cohort(state, cohort, key, fold)
+    return aggregate(state, cohort, deltas, client_metrics, key, size, fold)
 
   def run_round(state: ServerState, data: federated.FederatedData,
                 key: PRNGKey):
@@ -515,8 +583,12 @@ def compose(local_update: Callable,
     draw = federated.draw_cohort(sample_key, data, cohort_size,
                                  num_local_steps, batch_size)
     draw = pad_for_mesh(draw)
-    deltas, client_metrics = train_draw(state, data, draw, key)
-    return aggregate(state, draw, deltas, client_metrics, key, cohort_size)
+    fold = folds_upload()
+    deltas, client_metrics = train_draw(
+        state, data, draw, key,
+        (draw.client_ids, draw.weights) if fold else None)
+    return aggregate(state, draw, deltas, client_metrics, key, cohort_size,
+                     fold)
 
   return FederatedAlgorithm(
       init=init,
