@@ -65,7 +65,9 @@ class FederatedAlgorithm(NamedTuple):
     train_cohort: `train_cohort(state, cohort, key) -> (deltas, metrics)`,
       the vmapped local training part of `run_cohort` (leaves [C, ...]).
     aggregate: `aggregate(state, cohort, deltas, metrics, key) -> (state,
-      metrics)`, the upload, aggregation and server-step part.
+      metrics)`, the upload, aggregation and server-step part. (`compose`'s
+      rounds with blocks also take `fold_upload=True` in both, to split the
+      round where `run_cohort` splits it; docs/api.md.)
     local_update: the per-client function `train_cohort` vmaps,
       `local_update(params, batches, present, key, round) -> (params,
       metrics)` (for a per-client loop, e.g. the benchmark's baseline).

@@ -12,6 +12,9 @@
 
 FedAvg is this round with joint local training, no blocks (the whole model
 dense) and the weighted mean; FedMChain is the chain update, rho < 1 and SSCA.
+With blocks, on one device and without active faults, each chunk of local
+training computes its clients' e_c (after the finite check) where their
+training ends, as clients would (`train_clients`' `upload`).
 """
 
 import math
