@@ -448,19 +448,20 @@ def compose(local_update: Callable,
         (cohort.client_ids, cohort.weights) if fold_upload else None)
 
   def train_draw(state: ServerState, data: federated.FederatedData,
-                 draw: federated.CohortDraw, key: PRNGKey, upload=None):
+                 draw: federated.CohortDraw, key: PRNGKey,
+                 fold_upload=False):
     """`train_cohort` of `gather_cohort(data, draw)`, the batches gathered
     inside local training: per step with `step_batches`
-    (`federated.DrawnBatches`), else per client. `upload`: as
-    `train_clients`'."""
+    (`federated.DrawnBatches`), else per client."""
     _, train_key = base.round_keys(key, state.round)
     keys = base.client_keys(train_key, draw.client_ids)
     inputs = (draw.client_ids, draw.examples, draw.example_mask,
               dict(draw.modality_mask))
     gather = (federated.DrawnBatches if step_batches else
               federated.gather_batches)
-    return train_clients(state, lambda x: (gather(data, *x), x[3]), inputs,
-                         keys, upload)
+    return train_clients(
+        state, lambda x: (gather(data, *x), x[3]), inputs, keys,
+        (draw.client_ids, draw.weights) if fold_upload else None)
 
   def reduction_layout(size):
     """x -> the operand of a sum over clients (see `mesh_reduction`)."""
@@ -587,9 +588,7 @@ def compose(local_update: Callable,
                                  num_local_steps, batch_size)
     draw = pad_for_mesh(draw)
     fold = folds_upload()
-    deltas, client_metrics = train_draw(
-        state, data, draw, key,
-        (draw.client_ids, draw.weights) if fold else None)
+    deltas, client_metrics = train_draw(state, data, draw, key, fold)
     return aggregate(state, draw, deltas, client_metrics, key, cohort_size,
                      fold)
 
