@@ -1,5 +1,6 @@
 """Cohort chunking and sharding the clients axis over a device mesh."""
 
+import functools
 import json
 import os
 import subprocess
@@ -188,50 +189,39 @@ def test_the_round_folds_the_upload_into_local_training_bitwise(
         trained['encoder_weak']))
     return trained, metrics
 
-  blocks = fmc.models.parameter_blocks(('strong', 'weak'))
-  results, excluded = [], []
   # Chunks of 3 of C = 10: the last chunk is padded (the whole cohort at
   # once is the chunked round bitwise, see above).
-  for chunk_size in (3,):
-    algorithm = fmc.algorithms.compose(
-        sometimes_nan, optax.sgd(1.0), 6, 10, 16, blocks=blocks,
-        fraction=0.3, error_feedback=error_feedback, num_clients=12,
-        aggregator=aggregator, chunk_size=chunk_size)
-    key = jax.random.key(3)
+  algorithm = fmc.algorithms.compose(
+      sometimes_nan, optax.sgd(1.0), 6, 10, 16,
+      blocks=fmc.models.parameter_blocks(('strong', 'weak')), fraction=0.3,
+      error_feedback=error_feedback, num_clients=12, aggregator=aggregator,
+      chunk_size=3)
+  key = jax.random.key(3)
 
-    def cohort_of(state, key, algorithm=algorithm):
-      sample_key, _ = fmc.algorithms.base.round_keys(key, state.round)
-      return fdata.sample_cohort(sample_key, train, 10,
+  def halves(state, key, fold):
+    sample_key, _ = fmc.algorithms.base.round_keys(key, state.round)
+    cohort = fdata.sample_cohort(sample_key, train, 10,
                                  algorithm.num_local_steps, 16)
+    if fold is None:  # The whole round.
+      return algorithm.run_cohort(state, cohort, key)
+    deltas, client_metrics = algorithm.train_cohort(state, cohort, key,
+                                                    fold_upload=fold)
+    return algorithm.aggregate(state, cohort, deltas, client_metrics, key,
+                               fold_upload=fold)
 
-    def folded(state, key, algorithm=algorithm):
-      return algorithm.run_cohort(state, cohort_of(state, key), key)
-
-    def halves(state, key, fold=False, algorithm=algorithm):
-      cohort = cohort_of(state, key)
-      deltas, client_metrics = algorithm.train_cohort(state, cohort, key,
-                                                      fold_upload=fold)
-      return algorithm.aggregate(state, cohort, deltas, client_metrics, key,
-                                 fold_upload=fold)
-
-    def unfolded(state, key, halves=halves):
-      return halves(state, key)
-
-    def folded_halves(state, key, halves=halves):
-      return halves(state, key, fold=True)
-
-    for fn in (folded, unfolded, folded_halves):
-      del fold_rows[:]
-      state = algorithm.init(params)
-      run = jax.jit(fn, compiler_options=options)
-      for _ in range(2):
-        state, metrics = run(state, key)
-        excluded.append(int(metrics['faults/nonfinite']))
-      results.append((state, metrics))
-      # Per chunk (3 rows) inside local training, or per block over the
-      # cohort in the aggregation.
-      width = 10 if fn is unfolded else 3
-      assert set(fold_rows) == {width}
+  results, excluded = [], []
+  for fold in (None, False, True):
+    del fold_rows[:]
+    state = algorithm.init(params)
+    run = jax.jit(functools.partial(halves, fold=fold),
+                  compiler_options=options)
+    for _ in range(2):
+      state, metrics = run(state, key)
+      excluded.append(int(metrics['faults/nonfinite']))
+    results.append((state, metrics))
+    # Per chunk (3 rows) inside local training, or per block over the
+    # cohort in the aggregation.
+    assert set(fold_rows) == {10 if fold is False else 3}
   for result in results[1:]:
     jax.tree.map(np.testing.assert_array_equal, results[0], result)
   assert max(excluded) > 0
@@ -242,20 +232,16 @@ def test_the_round_folds_the_upload_into_local_training_bitwise(
 def test_fold_upload_needs_a_round_that_can_fold_it():
   apply_fn, params, train = _setup()
   cohort = fdata.sample_cohort(jax.random.key(0), train, 10, 6, 16)
-  state_of = {}
-  for name in ('fedavg', 'fedmchain'):
-    algorithm = _build(name, apply_fn, None)
-    state_of[name] = algorithm.init(params)
-    if name == 'fedavg':
-      with pytest.raises(ValueError, match='fold_upload needs blocks, no mesh '
-                         'and no active faults; this round has no blocks'):
-        algorithm.train_cohort(state_of[name], cohort, jax.random.key(1),
-                               fold_upload=True)
+  fedavg = _build('fedavg', apply_fn, None)
+  with pytest.raises(ValueError, match='fold_upload needs blocks, no mesh '
+                     'and no active faults; this round has no blocks'):
+    fedavg.train_cohort(fedavg.init(params), cohort, jax.random.key(1),
+                        fold_upload=True)
   faulty = fmc.algorithms.fedmchain(
       apply_fn, ('strong', 'weak'), optax.sgd(0.1), optax.sgd(1.0), 3, 10, 16,
       12, faults=fmc.faults.FaultModel(dropout_rate=0.2))
   with pytest.raises(ValueError, match='this round has active faults'):
-    faulty.aggregate(state_of['fedmchain'], cohort, {}, {}, jax.random.key(1),
+    faulty.aggregate(faulty.init(params), cohort, {}, {}, jax.random.key(1),
                      fold_upload=True)
 
 
