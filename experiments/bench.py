@@ -31,6 +31,17 @@ on the default device:
   peak_tflops            ...a float32 matrix product on this device (2048^3
                          on CPU, 8192^3 elsewhere; default precision, as in
                          training)
+  products_tflops, local_share_of_products
+                         the FLOP/s of one training step's matrix products
+                         alone (every kernel's forward, weight gradient and
+                         input gradient past the data layer), vmapped over
+                         the clients a device trains at once (a chunk or
+                         the cohort, over the devices), each with its own
+                         operands: what this
+                         device reaches on the workload's own small products
+                         (on CPU, XLA runs a batch of them as a loop of
+                         single products), and local training's FLOP/s
+                         against it (times the devices)
   sample_ms              drawing and gathering the whole cohort alone (the
                          breakdown's local training reads that cohort; the
                          round gathers each client's batches inside local
@@ -343,6 +354,59 @@ def local_flops(params, algorithm: str, modalities, steps_per_phase: int,
   return float(total * batch_size * cohort_size)
 
 
+def product_shapes(params, modalities):
+  """[(K, N, input_gradient)] of every kernel local training multiplies by:
+  each modality's encoder layers in order, then its head; the layer that
+  reads the data (the first) has no input gradient (`data_layer_entries`).
+  """
+  shapes = []
+  for m in modalities:
+    encoder = params.get(fmc.models.encoder_name(m), {})
+    layers = [encoder[name]['kernel'] for name in
+              sorted(encoder, key=lambda name: int(name.split('_')[-1]))]
+    head = params.get(fmc.models.head_name(m))
+    if head is not None:
+      layers.append(head['kernel'])
+    shapes += [(k.shape[0], k.shape[1], i > 0) for i, k in enumerate(layers)]
+  return shapes
+
+
+def products_flops(params, modalities, width: int, batch_size: int,
+                   options=None, repeats=5):
+  """(FLOP/s, FLOPs per call) of one training step's matrix products alone,
+  as vmapped local training runs them: for `width` clients at once (a
+  chunk), every kernel [K, N]'s forward [B, K] x [K, N], weight gradient
+  and (past the data layer) input gradient, each client with its own
+  operands; compiled with `options`, the median of `repeats` calls.
+
+  It is the rate this device reaches on the workload's own small products,
+  the ceiling of local training's (`local_flops` counts the same products
+  per example-step for joint training).
+  """
+  shapes = product_shapes(params, modalities)
+  keys = iter(jax.random.split(jax.random.key(2), 3 * len(shapes)))
+
+  def normal(*shape):
+    return jax.random.normal(next(keys), (width,) + shape, jnp.float32)
+
+  operands = [(normal(batch_size, k), normal(k, n), normal(batch_size, n))
+              for k, n, _ in shapes]
+
+  def products(operands):
+    out = []
+    for (x, w, dy), (_, _, input_gradient) in zip(operands, shapes):
+      out.append(jnp.einsum('cbk,ckn->cbn', x, w))
+      out.append(jnp.einsum('cbk,cbn->ckn', x, dy))
+      if input_gradient:
+        out.append(jnp.einsum('cbn,ckn->cbk', dy, w))
+    return out
+
+  flops = sum(2 * width * batch_size * k * n * (3 if input_gradient else 2)
+              for k, n, input_gradient in shapes)
+  run = jax.jit(products, compiler_options=options)
+  return flops / median_seconds(lambda: run(operands), repeats, 1), flops
+
+
 def random_population(num_clients, examples, seed=0):
   """Gaussian features and uniform labels, made on the default device (a
   C = 4096 population is 6 GB: NumPy would take tens of seconds)."""
@@ -447,6 +511,13 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                       batch_size, cohort_size, regularizer,
                       runner.fedmchain_setting(config, 'reg_lambda'))
   peak = peak_flops()
+  # Clients a device trains at once: a chunk (at least 2, as
+  # `rounds.compose` runs it) or the cohort, shared out over the devices.
+  devices = 1 if mesh is None else mesh.size
+  width = runner.chunk_size_of(config, mesh, params) or cohort_size
+  products, _ = products_flops(params, modalities,
+                               max(-(-width // devices), 2), batch_size,
+                               options)
   memory = round_fn.memory_analysis()
   memory_bytes = None
   if memory is not None:
@@ -482,6 +553,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'examples_per_s': examples / round_s,
       'round_tflops': flops / round_s / 1e12,
       'peak_tflops': peak / 1e12,
+      'products_tflops': products / 1e12,
       'memory_mb': None if memory_bytes is None else memory_bytes / 2**20,
       'max_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       'page_faults_per_round': round_faults,
@@ -544,6 +616,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
         'local_ms': 1e3 * local_s,
         'local_tflops': flops / local_s / 1e12,
         'local_share_of_peak': flops / local_s / peak,
+        'local_share_of_products': flops / local_s / (products * devices),
         'aggregate_ms': 1e3 * aggregate_s,
         'aggregate_share': aggregate_s / round_s,
         'aggregate_in_round_ms': 1e3 * in_round_s,

@@ -37,6 +37,9 @@ def test_figures_are_consistent(algorithm):
       result['loop_round_ms'] / result['round_ms'])
   assert result['local_share_of_peak'] == pytest.approx(
       result['local_tflops'] / result['peak_tflops'])
+  assert result['products_tflops'] > 0
+  assert result['local_share_of_products'] == pytest.approx(
+      result['local_tflops'] / result['products_tflops'])
   assert result['page_faults_per_round'] >= 0
   for field in ('round_cpu_ms', 'local_cpu_ms', 'aggregate_cpu_ms',
                 'aggregate_in_round_cpu_ms'):
@@ -152,6 +155,45 @@ def test_local_flops_match_what_xla_counts(algorithm, regularizer, lam,
   measured = (xla_flops(48) - xla_flops(16)) / 32
   assert per_example <= measured <= 1.1 * per_example, (per_example,
                                                         measured)
+
+
+@pytest.mark.parametrize('hidden', [(24, 16), ()])
+def test_products_are_joint_trainings_products_of_one_step(hidden):
+  # Every kernel in model order, the data layer without an input gradient;
+  # the FLOPs per call are a joint step's (`local_flops` of FedAvg) for
+  # width clients, and what XLA counts in the compiled products.
+  modalities = ('audio', 'image')
+  model = fmc.models.LateFusionClassifier(modalities, hidden, 10)
+  params = model.init(jax.random.key(0), {
+      'audio': jnp.ones((1, 12)), 'image': jnp.ones((1, 4, 4))})['params']
+  widths = [12, *hidden, 10]
+  assert bench.product_shapes(params, modalities)[:len(widths) - 1] == [
+      (k, n, i > 0) for i, (k, n) in enumerate(zip(widths, widths[1:]))]
+  assert bench.product_shapes(params, modalities)[-1] == (
+      (hidden or (16,))[-1], 10, bool(hidden))
+  width, batch_size = 3, 5
+  rate, flops = bench.products_flops(params, modalities, width, batch_size,
+                                     repeats=1)
+  assert rate > 0
+  # FedAvg trains every block in each of its M steps (one step a phase).
+  assert flops == bench.local_flops(params, 'fedavg', modalities, 1,
+                                    batch_size, width) / len(modalities)
+  counted = []
+  original_jit = jax.jit
+
+  def counting_jit(fn, **kwargs):
+    compiled = original_jit(fn, **kwargs)
+
+    def run(*args):
+      cost = compiled.lower(*args).compile().cost_analysis()
+      counted.append((cost[0] if isinstance(cost, list) else cost)['flops'])
+      return compiled(*args)
+    return run
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(jax, 'jit', counting_jit)
+    bench.products_flops(params, modalities, width, batch_size, repeats=1)
+  assert counted and all(c == pytest.approx(flops) for c in counted)
 
 
 def _bench(*flags):
