@@ -37,11 +37,11 @@ on the default device:
                          input gradient past the data layer), vmapped over
                          the clients a device trains at once (a chunk or
                          the cohort, over the devices), each with its own
-                         operands: what this
-                         device reaches on the workload's own small products
-                         (on CPU, XLA runs a batch of them as a loop of
-                         single products), and local training's FLOP/s
-                         against it (times the devices)
+                         operands: what this device reaches on the
+                         workload's own small products (on CPU, XLA runs a
+                         batch of them as a loop of single products), and
+                         local training's FLOP/s against it (times the
+                         devices)
   sample_ms              drawing and gathering the whole cohort alone (the
                          breakdown's local training reads that cohort; the
                          round gathers each client's batches inside local
@@ -391,20 +391,23 @@ def products_flops(params, modalities, width: int, batch_size: int,
 
   operands = [(normal(batch_size, k), normal(k, n), normal(batch_size, n))
               for k, n, _ in shapes]
-
-  def products(operands):
-    out = []
-    for (x, w, dy), (_, _, input_gradient) in zip(operands, shapes):
-      out.append(jnp.einsum('cbk,ckn->cbn', x, w))
-      out.append(jnp.einsum('cbk,cbn->ckn', x, dy))
-      if input_gradient:
-        out.append(jnp.einsum('cbn,ckn->cbk', dy, w))
-    return out
-
   flops = sum(2 * width * batch_size * k * n * (3 if input_gradient else 2)
               for k, n, input_gradient in shapes)
-  run = jax.jit(products, compiler_options=options)
+  run = jax.jit(functools.partial(step_products, shapes=shapes),
+                compiler_options=options)
   return flops / median_seconds(lambda: run(operands), repeats, 1), flops
+
+
+def step_products(operands, shapes):
+  """The products of `products_flops` for operands [(x [n, B, K], w [n, K,
+  N], dy [n, B, N])], one per entry of `shapes` (`product_shapes`)."""
+  out = []
+  for (x, w, dy), (_, _, input_gradient) in zip(operands, shapes):
+    out.append(jnp.einsum('cbk,ckn->cbn', x, w))
+    out.append(jnp.einsum('cbk,cbn->ckn', x, dy))
+    if input_gradient:
+      out.append(jnp.einsum('cbn,ckn->cbk', dy, w))
+  return out
 
 
 def random_population(num_clients, examples, seed=0):
