@@ -307,9 +307,8 @@ def data_layer_entries(params, modality):
   has no layers. Its input is data, so backpropagation computes no input
   gradient there: training it costs 4 W per example, not 6 W.
   """
-  encoder = params.get(fmc.models.encoder_name(modality), {})
-  first = encoder.get('Dense_0', params.get(fmc.models.head_name(modality)))
-  return 0 if first is None else first['kernel'].size
+  return sum(k * n for k, n, input_gradient in
+             product_shapes(params, [modality]) if not input_gradient)
 
 
 def local_flops(params, algorithm: str, modalities, steps_per_phase: int,
@@ -357,7 +356,7 @@ def local_flops(params, algorithm: str, modalities, steps_per_phase: int,
 def product_shapes(params, modalities):
   """[(K, N, input_gradient)] of every kernel local training multiplies by:
   each modality's encoder layers in order, then its head; the layer that
-  reads the data (the first) has no input gradient (`data_layer_entries`).
+  reads the data (the first) has no input gradient.
   """
   shapes = []
   for m in modalities:
