@@ -1,0 +1,35 @@
+"""Session settings: one persistent XLA compilation cache for a test run.
+
+Many tests compile the same round more than once (a launcher run and its
+resumed rerun, a sweep member and the single run it must equal, a workload
+in a subprocess and in-process). A compilation cache shared by the run's
+processes (xdist workers and the subprocesses the tests start inherit its
+environment variable) compiles each program once; every test still runs
+the executable it checks. The cache is a fresh directory, removed at the end,
+unless JAX_COMPILATION_CACHE_DIR is already set (then that one is used and
+kept).
+"""
+
+import os
+import shutil
+import tempfile
+
+import jax
+
+_VARIABLE = 'JAX_COMPILATION_CACHE_DIR'
+
+
+def pytest_configure(config):
+  if not os.environ.get(_VARIABLE):
+    # The first process to get here (xdist's controller, or the only one)
+    # owns the directory; workers inherit the variable.
+    config._compilation_cache_owned = tempfile.mkdtemp(prefix='fmc-xla-cache-')
+    os.environ[_VARIABLE] = config._compilation_cache_owned
+  jax.config.update('jax_compilation_cache_dir', os.environ[_VARIABLE])
+
+
+def pytest_unconfigure(config):
+  owned = getattr(config, '_compilation_cache_owned', None)
+  if owned:
+    shutil.rmtree(owned, ignore_errors=True)
+    os.environ.pop(_VARIABLE, None)
