@@ -17,19 +17,21 @@ import tempfile
 import jax
 
 _VARIABLE = 'JAX_COMPILATION_CACHE_DIR'
+_owned = []  # The directory this process made (and removes), if any.
 
 
 def pytest_configure(config):
+  del config
   if not os.environ.get(_VARIABLE):
     # The first process to get here (xdist's controller, or the only one)
-    # owns the directory; workers inherit the variable.
-    config._compilation_cache_owned = tempfile.mkdtemp(prefix='fmc-xla-cache-')
-    os.environ[_VARIABLE] = config._compilation_cache_owned
+    # makes the directory; workers inherit the variable.
+    _owned.append(tempfile.mkdtemp(prefix='fmc-xla-cache-'))
+    os.environ[_VARIABLE] = _owned[0]
   jax.config.update('jax_compilation_cache_dir', os.environ[_VARIABLE])
 
 
 def pytest_unconfigure(config):
-  owned = getattr(config, '_compilation_cache_owned', None)
-  if owned:
-    shutil.rmtree(owned, ignore_errors=True)
+  del config
+  while _owned:
+    shutil.rmtree(_owned.pop(), ignore_errors=True)
     os.environ.pop(_VARIABLE, None)
