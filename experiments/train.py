@@ -164,7 +164,7 @@ def apply_fn_of(model):
 _FEDMCHAIN_PRESETS = {
     'fedmchain': {},
     'fedmchain_noreg': {'reg_lambda': 0.0},
-    'fedmchain_mean': {'aggregator': 'mean', 'fraction': 1.0,
+    'fedmchain_mean': {'aggregator': 'mean', 'rho': 1.0,
                        'error_feedback': False},
     # tau below any agreement links every pair: one group, plain TIES.
     'fedmchain_ties': {'max_groups': 1, 'tau': -2.0},
@@ -217,7 +217,7 @@ def auto_chunk_size(params) -> int:
 
 
 def chunk_size_of(config, mesh=None, params=None) -> int | None:
-  """The `chunk_size` of `rounds.compose` for `config.rounds.chunk_size`:
+  """The `Placement.chunk_size` for `config.rounds.chunk_size`:
   None (whole cohort) for 0, and for -1 unless on one CPU device with a
   cohort larger than the automatic chunk (`auto_chunk_size(params)`, or
   `AUTO_CHUNK` without params)."""
@@ -263,21 +263,29 @@ def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
       nonfinite_rate=config.faults.nonfinite_rate,
       attack_fraction=config.faults.attack_fraction,
       attack=config.faults.attack, attack_scale=config.faults.attack_scale)
-  scale = dict(chunk_size=chunk_size_of(config, mesh, params), mesh=mesh,
-               mesh_reduction=config.rounds.mesh_reduction, faults=faults,
-               agreement_dtype=config.rounds.agreement_dtype,
-               agreement_row_groups=config.rounds.agreement_row_groups or None,
-               agreement_materialize=config.rounds.agreement_materialize)
+  layout = dict(
+      placement=fmc.placement.Placement(
+          chunk_size=chunk_size_of(config, mesh, params), mesh=mesh,
+          mesh_reduction=config.rounds.mesh_reduction),
+      faults=faults)
   if config.algorithm in _FEDMCHAIN_PRESETS:
     settings = dict(
         local_training='chain', reg_lambda=value('fedmchain.reg_lambda'),
-        aggregator='ssca', fraction=value('fedmchain.rho'),
+        aggregator='ssca', rho=value('fedmchain.rho'),
         error_feedback=config.fedmchain.error_feedback,
         max_groups=config.fedmchain.max_groups, tau=value('fedmchain.tau'))
     settings.update(_FEDMCHAIN_PRESETS[config.algorithm])
-    regularizer = fmc.local.Regularizer(
+    regularizer = fmc.client.Regularizer(
         kind=config.fedmchain.regularizer, lam=settings.pop('reg_lambda'),
         w1=config.fedmchain.reg_w1, w2=config.fedmchain.reg_w2)
+    kind, tau, max_groups = (settings.pop(k) for k in ('aggregator', 'tau',
+                                                        'max_groups'))
+    aggregator = fmc.aggregators.weighted_mean() if kind == 'mean' else (
+        fmc.aggregators.ssca(
+            tau, max_groups, config.fedmchain.combine,
+            agreement_dtype=config.rounds.agreement_dtype,
+            row_groups=config.rounds.agreement_row_groups or None,
+            materialize=config.rounds.agreement_materialize))
     return fmc.algorithms.fedmchain(
         apply_fn, modalities, client_optimizer, server_optimizer,
         steps_per_phase=config.client.steps_per_phase,
@@ -286,22 +294,21 @@ def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
         num_clients=num_clients,
         chain_order=tuple(config.fedmchain.chain_order) or None,
         chain_rule=config.fedmchain.chain_rule,
-        regularizer=regularizer,
-        combine=config.fedmchain.combine,
-        **settings, **scale)
+        regularizer=regularizer, aggregator=aggregator,
+        **settings, **layout)
   if config.algorithm == 'fedavg_ogm':
     return fmc.algorithms.fedavg_ogm_ge(
         apply_fn, modalities, client_optimizer, server_optimizer,
         config.client.num_local_steps, config.rounds.cohort_size,
         config.client.batch_size, alpha=value('ogm.alpha'),
-        noise=config.ogm.noise, **scale)
+        noise=config.ogm.noise, **layout)
   common = dict(
       loss_fn=loss_fn,
       client_optimizer=client_optimizer,
       server_optimizer=server_optimizer,
       num_local_steps=config.client.num_local_steps,
       cohort_size=config.rounds.cohort_size,
-      batch_size=config.client.batch_size, **scale)
+      batch_size=config.client.batch_size, **layout)
   if config.algorithm == 'fedavg':
     return fmc.algorithms.fedavg(**common)
   if config.algorithm == 'fedprox':

@@ -15,18 +15,19 @@ def weighted_mean(values: PyTree, weights: Array) -> PyTree:
   """
   total = jnp.maximum(determinism.fixed_order_sum(weights),
                       jnp.finfo(jnp.float32).tiny)
+  # Written as a product with 1 / total: XLA rewrites a division by a
+  # broadcast scalar into that product in some programs and not in others
+  # (one device against a mesh), which would change the last bit.
+  scale = 1.0 / total
 
   def reduce(x):
-    mask = (weights > 0).reshape(weights.shape + (1,) * (x.ndim - 1))
-    x = jnp.where(mask, x, 0)
-    w = weights.astype(x.dtype)
-    if x.ndim == 1:
-      summed = determinism.fixed_order_sum(w * x)
-    else:
-      # A contraction, not .sum(axis=0): XLA:CPU runs leading-axis
-      # reductions of [C, P] an order of magnitude slower than the
-      # matrix-vector product.
-      summed = jnp.tensordot(w, x, 1)
-    return summed / total.astype(x.dtype)
+    shape = weights.shape + (1,) * (x.ndim - 1)
+    x = jnp.where((weights > 0).reshape(shape), x, 0)
+    # A fixed tree of adds over the clients: the same bits whatever the
+    # layout around it (chunks, a mesh, the rows fused into one block), and
+    # on CPU faster than a matrix-vector product (benchmarks/RESULTS.md).
+    summed = determinism.fixed_order_sum(
+        weights.astype(x.dtype).reshape(shape) * x)
+    return summed * scale.astype(x.dtype)
 
   return jax.tree.map(reduce, values)

@@ -1,7 +1,7 @@
-"""Top-fraction sparsification of client updates without sorting them.
+"""The magnitude threshold of top-fraction uploads, found without sorting.
 
-Keeping the largest `fraction` of a [P] vector by magnitude needs the
-magnitude of its k-th largest entry, k = ceil(fraction * P). Sorting or
+Keeping the largest `rho` of a [P] vector by magnitude needs the magnitude
+of its k-th largest entry, k = ceil(rho * P). Sorting or
 `lax.top_k` over [C, P] costs many times the local training, so the threshold
 is found in a few linear passes:
 
@@ -14,17 +14,13 @@ is found in a few linear passes:
    vector, keeping count(|x| >= lo) >= k;
 3. one masking pass with the final `lo`.
 
-That is refine_steps + 3 linear passes. With the defaults, over 512 keys
-each on Gaussian, Cauchy and row- or column-scaled blocks of 5 x 10^4 to
-2.7 x 10^5 entries, the kept count was off k by 0.2-0.3% on average, at
-most 0.2% for rho = 0.01 and 3% for rho = 0.1 (a few percent at rho =
-0.001 on heavy-tailed updates); the count actually kept is what the byte
-metrics use.
+That is refine_steps + 3 linear passes; the kept count is within a few per
+cent of k (tests/test_ssca.py bounds it on Gaussian, Cauchy and scaled
+blocks), and the count actually kept is what the byte metrics use. A vector
+with at most k non-zero entries keeps all of them.
 """
 
 import math
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,17 +29,10 @@ from fedmchain_jax import blockwise
 from fedmchain_jax.types import Array, PRNGKey
 
 
-class SparseUpdate(NamedTuple):
-  """values: the sparsified vector [P] (zeros elsewhere); kept: int32 count."""
-  values: Array
-  kept: Array
-
-
 def magnitude_at_least(x: Array, threshold: Array) -> Array:
   """|x| >= threshold, for every x and threshold (NaN: False), as two
   comparisons with the threshold: no |x| of its own for XLA to hoist out of
-  a loop over thresholds and write out whole (64 ms for [1,024, 12,832] on
-  2 cores, each time the threshold is refined)."""
+  a loop over thresholds and write out whole (benchmarks/RESULTS.md)."""
   return (x >= threshold) | (x <= -threshold)
 
 
@@ -52,8 +41,8 @@ def count_at_least(x: Array, threshold: Array, nonzero: bool = False,
   """int32 count of |x| >= threshold (and x != 0 with `nonzero`) over [P].
 
   In blocks on CPU (`blockwise`): a plain count writes the whole mask to
-  fresh memory first (under vmap, 29 ms against 8 ms for [64, 271k] on 2
-  cores). Counts are exact, so every block size gives the same result.
+  fresh memory first. Counts are exact, so every block size gives the same
+  result.
   """
   def count(piece):
     hit = magnitude_at_least(piece, threshold)
@@ -71,10 +60,8 @@ def magnitude_order_statistics(magnitude: Array, ranks: Array) -> Array:
   sorting: for x >= 0 (and NaN, which sorts last either way) the IEEE bit
   pattern orders as the value does, so the r-th smallest pattern is built
   bit by bit, 31 counts of `bits < candidate` over [n]
-  (`blockwise.count_true_columns`), for all ranks at once. 2 cores, 2 ranks
-  of [1024, 4096]: 27-31 ms against 143 ms for the sort; [64, 4096]: 1.6
-  against 8.8 ms (with `count_true`; the column counts took a slower CPU
-  from 70 to 27 ms at [1024, 4096]).
+  (`blockwise.count_true_columns`), for all ranks at once: several times
+  faster than a sort under the cohort's vmap (benchmarks/RESULTS.md).
 
   Args:
     magnitude: [n] float32, >= 0 or NaN.
@@ -107,9 +94,8 @@ def sample_positions(key: PRNGKey, samples: int, size: int) -> Array:
   multiply, xor-shift, multiply, xor-shift bijection) of start + i *
   0x9E3779B9, reduced mod size (which favours low positions by at most
   size / 2^32: 0.4% at 2^24).
-  `jax.random.randint` draws two threefry words a position: under the
-  cohort's vmap that cost 135-141 ms a block for C = 1,024 (4,096 samples
-  each, 2 cores), against 2.7 ms here.
+  `jax.random.randint` draws two threefry words a position, which under the
+  cohort's vmap costs far more than this hash (benchmarks/RESULTS.md).
   """
   x = (jnp.arange(samples, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9)
        + jax.random.bits(key, (), jnp.uint32))
@@ -119,15 +105,15 @@ def sample_positions(key: PRNGKey, samples: int, size: int) -> Array:
   return (x % jnp.uint32(size)).astype(jnp.int32)
 
 
-def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
+def magnitude_threshold(x: Array, rho: float, key: PRNGKey,
                         num_samples: int = 4096,
                         refine_steps: int | None = None,
                         bracket_sigmas: float = 4.0) -> Array:
-  """A threshold t with about ceil(fraction * P) entries of |x| >= t.
+  """A threshold t with about ceil(rho * P) entries of |x| >= t.
 
   Args:
     x: [P] values (any sign).
-    fraction: rho in (0, 1], a Python number or a traced scalar.
+    rho: in (0, 1], a Python number or a traced scalar.
     key: PRNG key for the sample positions.
     num_samples: entries sampled to bracket the threshold.
     refine_steps: false-position passes inside the bracket (one count of
@@ -137,23 +123,24 @@ def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
       quantile.
 
   Returns:
-    A scalar threshold (0 when fraction >= 1).
+    A scalar threshold (0 when rho >= 1, or when x has at most
+    ceil(rho * P) non-zero entries: then every one of them is kept).
   """
   size = x.shape[0]
-  static = isinstance(fraction, (int, float))
-  if static and fraction >= 1.0:
+  static = isinstance(rho, (int, float))
+  if static and rho >= 1.0:
     return jnp.zeros((), x.dtype)
   if refine_steps is None:
-    refine_steps = ((3 if fraction >= 0.05 else 8) if static else
-                    jnp.where(fraction >= 0.05, 3, 8))
+    refine_steps = ((3 if rho >= 0.05 else 8) if static else
+                    jnp.where(rho >= 0.05, 3, 8))
   samples = min(num_samples, size)
   sample = jnp.abs(x[sample_positions(key, samples, size)])
-  # Order statistics of the sample bracketing the (1 - fraction) quantile,
+  # Order statistics of the sample bracketing the (1 - rho) quantile,
   # and the counts the sample predicts there (no pass over x needed). All in
-  # float32, with NumPy for a Python fraction and jnp for a traced one (a
+  # float32, with NumPy for a Python rho and jnp for a traced one (a
   # sweep over rho): the same correctly rounded steps, the same threshold.
   xp = np if static else jnp
-  rho = xp.float32(fraction) if static else fraction.astype(jnp.float32)
+  rho = xp.float32(rho) if static else rho.astype(jnp.float32)
   k = xp.maximum(xp.float32(1), xp.ceil(rho * xp.float32(size)))
   spread = xp.float32(bracket_sigmas) * xp.sqrt(
       rho * (xp.float32(1) - rho) / xp.float32(samples))
@@ -184,37 +171,19 @@ def magnitude_threshold(x: Array, fraction: float, key: PRNGKey,
   state = (low, high, jnp.float32(f_low), jnp.float32(f_high), 0)
   low, high, f_low, f_high, _ = jax.lax.fori_loop(0, refine_steps,
                                                   false_position, state)
-  # The end whose count is nearer k.
+  # The end whose count is nearer k; with at most k non-zero entries, all.
   threshold = jnp.where(jnp.abs(f_high) < jnp.abs(f_low), high, low)
+  nonzero = blockwise.reduce(lambda piece: blockwise.count_true(piece != 0),
+                             jnp.add, x, blockwise.default_block())
+  threshold = jnp.where(nonzero.astype(jnp.float32) <= k, 0.0, threshold)
   if not static:
-    threshold = jnp.where(fraction >= 1.0, 0.0, threshold)
+    threshold = jnp.where(rho >= 1.0, 0.0, threshold)
   return threshold
 
 
 def keep_mask(x: Array, threshold: Array) -> Array:
-  """The entries `sparsify` keeps: |x| >= threshold and x != 0."""
+  """The entries a client sends: |x| >= threshold and x != 0."""
   return magnitude_at_least(x, threshold) & (x != 0)
-
-
-def top_fraction(x: Array, fraction: float, key: PRNGKey, **threshold_kwargs
-                 ) -> tuple[Array, Array]:
-  """(threshold, kept) of `sparsify(x, ...)` without writing its values:
-  `jnp.where(keep_mask(x, threshold), x, 0)` are the values, `kept` their
-  int32 count. For a sparse fraction only (fraction < 1)."""
-  threshold = magnitude_threshold(x, fraction, key, **threshold_kwargs)
-  return threshold, count_at_least(x, threshold, nonzero=True)
-
-
-def sparsify(x: Array, fraction: float, key: PRNGKey, **threshold_kwargs
-             ) -> SparseUpdate:
-  """Keeps the entries of x [P] at or above the magnitude threshold.
-
-  Exact zeros are never kept (they cost bytes and carry nothing).
-  """
-  if isinstance(fraction, (int, float)) and fraction >= 1.0:
-    return SparseUpdate(x, (x != 0).sum().astype(jnp.int32))
-  threshold, kept = top_fraction(x, fraction, key, **threshold_kwargs)
-  return SparseUpdate(jnp.where(keep_mask(x, threshold), x, 0), kept)
 
 
 def message_bytes(kept: Array, size: int, value_bytes: int = 4,

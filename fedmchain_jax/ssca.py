@@ -76,6 +76,9 @@ def _sent(piece: Array, threshold: Array | None) -> Array:
                    0.0)
 
 
+# How groups combine (`ssca`).
+COMBINES = ('weighted', 'largest')
+
 # `sign_agreement`'s operand types ('auto': 'bits' on CPU, else 'int8').
 AGREEMENT_DTYPES = ('auto', 'int8', 'float32', 'bfloat16', 'bits')
 
@@ -496,8 +499,8 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
   Returns:
     An `SSCAResult` whose `update` is the merged [P] update.
   """
-  if combine not in ('weighted', 'largest'):
-    raise ValueError(f"combine must be 'weighted' or 'largest', got {combine!r}")
+  if combine not in COMBINES:
+    raise ValueError(f'combine must be one of {COMBINES}, got {combine!r}')
   size = values.shape[0]
   active = holders & (weights > 0)
   agreement, overlap = sign_agreement(values, active, dtype, materialize,
@@ -518,7 +521,10 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
 
   def consensus(piece, weighted, membership, group_weights, total,
                 threshold=None):  # [C, p] -> [p]
-    piece = _sent(piece, threshold)
+    # Rows outside every kept group (zero weight, non-holders, left out)
+    # are zeroed: a weight of 0 times their NaN would still be NaN.
+    piece = jnp.where(membership.any(axis=0)[:, None],
+                      _sent(piece, threshold), 0.0)
     mass = weighted @ piece  # [G, p]
     elected = jnp.sign(mass)
     client_sign = membership.astype(piece.dtype).T @ elected  # [C, p]

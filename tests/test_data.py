@@ -123,7 +123,7 @@ def test_a_draw_gathers_to_the_sampled_cohort_whole_or_per_client():
                               fdata.cohort_batches(cohort)))
   # A padding client reads finite inputs and keeps its padding id and weight.
   padded = fdata.gather_cohort(population,
-                               fdata.federated.pad_cohort(draw, 4))
+                               fmc.placement.pad_cohort(draw, 4))
   assert int(padded.client_ids[3]) == fdata.federated.PADDING_ID
   assert float(padded.weights[3]) == 0.0
   assert np.isfinite(np.asarray(padded.features['x'])).all()

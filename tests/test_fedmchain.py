@@ -11,7 +11,7 @@ import pytest
 import fedmchain_jax as fmc
 from tests import common
 from fedmchain_jax import data as fdata
-from fedmchain_jax import local
+from fedmchain_jax import client as local
 
 MODALITIES = ('strong', 'weak')
 
@@ -82,8 +82,8 @@ def _changed(before, after):
 
 def test_each_phase_moves_only_its_modality():
   apply_fn, params, train = _setup()
-  update = jax.jit(local.chain_update(apply_fn, MODALITIES, optax.sgd(0.5), 3,
-                                      [('strong', 'weak')]))
+  update = jax.jit(local.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                                      [('strong', 'weak')]).update)
   batches = _client_batches(train, 6)
   present = {'strong': jnp.array(True), 'weak': jnp.array(True)}
   # Mask out the examples of phase 2 ('weak'): only phase 1 can move anything,
@@ -102,9 +102,9 @@ def test_each_phase_moves_only_its_modality():
 
 def test_missing_modality_leaves_its_blocks_unchanged():
   apply_fn, params, train = _setup()
-  update = jax.jit(local.chain_update(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+  update = jax.jit(local.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
                                       fmc.algorithms.chain_orders(
-                                          MODALITIES, 'rotate')))
+                                          MODALITIES, 'rotate')).update)
   batches = _client_batches(train, 6)
   for round_index in (0, 1):
     present = {'strong': jnp.array(True), 'weak': jnp.array(False)}
@@ -134,12 +134,12 @@ def test_chain_order_changes_the_result():
   present = {'strong': jnp.array(True), 'weak': jnp.array(True)}
   results = []
   for order in [('strong', 'weak'), ('weak', 'strong')]:
-    update = local.chain_update(apply_fn, MODALITIES, optax.sgd(0.5), 3,
-                                [order])
+    update = local.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                                [order]).update
     results.append(jit(update)(params, batches, present, jax.random.key(0),
                                0)[0])
-  rotating = local.chain_update(apply_fn, MODALITIES, optax.sgd(0.5), 3,
-                                [('strong', 'weak'), ('weak', 'strong')])
+  rotating = local.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                                [('strong', 'weak'), ('weak', 'strong')]).update
   for round_index, expected in enumerate(results):
     got, _ = jit(rotating)(params, batches, present, jax.random.key(0),
                            round_index)
@@ -180,7 +180,7 @@ def test_fedmchain_round_compiles_once_and_is_deterministic():
 def test_upload_bytes_and_error_feedback():
   apply_fn, params, train = _setup()
   fraction = 0.25
-  algorithm = _fedmchain(apply_fn, 6, fraction=fraction)
+  algorithm = _fedmchain(apply_fn, 6, rho=fraction)
   state = algorithm.init(params)
   cohort = fdata.sample_cohort(jax.random.key(1), train, 4, 4, 4)
   # Client 2 lacks 'weak': it must not send that encoder.
@@ -216,8 +216,10 @@ def test_error_feedback_conserves_the_update():
   # and the round equals the same round without error feedback.
   apply_fn, params, train = _setup()
   cohort = fdata.sample_cohort(jax.random.key(1), train, 4, 4, 4)
-  with_ef = _fedmchain(apply_fn, 6, fraction=1.0, aggregator='mean')
-  without = _fedmchain(apply_fn, 6, fraction=1.0, aggregator='mean',
+  with_ef = _fedmchain(apply_fn, 6, rho=1.0,
+                       aggregator=fmc.aggregators.weighted_mean())
+  without = _fedmchain(apply_fn, 6, rho=1.0,
+                       aggregator=fmc.aggregators.weighted_mean(),
                        error_feedback=False)
   a, _ = with_ef.run_cohort(with_ef.init(params), cohort, jax.random.key(2))
   b, _ = without.run_cohort(without.init(params), cohort, jax.random.key(2))

@@ -16,7 +16,7 @@ from experiments.configs import default
 import fedmchain_jax as fmc
 from tests import common
 from fedmchain_jax import ssca
-from fedmchain_jax.algorithms import rounds
+from fedmchain_jax import placement as rounds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

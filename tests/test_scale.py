@@ -26,10 +26,11 @@ def _build(name, apply_fn, chunk_size):
   if name == 'fedavg':
     return fmc.algorithms.fedavg(
         fmc.losses.fused_classification_loss(apply_fn), optax.sgd(0.1),
-        optax.sgd(1.0), 6, 10, 16, chunk_size=chunk_size)
+        optax.sgd(1.0), 6, 10, 16,
+        placement=fmc.placement.Placement(chunk_size=chunk_size))
   return fmc.algorithms.fedmchain(
       apply_fn, ('strong', 'weak'), optax.sgd(0.1), optax.sgd(1.0), 3, 10, 16,
-      12, chunk_size=chunk_size)
+      12, placement=fmc.placement.Placement(chunk_size=chunk_size))
 
 
 @pytest.mark.parametrize('name', ['fedavg', 'fedmchain'])
@@ -107,21 +108,24 @@ def test_a_round_gathering_per_client_is_bitwise_the_gathered_cohorts(
 
 def test_a_custom_update_gets_batches_of_s_rows_unless_it_steps_them():
   apply_fn, params, train = _setup()
-  joint = fmc.local.joint_update(
-      fmc.losses.fused_classification_loss(apply_fn), optax.sgd(0.1))
+  joint = fmc.client.joint(
+      fmc.losses.fused_classification_loss(apply_fn), optax.sgd(0.1), 6)
   seen = []
 
   def indexing_update(params, batches, present, key, round_index):
     # An update written against plain [S, B, ...] leaves.
     seen.append(type(batches))
     assert jax.tree.leaves(batches)[0].shape[:2] == (6, 16)
-    return joint(params, batches, present, key, round_index)
+    return joint.update(params, batches, present, key, round_index)
 
   results = []
-  for step_batches in (False, True):
+  for lazy_batches in (False, True):
+    update = (joint if lazy_batches else
+              fmc.client.ClientUpdate(indexing_update, 6, lazy_batches=False))
     algorithm = fmc.algorithms.compose(
-        indexing_update if not step_batches else joint, optax.sgd(1.0), 6,
-        10, 16, chunk_size=3, step_batches=step_batches)
+        update, fmc.uploads.identity(), fmc.aggregators.weighted_mean(),
+        optax.sgd(1.0), 10, 16,
+        placement=fmc.placement.Placement(chunk_size=3))
     state = algorithm.init(params)
     state, metrics = jax.jit(algorithm.run_round)(state, train,
                                                   jax.random.key(1))
@@ -134,11 +138,12 @@ def test_leaves_outside_the_blocks_are_checked_for_nonfinite_values():
   # Local training hands the blocks over flattened; a client whose only
   # non-finite values lie in a leaf outside every block is still excluded.
   apply_fn, params, train = _setup()
-  joint = fmc.local.joint_update(
-      fmc.losses.fused_classification_loss(apply_fn), optax.sgd(0.1))
+  joint = fmc.client.joint(
+      fmc.losses.fused_classification_loss(apply_fn), optax.sgd(0.1), 6)
 
   def poisoned(params, batches, present, key, round_index):
-    trained, metrics = joint(params, batches, present, key, round_index)
+    trained, metrics = joint.update(params, batches, present, key,
+                                    round_index)
     trained = dict(trained, head_weak=jax.tree.map(
         lambda x: x * np.nan, trained['head_weak']))
     return trained, metrics
@@ -147,8 +152,9 @@ def test_leaves_outside_the_blocks_are_checked_for_nonfinite_values():
   results = []
   for chunk_size in (None, 3):
     algorithm = fmc.algorithms.compose(
-        poisoned, optax.sgd(1.0), 6, 10, 16, blocks=blocks, fraction=0.5,
-        chunk_size=chunk_size)
+        joint._replace(update=poisoned), fmc.uploads.top_fraction(0.5),
+        fmc.aggregators.weighted_mean(), optax.sgd(1.0), 10, 16,
+        blocks=blocks, placement=fmc.placement.Placement(chunk_size))
     state, metrics = jax.jit(algorithm.run_round)(
         algorithm.init(params), train, jax.random.key(1))
     assert int(metrics['faults/nonfinite']) == 10
@@ -162,23 +168,24 @@ def test_leaves_outside_the_blocks_are_checked_for_nonfinite_values():
     ('ssca', True), ('mean', False)])
 def test_the_round_folds_the_upload_into_local_training_bitwise(
     monkeypatch, aggregator, error_feedback):
-  # run_cohort hands local training the upload's first steps (finite check,
-  # zeroing, error feedback) per chunk; aggregate(train_cohort(...)) takes
-  # them over the whole cohort. Some clients send non-finite deltas.
+  # On one device without active faults, local training takes the upload's
+  # first steps (finite check, zeroing, error feedback) per chunk; otherwise
+  # the aggregation takes them over the whole cohort. Some clients send
+  # non-finite deltas.
   apply_fn, params, train = _setup()
   options = fmc.determinism.compiler_options()
-  rounds = fmc.algorithms.rounds
-  fold_rows = []
-  fold_upload = rounds._fold_upload  # pylint: disable=protected-access
+  prepared_rows = []
+  upload = fmc.uploads.top_fraction(0.3, error_feedback, 12)
 
-  def spy(flat, *args):
-    fold_rows.append(flat.shape[0])
-    return fold_upload(flat, *args)
+  def spy(rows, *args):
+    prepared_rows.append(rows.shape[0])
+    return upload.prepare(rows, *args)
 
-  monkeypatch.setattr(rounds, '_fold_upload', spy)
+  merge = (fmc.aggregators.ssca() if aggregator == 'ssca' else
+           fmc.aggregators.weighted_mean())
   chain = fmc.algorithms.fedmchain(
       apply_fn, ('strong', 'weak'), optax.sgd(0.1), optax.sgd(1.0), 3, 10, 16,
-      12, fraction=0.3, aggregator=aggregator, error_feedback=error_feedback)
+      12, rho=0.3, aggregator=merge, error_feedback=error_feedback)
 
   def sometimes_nan(params, batches, present, key, round_index):
     trained, metrics = chain.local_update(params, batches, present, key,
@@ -189,60 +196,61 @@ def test_the_round_folds_the_upload_into_local_training_bitwise(
         trained['encoder_weak']))
     return trained, metrics
 
-  # Chunks of 3 of C = 10: the last chunk is padded (the whole cohort at
-  # once is the chunked round bitwise, see above).
-  algorithm = fmc.algorithms.compose(
-      sometimes_nan, optax.sgd(1.0), 6, 10, 16,
-      blocks=fmc.models.parameter_blocks(('strong', 'weak')), fraction=0.3,
-      error_feedback=error_feedback, num_clients=12, aggregator=aggregator,
-      chunk_size=3)
   key = jax.random.key(3)
-
-  def halves(state, key, fold):
-    sample_key, _ = fmc.algorithms.base.round_keys(key, state.round)
-    cohort = fdata.sample_cohort(sample_key, train, 10,
-                                 algorithm.num_local_steps, 16)
-    if fold is None:  # The whole round.
-      return algorithm.run_cohort(state, cohort, key)
-    deltas, client_metrics = algorithm.train_cohort(state, cohort, key,
-                                                    fold_upload=fold)
-    return algorithm.aggregate(state, cohort, deltas, client_metrics, key,
-                               fold_upload=fold)
-
   results, excluded = [], []
-  for fold in (None, False, True):
-    del fold_rows[:]
+  for fold in (True, False):
+    monkeypatch.setattr(fmc.algorithms.rounds, '_folds',
+                        lambda *args, fold=fold: fold)
+    # Chunks of 3 of C = 10: the last chunk is padded (the whole cohort at
+    # once is the chunked round bitwise, see above).
+    algorithm = fmc.algorithms.compose(
+        fmc.client.ClientUpdate(sometimes_nan, 6),
+        upload._replace(prepare=spy), merge, optax.sgd(1.0), 10, 16,
+        blocks=fmc.models.parameter_blocks(('strong', 'weak')),
+        placement=fmc.placement.Placement(chunk_size=3))
+
+    def halves(state, key, algorithm=algorithm):
+      sample_key, _ = fmc.algorithms.base.round_keys(key, state.round)
+      cohort = fdata.sample_cohort(sample_key, train, 10,
+                                   algorithm.num_local_steps, 16)
+      return algorithm.aggregate(state, cohort,
+                                 *algorithm.train_cohort(state, cohort, key),
+                                 key)
+
+    del prepared_rows[:]
     state = algorithm.init(params)
-    run = jax.jit(functools.partial(halves, fold=fold),
-                  compiler_options=options)
+    run = jax.jit(halves, compiler_options=options)
     for _ in range(2):
       state, metrics = run(state, key)
       excluded.append(int(metrics['faults/nonfinite']))
     results.append((state, metrics))
     # Per chunk (3 rows) inside local training, or per block over the
     # cohort in the aggregation.
-    assert set(fold_rows) == {10 if fold is False else 3}
-  for result in results[1:]:
-    jax.tree.map(np.testing.assert_array_equal, results[0], result)
+    assert set(prepared_rows) == {3 if fold else 10}
+  jax.tree.map(np.testing.assert_array_equal, results[0], results[1])
   assert max(excluded) > 0
   if error_feedback:
     assert float(np.abs(results[0][0].client_states['encoder_weak']).max()) > 0
 
 
-def test_fold_upload_needs_a_round_that_can_fold_it():
+def test_aggregate_takes_a_deltas_tree_as_a_loop_over_clients_gives_it():
   apply_fn, params, train = _setup()
+  algorithm = _build('fedmchain', apply_fn, None)
+  state = algorithm.init(params)
   cohort = fdata.sample_cohort(jax.random.key(0), train, 10, 6, 16)
-  fedavg = _build('fedavg', apply_fn, None)
-  with pytest.raises(ValueError, match='fold_upload needs blocks, no mesh '
-                     'and no active faults; this round has no blocks'):
-    fedavg.train_cohort(fedavg.init(params), cohort, jax.random.key(1),
-                        fold_upload=True)
-  faulty = fmc.algorithms.fedmchain(
-      apply_fn, ('strong', 'weak'), optax.sgd(0.1), optax.sgd(1.0), 3, 10, 16,
-      12, faults=fmc.faults.FaultModel(dropout_rate=0.2))
-  with pytest.raises(ValueError, match='this round has active faults'):
-    faulty.aggregate(faulty.init(params), cohort, {}, {}, jax.random.key(1),
-                     fold_upload=True)
+  key = jax.random.key(1)
+  train_key = fmc.algorithms.base.round_keys(key, state.round)[1]
+  keys = fmc.algorithms.base.client_keys(train_key, cohort.client_ids)
+  trained, metrics = jax.vmap(
+      algorithm.local_update, in_axes=(None, 0, 0, 0, None))(
+          state.params, fdata.cohort_batches(cohort),
+          dict(cohort.modality_mask), keys, state.round)
+  deltas = jax.tree.map(lambda new, old: new - old, trained, state.params)
+  from_tree, _ = jax.jit(algorithm.aggregate)(state, cohort, deltas, metrics,
+                                              key)
+  whole, _ = jax.jit(algorithm.run_cohort)(state, cohort, key)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+               from_tree.params, whole.params)
 
 
 def test_split_blocks_join_to_the_deltas():
@@ -254,17 +262,16 @@ def test_split_blocks_join_to_the_deltas():
   # A block naming only keys the params lack is skipped.
   blocks = {'ab': (('a', 'b'), None), 'none': (('z',), None),
             'c': (('c',), None)}
-  split = fmc.algorithms.rounds._split_blocks(blocks, params, deltas)
+  split = fmc.blocks.split(blocks, params, deltas)
   flats, outside = split
   assert {k: x.shape for k, x in flats.items()} == {'ab': (2, 22),
                                                     'c': (2, 5)}
   assert outside == {}
   # A block is its leaves flattened per client, in tree order.
   np.testing.assert_array_equal(flats['ab'][1, :4], deltas['a']['bias'][1])
-  joined = fmc.algorithms.rounds._join_blocks(split, blocks, params)
+  joined = fmc.blocks.join(split, blocks, params)
   jax.tree.map(np.testing.assert_array_equal, joined, deltas)
-  _, outside = fmc.algorithms.rounds._split_blocks(
-      {'a': (('a',), None)}, params, deltas)
+  _, outside = fmc.blocks.split({'a': (('a',), None)}, params, deltas)
   assert sorted(outside) == ['b', 'c']
 
 
@@ -360,7 +367,7 @@ def test_pad_cohort_to_a_multiple_and_a_minimum():
   cohort = fdata.sample_cohort(jax.random.key(0), train, 10, 2, 4)
   for multiple, min_size, expected in ((8, 1, 16), (8, 16, 16), (4, 1, 12),
                                        (5, 1, 10), (4, 20, 20)):
-    padded = fdata.federated.pad_cohort(cohort, multiple, min_size)
+    padded = fmc.placement.pad_cohort(cohort, multiple, min_size)
     assert padded.weights.shape == (expected,)
     assert (np.asarray(padded.weights[10:]) == 0).all()
     assert (np.asarray(padded.client_ids[10:]) ==

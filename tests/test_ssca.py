@@ -1,18 +1,24 @@
 """SSCA and top-fraction sparsification against NumPy references."""
 
-import functools
 import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
+from fedmchain_jax import aggregators
 from fedmchain_jax import blockwise
 from fedmchain_jax import compression
 from fedmchain_jax import ssca
-from fedmchain_jax.algorithms import rounds
+from fedmchain_jax import uploads
+
+
+def sparsify(x, rho, key):
+  """One vector through the round's top-fraction upload: (values, kept)."""
+  message = uploads.top_fraction(rho).encode(x[None], jnp.ones(1, bool),
+                                             key[None])
+  return uploads.Message(message.values()[0], None, message.kept[0])
 
 
 def reference_ssca(values, weights, holders, tau, max_groups, combine):
@@ -248,14 +254,12 @@ def test_unknown_agreement_dtype_is_refused():
     ssca.sign_agreement(np.ones((2, 3), np.float32), np.ones(2, bool),
                         row_groups=0)
   # A round refuses them when it is built, before anything is traced.
-  build = functools.partial(rounds.compose, lambda *args: None,
-                            optax.sgd(1.0), 1, 2, 2)
   with pytest.raises(ValueError, match="agreement_dtype must be one of .*"
                      "'bits'.*got 'float16'"):
-    build(agreement_dtype='float16')
+    aggregators.ssca(agreement_dtype='float16')
   with pytest.raises(ValueError, match='agreement_row_groups must be None or '
                      'at least 1, got 0'):
-    build(agreement_row_groups=0)
+    aggregators.ssca(row_groups=0)
 
 
 def test_connected_components_of_a_known_graph():
@@ -274,12 +278,12 @@ def test_connected_components_of_a_known_graph():
 @pytest.mark.parametrize('fraction', [0.01, 0.1, 0.5])
 def test_threshold_keeps_about_the_top_fraction(fraction):
   x = jax.random.normal(jax.random.key(0), (20000,))
-  sparse = jax.jit(compression.sparsify, static_argnums=1)(
+  sparse = jax.jit(sparsify, static_argnums=1)(
       x, fraction, jax.random.key(1))
   k = int(np.ceil(fraction * x.size))
   kept = int(sparse.kept)
   assert abs(kept - k) <= max(2, 0.02 * k), (kept, k)
-  values = np.asarray(sparse.values)
+  values = np.asarray(sparse.rows)
   assert kept == int((values != 0).sum())
   # Exactly the largest magnitudes are kept.
   kept_abs = np.abs(np.asarray(x))[values != 0]
@@ -319,10 +323,10 @@ def test_order_statistics_are_the_sorted_entries_bit_for_bit():
 
 def test_fraction_one_is_the_identity_and_zeros_are_never_kept():
   x = jnp.array([0.0, 1.0, -2.0, 0.0])
-  full = compression.sparsify(x, 1.0, jax.random.key(0))
-  np.testing.assert_array_equal(full.values, x)
+  full = sparsify(x, 1.0, jax.random.key(0))
+  np.testing.assert_array_equal(full.rows, x)
   assert int(full.kept) == 2
-  zeros = compression.sparsify(jnp.zeros(100), 0.1, jax.random.key(0))
+  zeros = sparsify(jnp.zeros(100), 0.1, jax.random.key(0))
   assert int(zeros.kept) == 0
 
 
@@ -338,12 +342,12 @@ def test_message_bytes_takes_the_cheaper_encoding():
 def test_traced_fraction_matches_the_static_one():
   x = jax.random.normal(jax.random.key(0), (20000,))
   fractions = [0.01, 0.1, 0.3]
-  traced = jax.jit(jax.vmap(lambda f: compression.sparsify(
+  traced = jax.jit(jax.vmap(lambda f: sparsify(
       x, f, jax.random.key(1))))(jnp.array(fractions))
   for i, fraction in enumerate(fractions):
-    static = compression.sparsify(x, fraction, jax.random.key(1))
+    static = sparsify(x, fraction, jax.random.key(1))
     assert int(traced.kept[i]) == int(static.kept)
-    np.testing.assert_array_equal(traced.values[i], static.values)
+    np.testing.assert_array_equal(traced.rows[i], static.rows)
 
 
 def test_residuals_stored_row_by_row_are_the_scatters():
@@ -357,7 +361,8 @@ def test_residuals_stored_row_by_row_are_the_scatters():
   scattered = jnp.asarray(table).at[ids].set(
       jnp.where(compression.keep_mask(flat, threshold[:, None]), 0.0, flat),
       mode='drop')
-  stored = jax.jit(rounds._store_residuals)(table, ids, flat, threshold)
+  stored = jax.jit(uploads.store_residuals)(
+      table, ids, uploads.Message(flat, threshold, None))
   np.testing.assert_array_equal(stored, scattered)
   np.testing.assert_array_equal(np.asarray(stored)[[2, 4]], table[[2, 4]])
 
@@ -391,7 +396,7 @@ def test_thresholds_keep_the_fraction_on_structured_blocks(layout):
     x = rng.standard_cauchy(100_000)
   x = jnp.asarray(x.ravel(), jnp.float32)
   for fraction in (0.01, 0.1):
-    kept = jax.jit(jax.vmap(lambda key, f=fraction: compression.sparsify(
+    kept = jax.jit(jax.vmap(lambda key, f=fraction: sparsify(
         x, f, key).kept))(jax.random.split(jax.random.key(5), 64))
     k = np.ceil(fraction * x.size)
     error = np.abs(np.asarray(kept) - k) / k
@@ -399,3 +404,42 @@ def test_thresholds_keep_the_fraction_on_structured_blocks(layout):
     # 0.1% for rho = 0.01) with these positions, as with jax.random.randint.
     assert error.mean() < 0.006, (fraction, error.mean())
     assert error.max() < 0.05, (fraction, error.max())
+
+
+@pytest.mark.parametrize('combine', ['weighted', 'largest'])
+def test_rows_outside_the_groups_cannot_poison_the_update(combine):
+  # Without a threshold, a zero-weight row and a non-holder row full of NaN
+  # (the round zeroes such rows first; a direct call need not) leave the
+  # update as if those rows were zeros.
+  rng = np.random.default_rng(4)
+  values = rng.standard_normal((5, 40)).astype(np.float32)
+  values[values < 0.3] = 0.0
+  weights = np.array([1.0, 2.0, 0.0, 1.5, 1.0], np.float32)
+  holders = np.array([True, True, True, True, False])
+  clean = values.copy()
+  clean[[2, 4]] = 0.0
+  poisoned = values.copy()
+  poisoned[2] = np.nan
+  poisoned[4, ::3] = np.nan
+  run = jax.jit(lambda x: ssca.ssca(x, weights, holders, 0.0, 2,
+                                    combine).update)
+  expected = run(clean)
+  assert np.isfinite(np.asarray(expected)).all()
+  np.testing.assert_array_equal(run(poisoned), expected)
+
+
+@pytest.mark.parametrize('nonzero', [1, 37, 99, 100])
+def test_a_vector_with_at_most_k_nonzeros_keeps_them_all(nonzero):
+  # k = ceil(0.1 * 1000) = 100: with at most 100 non-zero entries, every
+  # one is sent.
+  rng = np.random.default_rng(nonzero)
+  x = np.zeros(1000, np.float32)
+  x[rng.choice(1000, nonzero, replace=False)] = rng.standard_normal(nonzero)
+  for key in jax.random.split(jax.random.key(0), 8):
+    sparse = jax.jit(sparsify, static_argnums=1)(jnp.asarray(x), 0.1, key)
+    assert int(sparse.kept) == nonzero
+    np.testing.assert_array_equal(sparse.rows, x)
+  # Traced rho too (a sweep).
+  traced = jax.jit(lambda r: sparsify(jnp.asarray(x), r, jax.random.key(1)))(
+      jnp.float32(0.1))
+  assert int(traced.kept) == nonzero

@@ -1,8 +1,12 @@
-"""FedAvg, FedOpt and FedProx: joint local training, dense weighted mean."""
+"""FedAvg, FedOpt and FedProx, and FedAvg with OGM-GE: joint local training,
+the whole model uploaded dense, weighted mean."""
 
 import optax
 
-from fedmchain_jax import local
+from fedmchain_jax import aggregators
+from fedmchain_jax import client
+from fedmchain_jax import placement as placement_lib
+from fedmchain_jax import uploads
 from fedmchain_jax.algorithms import rounds
 from fedmchain_jax.types import FederatedAlgorithm, LossFn
 
@@ -14,7 +18,10 @@ def fedavg(loss_fn: LossFn,
            cohort_size: int,
            batch_size: int,
            prox_mu: float = 0.0,
-           **round_options) -> FederatedAlgorithm:
+           *,
+           aggregator: aggregators.Aggregator | None = None,
+           placement: placement_lib.Placement = placement_lib.Placement(),
+           faults=None) -> FederatedAlgorithm:
   """Federated averaging with a server optimizer, optionally FedProx.
 
   Each cohort client c runs S steps of `client_optimizer` from the global
@@ -36,8 +43,9 @@ def fedavg(loss_fn: LossFn,
     cohort_size: C.
     batch_size: B.
     prox_mu: FedProx proximal weight; 0 is FedAvg.
-    **round_options: `chunk_size`, `mesh`, `mesh_reduction`, `faults` of
-      `rounds.compose`.
+    aggregator: in place of the weighted mean (e.g.
+      `aggregators.coordinate_median()`).
+    placement, faults: of `rounds.compose`.
 
   Returns:
     A `FederatedAlgorithm`. Metrics per round: 'train/loss' and
@@ -52,18 +60,22 @@ def fedavg(loss_fn: LossFn,
     >>> state, metrics = run_round(state, data, jax.random.key(0))
   """
   return rounds.compose(
-      local.joint_update(loss_fn, client_optimizer, prox_mu),
-      server_optimizer, num_local_steps, cohort_size, batch_size,
-      step_batches=True, **round_options)
+      client.joint(loss_fn, client_optimizer, num_local_steps, prox_mu),
+      uploads.identity(), aggregator or aggregators.weighted_mean(),
+      server_optimizer, cohort_size, batch_size, placement=placement,
+      faults=faults)
 
 
-def fedavg_ogm_ge(apply_fn, modalities, client_optimizer: optax.GradientTransformation,
+def fedavg_ogm_ge(apply_fn, modalities,
+                  client_optimizer: optax.GradientTransformation,
                   server_optimizer: optax.GradientTransformation,
                   num_local_steps: int, cohort_size: int, batch_size: int,
-                  alpha: float, noise: bool = True,
-                  **round_options) -> FederatedAlgorithm:
-  """FedAvg whose local training applies OGM-GE (`local.ogm_ge_update`)."""
+                  alpha: float, noise: bool = True, *,
+                  placement: placement_lib.Placement = placement_lib.Placement(),
+                  faults=None) -> FederatedAlgorithm:
+  """FedAvg whose local training applies OGM-GE (`client.ogm_ge`)."""
   return rounds.compose(
-      local.ogm_ge_update(apply_fn, modalities, client_optimizer, alpha, noise),
-      server_optimizer, num_local_steps, cohort_size, batch_size,
-      step_batches=True, **round_options)
+      client.ogm_ge(apply_fn, modalities, client_optimizer, num_local_steps,
+                    alpha, noise),
+      uploads.identity(), aggregators.weighted_mean(), server_optimizer,
+      cohort_size, batch_size, placement=placement, faults=faults)

@@ -332,34 +332,6 @@ def sample_cohort(key: PRNGKey, data: FederatedData, cohort_size: int,
                                          batch_size))
 
 
-def pad_rows(tree, extra: int):
-  """Appends `extra` copies of row 0 to every leaf's leading axis."""
-  return jax.tree.map(
-      lambda x: jnp.concatenate(
-          [x, jnp.broadcast_to(x[:1], (extra,) + x.shape[1:])]), tree)
-
-
-def pad_cohort(cohort, multiple: int, min_size: int = 1):
-  """Appends zero-weight clients so C is a multiple of `multiple`, >= min_size.
-
-  `cohort`: a `Cohort` or a `CohortDraw`.
-
-  Padding clients copy client 0's inputs (any finite values do), get weight 0
-  (so they change nothing) and id `PADDING_ID`, past any population: gathers
-  of per-client state clamp it and scatters drop it.
-  """
-  size = cohort.weights.shape[0]
-  target = max(size, min_size)
-  extra = target + (-target % multiple) - size
-  if extra == 0:
-    return cohort
-
-  padded = pad_rows(cohort, extra)
-  return padded._replace(
-      client_ids=padded.client_ids.at[size:].set(PADDING_ID),
-      weights=padded.weights.at[size:].set(0.0))
-
-
 # ---------------------------------------------------------------------------
 # Host-side construction (NumPy, run once before training).
 # ---------------------------------------------------------------------------

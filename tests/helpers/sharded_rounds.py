@@ -26,7 +26,8 @@ def main():
     finals = []
     for use_mesh, reduction in ((False, 'replicated'), (True, 'replicated'),
                                 (True, 'sharded')):
-      kwargs = dict(mesh=mesh if use_mesh else None, mesh_reduction=reduction)
+      kwargs = dict(placement=fmc.placement.Placement(
+          mesh=mesh if use_mesh else None, mesh_reduction=reduction))
       if name == 'fedavg':
         algorithm = fmc.algorithms.fedavg(
             fmc.losses.fused_classification_loss(apply_fn), optax.sgd(0.1),
