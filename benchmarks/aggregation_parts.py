@@ -54,8 +54,9 @@ def main(argv):
   weights = jnp.ones((size,))
   holders = jnp.ones((size,), bool)
   keys = jax.random.split(jax.random.key(1), size)
-  sparsify = jit(jax.vmap(lambda x, k: fmc.compression.sparsify(x, rho, k)))
-  sparse = sparsify(values, keys).values
+  upload = fmc.uploads.top_fraction(rho)
+  sparsify = jit(lambda x, k: upload.encode(x, holders, k))
+  sparse = sparsify(values, keys).values()
   # A fixed threshold keeping about the top 10% of Gaussian entries.
   threshold = jnp.full((size,), 1.645)
   selected = jnp.where(fmc.compression.keep_mask(values, threshold[:, None]),

@@ -18,7 +18,7 @@
 #   parts     the agreement's forms alone at C = BIG
 #   middle    C = MIDDLE, both algorithms
 #
-# Appends to OUT_DIR/gpu.jsonl (one `experiments.bench --json` object per
+# Appends to OUT_DIR/gpu.jsonl (one `benchmarks.bench --json` object per
 # line, as each finishes) and OUT_DIR/gpu.log. A size that fails (out of
 # memory, say) leaves an "error" line and the others go on; C = BIG is
 # retried in chunks of BIG / 4 clients if the whole cohort does not fit.
@@ -54,7 +54,7 @@ export PYTHONUNBUFFERED=1
   python3 -c 'import jax; print(jax.__version__, jax.devices())'
 } >>"$out/gpu.log" 2>&1
 bench() {
-  timeout "$limit" python3 -m experiments.bench --workload=reference --json \
+  timeout "$limit" python3 -m benchmarks.bench --workload=reference --json \
     "$@" 2>>"$out/gpu.log" | grep '^{' | tee -a "$out/gpu.jsonl"
 }
 for section in $sections; do

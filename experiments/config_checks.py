@@ -10,14 +10,15 @@ import numbers
 
 import ml_collections
 
-ALGORITHMS = ('fedavg', 'fedprox', 'fedavg_ogm', 'fedmchain',
-              'fedmchain_noreg', 'fedmchain_mean', 'fedmchain_ties',
-              'joint_ssca')
-DATASETS = ('synthetic', 'av_digits')
-OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adagrad', 'yogi')
-MESH_REDUCTIONS = ('replicated', 'sharded')  # rounds.MESH_REDUCTIONS
-AGREEMENT_DTYPES = ('auto', 'int8', 'float32', 'bfloat16',
-                    'bits')  # ssca.AGREEMENT_DTYPES
+from fedmchain_jax import placement
+from fedmchain_jax import ssca
+from experiments import registry
+
+ALGORITHMS = tuple(registry.ALGORITHMS)
+DATASETS = tuple(registry.DATASETS)
+OPTIMIZERS = tuple(registry.OPTIMIZERS)
+MESH_REDUCTIONS = placement.MESH_REDUCTIONS
+AGREEMENT_DTYPES = ssca.AGREEMENT_DTYPES
 
 
 class ConfigError(ValueError):

@@ -22,13 +22,13 @@ from absl import logging
 import numpy as np
 
 from experiments import plot
+from experiments import registry
 from experiments import sweep
 from experiments.configs import av_digits_fedavg
 from experiments.configs import default
 
-ALGORITHMS = ('fedavg', 'fedprox', 'fedavg_ogm', 'fedmchain',
-              'fedmchain_noreg', 'fedmchain_mean', 'fedmchain_ties',
-              'joint_ssca')
+ALGORITHMS = tuple(name for name, algorithm in registry.ALGORITHMS.items()
+                   if algorithm.in_study)
 ALPHAS = (0.1, 1.0)
 MISSING = (0.0, 0.3, 0.5)
 # Dataset -> (config, fused-accuracy target for rounds/bytes-to-target,

@@ -20,9 +20,10 @@ import tqdm
 
 import fedmchain_jax as fmc
 from fedmchain_jax import checkpointing
+from fedmchain_jax import metrics_io
 from fedmchain_jax.data import av_raw
-from fedmchain_jax.data import synthetic
 from experiments import config_checks
+from experiments import registry
 
 ALGORITHMS = config_checks.ALGORITHMS
 
@@ -82,76 +83,31 @@ def check_resumable(config, workdir: str) -> None:
 
 def make_optimizer(name: str, lr: float,
                    momentum: float = 0.0) -> optax.GradientTransformation:
-  """An optax optimizer by config name (see config_checks.OPTIMIZERS)."""
-  if name == 'sgd':
-    return optax.sgd(lr, momentum=momentum or None)
-  if name == 'momentum':
-    return optax.sgd(lr, momentum=momentum or 0.9)
-  if name == 'adam':
-    return optax.adam(lr)
-  if name == 'adagrad':
-    return optax.adagrad(lr)
-  if name == 'yogi':
-    return optax.yogi(lr)
-  allowed = ', '.join(config_checks.OPTIMIZERS)
-  raise config_checks.ConfigError('optimizer', name,
-                                  f'must be one of {allowed}')
+  """An optax optimizer by config name (`registry.OPTIMIZERS`)."""
+  if name not in registry.OPTIMIZERS:
+    allowed = ', '.join(registry.OPTIMIZERS)
+    raise config_checks.ConfigError('optimizer', name,
+                                    f'must be one of {allowed}')
+  return registry.optimizer(name, lr, momentum)
 
 
 def build_data(config
                ) -> tuple[fmc.data.FederatedData, fmc.data.TestData, int]:
-  """The train population, the held-out split (NumPy) and the class count."""
-  if config.data.name == 'av_digits':
-    # Imported here: it needs the `data` extra (tensorflow-datasets).
-    from fedmchain_jax.data import av_digits
-    import tensorflow_datasets as tfds
-    tfds.disable_progress_bar()
-    snr = config.data.audio_snr_db
-    builder_config = av_digits.make_config(
-        config.data.pairing_seed, None if snr is None else float(snr),
-        config.data.image_energy_removed)
-    try:
-      train, test = av_digits.load_federated(
-          config.data.manual_dir, config.data.data_dir, seed=config.seed,
-          partition=config.data.partition,
-          clients_per_speaker=config.data.clients_per_speaker,
-          num_clients=config.data.num_clients,
-          dirichlet_alpha=config.data.dirichlet_alpha,
-          missing_modality_rate=config.data.missing_modality_rate,
-          min_examples=config.data.min_examples, config=builder_config,
-          source=config.data.source)
-    except av_raw.RawDataError as e:
-      raise config_checks.ConfigError('data.manual_dir',
-                                      config.data.manual_dir, str(e)) from None
-    return train, test, 10
-  if config.data.name == 'synthetic':
-    spec = config.data.synthetic
-    modalities = [
-        synthetic.ModalitySpec(name, int(dim), float(p), float(s))
-        for name, dim, p, s in zip(spec.modalities, spec.dims,
-                                   spec.informativeness, spec.noise_scale)
-    ]
-    train, test = synthetic.make_federated(
-        seed=config.seed,
-        num_clients=config.data.num_clients,
-        examples_per_client=config.data.examples_per_client,
-        num_test=config.data.num_test,
-        num_classes=config.data.num_classes,
-        modalities=modalities,
-        dirichlet_alpha=config.data.dirichlet_alpha,
-        missing_modality_rate=config.data.missing_modality_rate,
-        min_examples=config.data.min_examples)
-    return train, test, config.data.num_classes
-  raise config_checks.ConfigError(
-      'data.name', config.data.name,
-      f'must be one of {", ".join(config_checks.DATASETS)}')
+  """The train population, the held-out split (NumPy) and the class count
+  (`registry.DATASETS`)."""
+  if config.data.name not in registry.DATASETS:
+    raise config_checks.ConfigError(
+        'data.name', config.data.name,
+        f'must be one of {", ".join(registry.DATASETS)}')
+  try:
+    return registry.DATASETS[config.data.name](config)
+  except av_raw.RawDataError as e:
+    raise config_checks.ConfigError('data.manual_dir',
+                                    config.data.manual_dir, str(e)) from None
 
 
-def build_model(config, modalities,
-                num_classes) -> fmc.models.LateFusionClassifier:
-  return fmc.models.LateFusionClassifier(
-      modalities=tuple(modalities), hidden=tuple(config.model.hidden),
-      num_classes=num_classes)
+def build_model(config, modalities, num_classes):
+  return registry.MODELS[registry.MODEL](config, modalities, num_classes)
 
 
 def apply_fn_of(model):
@@ -160,24 +116,10 @@ def apply_fn_of(model):
   return apply_fn
 
 
-# Presets: algorithm name -> fedmchain() settings that override the config.
-_FEDMCHAIN_PRESETS = {
-    'fedmchain': {},
-    'fedmchain_noreg': {'reg_lambda': 0.0},
-    'fedmchain_mean': {'aggregator': 'mean', 'rho': 1.0,
-                       'error_feedback': False},
-    # tau below any agreement links every pair: one group, plain TIES.
-    'fedmchain_ties': {'max_groups': 1, 'tau': -2.0},
-    'joint_ssca': {'local_training': 'joint'},
-}
-
-
 def fedmchain_setting(config, name: str):
-  """A FedMChain setting as `build_algorithm` applies it: the algorithm
-  preset's value where it sets one (`fedmchain_noreg`: reg_lambda 0), else
-  `config.fedmchain.<name>`."""
-  return _FEDMCHAIN_PRESETS.get(config.algorithm, {}).get(
-      name, config.fedmchain[name])
+  """A FedMChain setting as the algorithm applies it
+  (`registry.fedmchain_setting`)."""
+  return registry.fedmchain_setting(config, name)
 
 
 def make_mesh(config) -> jax.sharding.Mesh | None:
@@ -196,11 +138,8 @@ SWEEPABLE = ('seed', 'client.lr', 'server.lr', 'fedprox.mu',
 # `rounds.chunk_size = -1` on one CPU device trains the cohort in chunks of
 # clients whose float32 parameters fill about AUTO_CHUNK_BYTES (a power of
 # two of clients in AUTO_CHUNK_RANGE), so that a chunk's weights stay in
-# cache across its local steps. Reference model (1.7 MB a client): chunks of
-# 4; tiny model (154 kB): 32. Measured (benchmarks/RESULTS.md): on a Zen 4
-# AMD EPYC the reference FedAvg round took 640 / 663 / 739 / 879 ms in
-# chunks of 2 / 4 / 8 / 16; on the Intel Xeon chunks of 2-16 were within
-# 10% of each other; tiny rounds moved less than the noise from 8 to 64.
+# cache across its local steps (reference model: chunks of 4; tiny model:
+# 32; benchmarks/RESULTS.md).
 AUTO_CHUNK_BYTES = 8 * 2**20
 AUTO_CHUNK_RANGE = (2, 64)
 # The chunk when the parameters are not given.
@@ -230,19 +169,12 @@ def chunk_size_of(config, mesh=None, params=None) -> int | None:
   return chunk or None
 
 
-def blocks_of(config, modalities):
-  """The parameter blocks the config's algorithm sparsifies and aggregates
-  separately (`rounds.compose`'s `blocks`), or None for a dense one."""
-  if config.algorithm in _FEDMCHAIN_PRESETS:
-    return fmc.models.parameter_blocks(modalities)
-  return None
-
-
 def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
                     hparams=None, params=None) -> fmc.FederatedAlgorithm:
-  """The config's algorithm; `hparams` {field: value} overrides SWEEPABLE
-  fields with values that may be JAX tracers; `params` (one client's, or
-  their shapes) size the automatic chunk (`chunk_size_of`)."""
+  """The config's algorithm (`registry.ALGORITHMS`); `hparams` {field:
+  value} overrides SWEEPABLE fields with values that may be JAX tracers;
+  `params` (one client's, or their shapes) size the automatic chunk
+  (`chunk_size_of`)."""
   hparams = dict(hparams or {})
 
   def value(field):
@@ -253,68 +185,20 @@ def build_algorithm(config, apply_fn, modalities, num_clients, mesh=None,
       node = node[part]
     return node
 
-  client_optimizer = make_optimizer(config.client.optimizer,
-                                    value('client.lr'), config.client.momentum)
-  server_optimizer = make_optimizer(config.server.optimizer,
-                                    value('server.lr'), config.server.momentum)
-  loss_fn = fmc.losses.fused_classification_loss(apply_fn)
+  if config.algorithm not in registry.ALGORITHMS:
+    raise config_checks.ConfigError(
+        'algorithm', config.algorithm,
+        f'must be one of {", ".join(registry.ALGORITHMS)}')
   faults = fmc.faults.FaultModel(
       dropout_rate=config.faults.dropout_rate,
       nonfinite_rate=config.faults.nonfinite_rate,
       attack_fraction=config.faults.attack_fraction,
       attack=config.faults.attack, attack_scale=config.faults.attack_scale)
-  layout = dict(
-      placement=fmc.placement.Placement(
-          chunk_size=chunk_size_of(config, mesh, params), mesh=mesh,
-          mesh_reduction=config.rounds.mesh_reduction),
-      faults=faults)
-  if config.algorithm in _FEDMCHAIN_PRESETS:
-    settings = dict(
-        local_training='chain', reg_lambda=value('fedmchain.reg_lambda'),
-        aggregator='ssca', rho=value('fedmchain.rho'),
-        error_feedback=config.fedmchain.error_feedback,
-        max_groups=config.fedmchain.max_groups, tau=value('fedmchain.tau'))
-    settings.update(_FEDMCHAIN_PRESETS[config.algorithm])
-    regularizer = fmc.client.Regularizer(
-        kind=config.fedmchain.regularizer, lam=settings.pop('reg_lambda'),
-        w1=config.fedmchain.reg_w1, w2=config.fedmchain.reg_w2)
-    kind, tau, max_groups = (settings.pop(k) for k in ('aggregator', 'tau',
-                                                        'max_groups'))
-    aggregator = fmc.aggregators.weighted_mean() if kind == 'mean' else (
-        fmc.aggregators.ssca(
-            tau, max_groups, config.fedmchain.combine,
-            agreement_dtype=config.rounds.agreement_dtype,
-            row_groups=config.rounds.agreement_row_groups or None,
-            materialize=config.rounds.agreement_materialize))
-    return fmc.algorithms.fedmchain(
-        apply_fn, modalities, client_optimizer, server_optimizer,
-        steps_per_phase=config.client.steps_per_phase,
-        cohort_size=config.rounds.cohort_size,
-        batch_size=config.client.batch_size,
-        num_clients=num_clients,
-        chain_order=tuple(config.fedmchain.chain_order) or None,
-        chain_rule=config.fedmchain.chain_rule,
-        regularizer=regularizer, aggregator=aggregator,
-        **settings, **layout)
-  if config.algorithm == 'fedavg_ogm':
-    return fmc.algorithms.fedavg_ogm_ge(
-        apply_fn, modalities, client_optimizer, server_optimizer,
-        config.client.num_local_steps, config.rounds.cohort_size,
-        config.client.batch_size, alpha=value('ogm.alpha'),
-        noise=config.ogm.noise, **layout)
-  common = dict(
-      loss_fn=loss_fn,
-      client_optimizer=client_optimizer,
-      server_optimizer=server_optimizer,
-      num_local_steps=config.client.num_local_steps,
-      cohort_size=config.rounds.cohort_size,
-      batch_size=config.client.batch_size, **layout)
-  if config.algorithm == 'fedavg':
-    return fmc.algorithms.fedavg(**common)
-  if config.algorithm == 'fedprox':
-    return fmc.algorithms.fedavg(**common, prox_mu=value('fedprox.mu'))
-  raise config_checks.ConfigError(
-      'algorithm', config.algorithm, f'must be one of {", ".join(ALGORITHMS)}')
+  placement = fmc.placement.Placement(
+      chunk_size=chunk_size_of(config, mesh, params), mesh=mesh,
+      mesh_reduction=config.rounds.mesh_reduction)
+  return registry.ALGORITHMS[config.algorithm].build(
+      config, value, apply_fn, modalities, num_clients, placement, faults)
 
 
 def init_params(model, test: fmc.data.TestData, key):
@@ -367,7 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   checkpointer = checkpointing.Checkpointer(
       os.path.join(workdir, 'checkpoints'), config.rounds.checkpoint_every)
-  writer = checkpointing.MetricsWriter(os.path.join(workdir, 'metrics.jsonl'))
+  writer = metrics_io.MetricsWriter(os.path.join(workdir, 'metrics.jsonl'))
   try:
     latest, restored = checkpointer.restore_latest_valid(
         {'state': state, 'counters': counters}, warn=logging.warning,
@@ -380,7 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                  workdir)
   start = int(state.round)
   writer.truncate_after(start)
-  board = checkpointing.TensorBoardWriter(os.path.join(workdir, 'tensorboard'),
+  board = metrics_io.TensorBoardWriter(os.path.join(workdir, 'tensorboard'),
                                           purge_after=start)
   config_path = os.path.join(workdir, 'config.json')
   with open(config_path + '.tmp', 'w') as f:

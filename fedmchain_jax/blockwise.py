@@ -3,8 +3,7 @@
 XLA:CPU writes the operand of a reduction or of a matrix product out to a
 fresh buffer before using it: under the cohort's vmap that is a [C, P]
 array, and on a small machine the page faults of fresh memory cost more
-than the arithmetic (a count of |x| >= t over [64, 271k] takes 29 ms, 8 ms
-in blocks; measured in benchmarks/RESULTS.md). A `lax.fori_loop` over blocks
+than the arithmetic (benchmarks/RESULTS.md). A `lax.fori_loop` over blocks
 of `BLOCK` entries keeps each block's temporaries in cache. On accelerators
 XLA fuses such passes itself, so the default there is one block.
 """
@@ -43,8 +42,8 @@ def count_true(mask: Array) -> Array:
   """int32 count of the True entries of mask along its last axis.
 
   As int16 sums of 32, then of 8 of those, then the rest, which XLA:CPU
-  fuses with the comparison that makes the mask: 31 counts over [1024, 2,
-  4096] take 20-30 ms, against 81-89 ms for `jnp.sum(mask, -1)`. Exact.
+  fuses with the comparison that makes the mask (a plain `jnp.sum(mask,
+  -1)` writes the mask out first; benchmarks/RESULTS.md). Exact.
   The last axis is padded with False to a multiple of `COUNT_WIDTH`.
   """
   if mask.shape[-1] <= SHORT_SUM:
@@ -65,10 +64,10 @@ def count_true_columns(mask: Array) -> Array:
   """`count_true` for short rows (a few thousand entries) counted again and
   again: the last axis as [n / 256, 256] columns summed down in int16 (a
   sum over a major axis, which XLA:CPU vectorizes across the 256 lanes),
-  then across. 31 counts of `bits < candidate` over [1024, 2, 4096] (the
-  threshold's order statistics; 2 cores): 27 against 70 ms for
-  `count_true`; one count over [64, 266,752]: 27 against 7.5 ms, so long
-  rows stay with `count_true`. Exact, for rows of up to 32,767 x 256.
+  then across: faster than `count_true` for the threshold's order
+  statistics (many counts of short rows) and slower for one count of a
+  long row, which stays with `count_true` (benchmarks/RESULTS.md). Exact,
+  for rows of up to 32,767 x 256.
   The last axis is padded with False to a multiple of `COUNT_WIDTH`.
   """
   size = mask.shape[-1]

@@ -29,7 +29,7 @@ from fedmchain_jax import determinism
 from fedmchain_jax import losses
 from fedmchain_jax import models
 from fedmchain_jax.data import federated
-from fedmchain_jax.types import Array, Batch, LossFn, Metrics, Params, PRNGKey
+from fedmchain_jax.types import Batch, LossFn, Metrics, Params, PRNGKey
 
 REGULARIZERS = ('boost', 'reweight')
 

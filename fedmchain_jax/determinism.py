@@ -11,20 +11,20 @@ measured on XLA:CPU with jax 0.10 and 0.12:
   it is trained among 2 clients than among 10 (last-bit differences, 1e-8
   after a round). `compiler_options()` turns those library fusions off, which
   leaves XLA's own emitters, whose per-element results do not depend on the
-  batch size. The reference workload ran as fast either way on an Intel
-  Xeon, 6-18% slower with the options on an AMD Zen 5
-  (benchmarks/RESULTS.md); `compiler_options(layout_independent=False)`
-  gives that speed back and the layout dependence with it.
+  batch size. Some CPUs run slower with the options (benchmarks/RESULTS.md);
+  `compiler_options(layout_independent=False)` gives that speed back and
+  the layout dependence with it.
 * Short sums (a client's losses over its batch and steps, per-client metric
   vectors) still depend on the batch of clients around them even in XLA's
   own emitters; `fixed_order_sum` spells their order out.
 * Sums over the clients axis depend on how many rows each device holds. The
   rounds in `fedmchain_jax.algorithms` therefore reduce over clients in a
-  layout that does not depend on the mesh (see `compose`'s `mesh` argument).
+  layout that does not depend on the mesh (`placement.Placement`'s
+  `mesh_reduction`), and `aggregation.weighted_mean` as a fixed tree of adds
+  times 1 / total.
 * Matrix products. XLA:CPU rounds each row of a product [M, K] x [K, N]
   in a way that depends on M (its GEMM picks kernels and K blocks by the
-  row count): seen on an AMD EPYC with AVX2 and not on the Intel Xeon with
-  AVX-512 these notes were first measured on. Clients that share their
+  row count), on some CPUs (AVX2) and not others. Clients that share their
   starting params would make the first local step one [n B, K] x [K, N]
   product over the n clients around them, so on CPU the rounds give each
   client its own copy of the params (a batched product of B rows per
@@ -59,9 +59,9 @@ def compiler_options(backend: str | None = None,
   Args:
     backend: 'cpu', 'gpu', 'tpu', ...; None: `jax.default_backend()`.
     layout_independent: False gives XLA's defaults, which let YNNPACK take
-      the large fusions: faster on some CPUs (6-18% of a reference round on
-      an AMD Zen 5, benchmarks/RESULTS.md), but the last bits of a round
-      then depend on its chunk size and device count. Runs stay repeatable.
+      the large fusions: faster on some CPUs (benchmarks/RESULTS.md), but
+      the last bits of a round then depend on its chunk size and device
+      count. Runs stay repeatable.
 
   Returns:
     A new dict (empty off CPU or when not `layout_independent`).

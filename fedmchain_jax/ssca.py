@@ -23,8 +23,8 @@ client's support), the clients that hold the block, and their weights n_c:
 
 All shapes are static; cost is two C x C x P sign products (exact in any of
 int8, bfloat16 or float32 operands, or as bit counts: on CPU the signs are
-packed 32 to a word and A and D counted with popcounts, 4x faster than
-float32 products at C = 64; int8 products on accelerators) plus O(G C P)
+packed 32 to a word and A and D counted with popcounts, several times
+faster than float32 products; int8 products on accelerators) plus O(G C P)
 for the group sums, as matrix products. On a mesh the devices share the
 sign products (`sign_agreement(mesh=...)`), bitwise the one-device result,
 and with replicated rows the consensus column blocks (`_mesh_columns`).
@@ -55,8 +55,7 @@ class SSCAResult(NamedTuple):
 
 # On CPU the agreement products run in blocks of P only up to this many
 # clients: beyond it the C x C x P products cost more than the page faults
-# that blocking saves (both products, 2 cores: C = 64, P = 271k: 77 -> 51 ms;
-# C = 256, P = 100k: 226 -> 183 ms; C = 1024, P = 25k: 467 -> 678 ms).
+# that blocking saves (benchmarks/RESULTS.md).
 BLOCKED_AGREEMENT_MAX_CLIENTS = 256
 
 # `default_row_groups` on CPU: clients a group, and at most this many groups,
@@ -86,14 +85,9 @@ AGREEMENT_DTYPES = ('auto', 'int8', 'float32', 'bfloat16', 'bits')
 def default_row_groups(size: int, dtype: str) -> int:
   """Row groups of `sign_agreement` for C = size clients and its `dtype`.
 
-  On CPU, for 'bits' about 64 clients a group, at most 16 (2 cores, P =
-  26k: C = 256: 9.9 ms in 1 group, 7.5 in 4; C = 1,024: 79 ms in 4, 67 in
-  16); for matrix products about 256, at most 8 (float32, P = 26k: C =
-  512 / 1,024 / 2,048: 123 -> 110, 456 -> 338, 1,687 -> 1,050 ms).
-  Elsewhere 1: on an H200 the C = 4,096 reference round took 110.5 ms in
-  1 group, 106.9 / 110.4 / 126.7 ms in 2 / 4 / 8 (int8 products, operands
-  fused), one run each; materialized operands in 4 groups were faster
-  alone (12 against 44.5 ms) but not yet timed in a round.
+  On CPU, for 'bits' about 64 clients a group, at most 16; for matrix
+  products about 256, at most 8. Elsewhere 1, where more groups did not
+  make the round faster (benchmarks/RESULTS.md).
   """
   if jax.default_backend() != 'cpu':
     return 1
@@ -114,9 +108,7 @@ BITS_WIDTH = 32 * 32
 def bits_block(size: int) -> int:
   """Default block of `sign_agreement(dtype='bits')` for C = size clients:
   about 2^20 / C entries (a block's packed signs, C x block / 4 bytes, stay
-  in the 2 cores' caches), a power of two in [1,024, 32,768]. Measured (2
-  cores): C = 64, P = 267k: 13-15 ms; C = 256, P = 102k: 40 ms; C = 1,024,
-  P = 26.6k: 95 ms."""
+  in cache), a power of two in [1,024, 32,768]."""
   block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)
   return min(32768, max(BITS_WIDTH, block))
 
@@ -125,9 +117,7 @@ def _pack_signs(part: Array, held: Array) -> tuple[Array, Array]:
   """uint32 [r, ceil(p / 1024) * 32] words of the support (entries > 0 or
   < 0) and of the negative entries of part [r, p] in held rows, 32 entries a
   word. Only the last p mod 1,024 columns are padded (with zeros) and packed
-  apart: padding all of part made XLA:CPU write a padded copy first (2
-  cores, [512, 26,630]: 40 against 9 ms; [64, 271,370]: 52-64 against 11
-  ms)."""
+  apart: padding all of part made XLA:CPU write a padded copy first."""
   shifts = jnp.arange(32, dtype=jnp.uint32)
 
   def pack(piece):
@@ -202,6 +192,31 @@ def _mesh_groups(size: int, row_groups: int, devices: int) -> int:
   return min(groups, -(-size // devices) * devices)
 
 
+def _pair_table(groups: int, devices: int) -> np.ndarray:
+  """[devices, turns, 3]: (i, j, real) of the row-group pairs i <= j each
+  device computes, dealt out in turn; the last turn of some devices is a
+  dummy (0, 0, 0) that adds zeros."""
+  pairs = [(i, j) for i in range(groups) for j in range(i, groups)]
+  table = np.zeros((devices, -(-len(pairs) // devices), 3), np.int32)
+  for n, (i, j) in enumerate(pairs):
+    table[n % devices, n // devices] = (i, j, 1)
+  return table
+
+
+def _place_pairs(turn: Array, pieces: list, total: int, rows: int) -> Array:
+  """[total, total]: each real pair's [rows, rows] piece at block (i, j)
+  and its transpose at (j, i), zeros elsewhere."""
+  whole = jnp.zeros((total, total), pieces[0].dtype)
+  for (i, j, real), pair in zip(turn, pieces):
+    piece = jnp.where(real > 0, pair, 0)
+    for (a, b), x in (((i, j), piece),
+                      ((j, i), jnp.where(i != j, piece.T, 0))):
+      at = (a * rows, b * rows)
+      whole = jax.lax.dynamic_update_slice(
+          whole, jax.lax.dynamic_slice(whole, at, (rows, rows)) + x, at)
+  return whole
+
+
 def _mesh_counts(values: Array, holders: Array, dtype: str, block: int,
                  threshold: Array | None, row_groups: int,
                  mesh: jax.sharding.Mesh, axis: str,
@@ -224,13 +239,7 @@ def _mesh_counts(values: Array, holders: Array, dtype: str, block: int,
   rows = total // groups
   values = jnp.pad(values, ((0, pad), (0, 0)))
   holders = jnp.pad(holders, (0, pad))
-  pairs = [(i, j) for i in range(groups) for j in range(i, groups)]
-  turns = -(-len(pairs) // devices)
-  # [devices, turns, 3]: (i, j, real) of each device's pairs; the last turn
-  # of some devices is a dummy (0, 0) that adds zeros.
-  table = np.zeros((devices, turns, 3), np.int32)
-  for n, (i, j) in enumerate(pairs):
-    table[n % devices, n // devices] = (i, j, 1)
+  table = _pair_table(groups, devices)
   # The packed operands are blocked by words of 32 entries.
   step = max(1, block // 32) if dtype == 'bits' and block else block
 
@@ -262,18 +271,9 @@ def _mesh_counts(values: Array, holders: Array, dtype: str, block: int,
     blocks = blockwise.reduce(products,
                               lambda x, y: jax.tree.map(jnp.add, x, y),
                               everyone, step)
-    out = []
-    for n in range(2):
-      whole = jnp.zeros((total, total), blocks[0][n].dtype)
-      for (i, j, real), pair in zip(turn, blocks):
-        piece = jnp.where(real > 0, pair[n], 0)
-        for (a, b), x in (((i, j), piece),
-                          ((j, i), jnp.where(i != j, piece.T, 0))):
-          at = (a * rows, b * rows)
-          whole = jax.lax.dynamic_update_slice(
-              whole, jax.lax.dynamic_slice(whole, at, (rows, rows)) + x, at)
-      out.append(jax.lax.psum(whole, axis))
-    return tuple(out)
+    return tuple(jax.lax.psum(_place_pairs(turn, [b[n] for b in blocks],
+                                           total, rows), axis)
+                 for n in range(2))
 
   # Rows already spread over the devices stay there; replicated rows are
   # not resharded, which could change how XLA lays out their other uses.
@@ -357,16 +357,10 @@ def sign_agreement(values: Array, holders: Array, dtype: str = 'auto',
       'bits') or float32. 'bits' packs each row's support and negative
       entries 32 to a uint32 word and counts, for every pair of rows, the
       common support (D) and the entries on it whose signs differ, with
-      popcounts (`_bit_counts`; 2 cores, both products: C = 64, P = 267k:
-      13-15 ms against 54-58 ms for float32; C = 1,024, P = 26.6k: 95
-      against 188 ms; the one-pass counts of 2026-12-02 took a slower CPU
-      from 160-176 to 82-105 ms at C = 1,024, P = 26k). 'auto' (the
-      default) is 'bits' on CPU and int8 elsewhere. Measured on an H200
-      (C = 4096, P = 271k, both products alone): int8 44 ms, bfloat16 24 ms
-      (materialized), float32 50 ms; yet inside the whole round bfloat16
-      with materialized operands made aggregation slower (94 against 75-79
-      ms), so int8 stays. float8_e4m3fn was 17 ms but not exact (Hopper's
-      FP8 units accumulate in reduced precision) and is not offered.
+      popcounts (`_bit_counts`). 'auto' (the default) is 'bits' on CPU and
+      int8 elsewhere, the fastest exact forms measured inside the round on
+      each (benchmarks/RESULTS.md; float8 is not offered: Hopper's FP8 units
+      accumulate in reduced precision, so it is not exact).
     materialize: compute the sign and support matrices as their own step
       (behind an optimization barrier) before the two products, instead of
       letting XLA fuse sign/abs into the products' operand loads.

@@ -62,12 +62,13 @@ class FederatedAlgorithm(NamedTuple):
       `key` is the run's base key; the round key is
       `fold_in(key, state.round)`, so keys are never stored.
     num_local_steps: steps each client takes per round (S in cohort shapes).
-    train_cohort: `train_cohort(state, cohort, key) -> (deltas, metrics)`,
-      the vmapped local training part of `run_cohort` (leaves [C, ...]).
-    aggregate: `aggregate(state, cohort, deltas, metrics, key) -> (state,
-      metrics)`, the upload, aggregation and server-step part. (`compose`'s
-      rounds with blocks also take `fold_upload=True` in both, to split the
-      round where `run_cohort` splits it; docs/api.md.)
+    train_cohort: `train_cohort(state, cohort, key) -> (trained, metrics)`,
+      the round's first half on a gathered cohort: vmapped local training,
+      handing over what the upload reads (`algorithms.rounds.Trained`).
+    aggregate: `aggregate(state, cohort, trained, metrics, key) -> (state,
+      metrics)`, the second half: upload, aggregation and server step, from
+      `train_cohort`'s output or from a deltas tree [C, ...] (a per-client
+      loop's). `run_cohort` is `aggregate` of `train_cohort`, bit for bit.
     local_update: the per-client function `train_cohort` vmaps,
       `local_update(params, batches, present, key, round) -> (params,
       metrics)` (for a per-client loop, e.g. the benchmark's baseline).

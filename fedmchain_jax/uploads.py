@@ -7,16 +7,16 @@ cohort's rows [C, P_b] of one block (`blocks`):
   prepare(rows, sending, state, ids)  -> e_c: zero the rows of clients that
                                          send nothing, add what they carry
   encode(rows, holders, keys)         -> `Message`: what each client sends
-  store(state, ids, message)          -> state after the round
+  store(state, ids, rows, message)    -> state after the round (rows: e_c)
 
 The round calls `prepare` where each chunk of local training ends, then
 `encode` per block and `store`. Factories: `identity()` (the dense block,
-FedAvg) and `top_fraction(fraction, error_feedback=...)` (FedMChain's
+FedAvg) and `top_fraction(rho, error_feedback=...)` (FedMChain's
 sparse upload, docs/algorithm.md):
 
   e_c = delta_c + r_c,  x_c = e_c [ |e_c| >= t_c ],  r_c <- e_c - x_c
 
-with t_c the magnitude of e_c's ceil(fraction P_b)-th largest entry
+with t_c the magnitude of e_c's ceil(rho P_b)-th largest entry
 (`compression.magnitude_threshold`).
 """
 
@@ -61,7 +61,8 @@ class Upload(NamedTuple):
     init: `init(block_size) -> state` ([N, P_b] array) or None.
     prepare: `prepare(rows, sending, state, ids) -> rows`.
     encode: `encode(rows, holders, keys) -> Message`; keys [C].
-    store: `store(state, ids, message) -> state`.
+    store: `store(state, ids, rows, message) -> state`; rows are the
+      e_c that `message` encodes.
   """
   init: Callable
   prepare: Callable
@@ -93,7 +94,7 @@ def identity() -> Upload:
                 prepare=lambda rows, sending, state, ids: zero_silent(
                     rows, sending),
                 encode=encode,
-                store=lambda state, ids, message: state)
+                store=lambda state, ids, rows, message: state)
 
 
 def store_residuals(table: Array, ids: Array, message: Message) -> Array:
@@ -120,13 +121,13 @@ def store_residuals(table: Array, ids: Array, message: Message) -> Array:
   return jax.lax.fori_loop(0, inside.sum(), store, table)
 
 
-def top_fraction(fraction=0.1, error_feedback: bool = False,
+def top_fraction(rho=0.1, error_feedback: bool = False,
                  num_clients: int | None = None,
                  **threshold_options) -> Upload:
-  """Each holder sends the top `fraction` of its block's entries by magnitude.
+  """Each holder sends the top `rho` of its block's entries by magnitude.
 
   Args:
-    fraction: rho in (0, 1], a Python number or a traced scalar (a sweep);
+    rho: the share in (0, 1], a Python number or a traced scalar (a sweep);
       a Python rho >= 1 sends every non-zero entry.
     error_feedback: keep per-client residuals r_c of what was not sent (a
       [N, P_b] table per block in `ServerState.client_states`) and add them
@@ -139,7 +140,7 @@ def top_fraction(fraction=0.1, error_feedback: bool = False,
   """
   if error_feedback and num_clients is None:
     raise ValueError('error_feedback needs num_clients')
-  dense = isinstance(fraction, (int, float)) and fraction >= 1.0
+  dense = isinstance(rho, (int, float)) and rho >= 1.0
 
   def init(block_size):
     if not error_feedback:
@@ -156,13 +157,14 @@ def top_fraction(fraction=0.1, error_feedback: bool = False,
       kept = jnp.where(holders, blockwise.count_true(rows != 0), 0)
       return Message(rows, threshold, kept)
     threshold = jax.vmap(lambda x, k: compression.magnitude_threshold(
-        x, fraction, k, **threshold_options))(rows, keys)
+        x, rho, k, **threshold_options))(rows, keys)
     threshold = jnp.where(holders, threshold, jnp.inf)
     kept = jax.vmap(lambda x, t: compression.count_at_least(
         x, t, nonzero=True))(rows, threshold)
     return Message(rows, threshold, kept)
 
-  def store(state, ids, message):
+  def store(state, ids, rows, message):
+    del rows  # The message keeps them: r_c = e_c - x_c is its unsent part.
     return state if state is None else store_residuals(state, ids, message)
 
   return Upload(init, prepare, encode, store)

@@ -1,6 +1,5 @@
 """Cohort chunking and sharding the clients axis over a device mesh."""
 
-import functools
 import json
 import os
 import subprocess

@@ -33,7 +33,7 @@ from fedmchain_jax import placement as placement_lib
 from fedmchain_jax import uploads as uploads_lib
 from fedmchain_jax.algorithms import base
 from fedmchain_jax.data import federated
-from fedmchain_jax.types import FederatedAlgorithm, PRNGKey, ServerState
+from fedmchain_jax.types import FederatedAlgorithm, ServerState
 
 
 class Trained(NamedTuple):
@@ -256,13 +256,14 @@ def _upload_and_aggregate(upload, aggregator, placement, block_list, state,
     holders = weights > 0
     if modality is not None:
       holders = holders & cohort.modality_mask[modality]
-    message = upload.encode(trained.rows[name], holders, jax.vmap(
+    rows = trained.rows[name]
+    message = upload.encode(rows, holders, jax.vmap(
         lambda k, i=index: jax.random.fold_in(k, i))(keys))
     if replicated:  # The rows gathered once, for the store and the sums.
-      message = placement_lib.replicate(placement, message)
+      rows, message = placement_lib.replicate(placement, (rows, message))
     if name in client_states:
       client_states[name] = upload.store(client_states[name],
-                                         cohort.client_ids, message)
+                                         cohort.client_ids, rows, message)
     message, held = jax.tree.map(real, message), real(holders)
     merged, block_metrics = aggregator.aggregate(message, real(weights), held,
                                                  placement)

@@ -186,9 +186,9 @@ def _slot_order(noise: Array, mask: Array) -> Array:
   as `jax.random.uniform` draws them: multiples of 2^-23. With E <=
   `_PACKED_ORDER_MAX_SLOTS` slots each entry is then one uint32 key, (noise
   x 2^23, or 2^23 for padding) x E + slot, and a plain sort of the keys
-  gives the order (C = 1,024, E = 320 on 2 CPU cores: 13-17 ms against
-  84-86 for the stable two-operand argsort; benchmarks/RESULTS.md). Longer
-  rows, or other dtypes, take the argsort.
+  gives the order, several times faster than the stable two-operand
+  argsort on CPU (benchmarks/RESULTS.md). Longer rows, or other dtypes,
+  take the argsort.
 
   Args:
     noise: [C, E] float, in [0, 1).

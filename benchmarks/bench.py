@@ -1,10 +1,10 @@
 r"""Benchmark harness: the cost of one federated round and of its parts.
 
-  python -m experiments.bench --workload=reference [--json]
-  python -m experiments.bench --workload=tiny --cohort_size=1024
-  python -m experiments.bench --algorithm=fedavg --hidden=128,128 \
+  python -m benchmarks.bench --workload=reference [--json]
+  python -m benchmarks.bench --workload=tiny --cohort_size=1024
+  python -m benchmarks.bench --algorithm=fedavg --hidden=128,128 \
       --cohort_size=256 --chunk_size=64 --repeats=5
-  python -m experiments.bench --algorithm=fedmchain,fedavg \
+  python -m benchmarks.bench --algorithm=fedmchain,fedavg \
       --cohort_size=64,256,1024,4096 --noloop_baseline --json
 
 Lists of algorithms and cohort sizes run one after another in one process
@@ -48,16 +48,9 @@ on the default device:
                          training instead, per chunk with --chunk_size)
   aggregate_ms, aggregate_share
                          upload, aggregation and server step alone, and their
-                         share of the round, from a deltas tree (as
-                         `FederatedAlgorithm.aggregate` takes it)
-  aggregate_in_round_ms, aggregate_in_round_share, aggregate_in_round_cpu_ms
-                         the same as the round runs it: from the flattened
-                         [C, P_b] rows that local training hands over, the
-                         upload's first steps (finite check, zeroing, error
-                         feedback) already taken per chunk on one device
-                         (`train_cohort(..., fold_upload=True)`), from the
-                         flattened deltas on a mesh; the same as
-                         aggregate_ms for algorithms without blocks (FedAvg)
+                         share of the round, from what local training hands
+                         over (`FederatedAlgorithm.aggregate` of
+                         `train_cohort`'s output: the round's two halves)
                          (the three parts: --breakdown, the default)
   memory_mb              XLA's estimate of the round's peak memory
                          (arguments + outputs + temporaries); max_rss_mb, and
@@ -104,6 +97,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import time
 
 from absl import app
@@ -114,8 +108,8 @@ import numpy as np
 
 import fedmchain_jax as fmc
 from fedmchain_jax import data as fdata
-from fedmchain_jax.algorithms import rounds
 from experiments import config_checks
+from experiments import registry
 from experiments import train as runner
 from experiments.configs import default
 
@@ -155,7 +149,7 @@ _LAYOUT_INDEPENDENT = flags.DEFINE_bool(
     'rounds.layout_independent_bits: compile with '
     '`determinism.compiler_options()` (the default) or XLA\'s defaults.')
 _REGULARIZER = flags.DEFINE_enum(
-    'regularizer', 'boost', list(fmc.local.REGULARIZERS),
+    'regularizer', 'boost', list(fmc.client.REGULARIZERS),
     'fedmchain.regularizer: the chain\'s error-compensated regularizer.')
 _REG_LAMBDA = flags.DEFINE_float(
     'reg_lambda', 1.0, 'fedmchain.reg_lambda: the regularizer\'s weight (0: '
@@ -238,6 +232,35 @@ def check_settings(workload, algorithms, hidden, cohort_sizes,
         raise app.UsageError(f'--{flag}={error.value!r} is invalid: '
                              f'{error.allowed}') from None
   return widths, sizes
+
+
+def cpu_model() -> str:
+  """The host CPU's model name (Linux), else the platform's processor."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+def commit() -> str:
+  """The git commit of the code measured ('' outside a checkout); a
+  '+' marks uncommitted changes to tracked files."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=root,
+                          capture_output=True, text=True, timeout=10)
+    dirty = subprocess.run(['git', 'status', '--porcelain',
+                            '--untracked-files=no'], cwd=root,
+                           capture_output=True, text=True, timeout=10)
+  except (OSError, subprocess.SubprocessError):
+    return ''
+  if head.returncode:
+    return ''
+  return head.stdout.strip() + ('+' if dirty.stdout.strip() else '')
 
 
 def cpu_seconds() -> float:
@@ -333,7 +356,7 @@ def local_flops(params, algorithm: str, modalities, steps_per_phase: int,
             2 * data_layer_entries(params, m))
 
   steps = len(modalities) * steps_per_phase
-  if algorithm in ('fedavg', 'fedprox', 'fedavg_ogm', 'joint_ssca'):
+  if registry.ALGORITHMS[algorithm].local_training == 'joint':
     total = steps * sum(trained(m) for m in modalities)
   else:
     # A chain: phase j trains modality j. The boost regularizer's earlier
@@ -511,10 +534,10 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
 
   flops = local_flops(params, algorithm, modalities, steps_per_phase,
                       batch_size, cohort_size, regularizer,
-                      runner.fedmchain_setting(config, 'reg_lambda'))
+                      registry.fedmchain_setting(config, 'reg_lambda'))
   peak = peak_flops()
   # Clients a device trains at once: a chunk (at least 2, as
-  # `rounds.compose` runs it) or the cohort, shared out over the devices.
+  # `placement.map_clients` runs it) or the cohort, shared out over the devices.
   devices = 1 if mesh is None else mesh.size
   width = runner.chunk_size_of(config, mesh, params) or cohort_size
   products, _ = products_flops(params, modalities,
@@ -538,13 +561,15 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'agreement_materialize': agreement_materialize,
       'layout_independent_bits': layout_independent_bits,
       'regularizer': regularizer,
-      'reg_lambda': runner.fedmchain_setting(config, 'reg_lambda'),
+      'reg_lambda': registry.fedmchain_setting(config, 'reg_lambda'),
       'parameters': int(sum(x.size for x in jax.tree.leaves(params))),
       'device': jax.devices()[0].device_kind,
       'backend': jax.default_backend(), 'jax': jax.__version__,
       'devices': 1 if mesh is None else mesh.size,
       'mesh_reduction': None if mesh is None else mesh_reduction,
       'machine': platform.machine(), 'python': platform.python_version(),
+      'cpu_model': cpu_model(), 'cpu_count': os.cpu_count(),
+      'commit': commit(),
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
       'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
       'compile_s': compile_s,
@@ -561,58 +586,24 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'page_faults_per_round': round_faults,
   }
   if breakdown:
+    # The round's two halves as it runs them: local training (with the
+    # upload's first steps where the round takes them per chunk) and the
+    # upload, aggregation and server step from what it hands over.
     sample_fn = jax.jit(sample_only, compiler_options=options)
     cohort = sample_fn(state, data, key)
     train_fn = jax.jit(algorithm_fns.train_cohort,
                        compiler_options=options)
     local_s, _, local_cpu_s = timed(lambda: train_fn(state, cohort, key),
                                     repeats, warmup)
-    deltas, client_metrics = train_fn(state, cohort, key)
+    trained, client_metrics = train_fn(state, cohort, key)
     aggregate_fn = jax.jit(algorithm_fns.aggregate, donate_argnums=0,
                            compiler_options=options)
     aggregate_s, _, aggregate_cpu_s = timed(
-        chained(lambda s: aggregate_fn(s, cohort, deltas, client_metrics,
+        chained(lambda s: aggregate_fn(s, cohort, trained, client_metrics,
                                        key)[0], state), repeats, warmup)
-    blocks = runner.blocks_of(config, modalities)
-    if blocks and mesh is None:
-      # Inside the round (with blocks, on one device, no faults), local
-      # training takes the upload's first steps where each chunk ends (the
-      # finite check, zeroing, error feedback) and hands over the flattened
-      # [C, P_b] rows (`train_cohort(..., fold_upload=True)`); `aggregate`
-      # alone takes a deltas tree, concatenates each block's leaves and
-      # takes those steps over the whole cohort.
-      folded = jax.jit(functools.partial(algorithm_fns.train_cohort,
-                                         fold_upload=True),
-                       compiler_options=options)(state, cohort, key)
-      blocks_fn = jax.jit(
-          functools.partial(algorithm_fns.aggregate, fold_upload=True),
-          donate_argnums=0, compiler_options=options)
-      in_round_s, _, in_round_cpu_s = timed(
-          chained(lambda s: blocks_fn(s, cohort, folded[0], client_metrics,
-                                      key)[0], state), repeats, warmup)
-      del folded
-    elif blocks:
-      # On a mesh the round hands the aggregation flattened blocks
-      # (`rounds._split_blocks`) and it takes the upload's steps itself.
-      split = jax.jit(lambda d: rounds._split_blocks(  # pylint: disable=protected-access
-          blocks, params, d))(deltas)
-
-      def from_blocks(state, cohort, split, client_metrics, key):
-        tree = rounds._join_blocks(split, blocks, state.params)  # pylint: disable=protected-access
-        return algorithm_fns.aggregate(state, cohort, tree, client_metrics,
-                                       key)
-
-      blocks_fn = jax.jit(from_blocks, donate_argnums=0,
-                          compiler_options=options)
-      in_round_s, _, in_round_cpu_s = timed(
-          chained(lambda s: blocks_fn(s, cohort, split, client_metrics,
-                                      key)[0], state), repeats, warmup)
-      del split
-    else:
-      in_round_s, in_round_cpu_s = aggregate_s, aggregate_cpu_s
     sample_s = median_seconds(lambda: sample_fn(state, data, key), repeats,
                               warmup)
-    del cohort, deltas, client_metrics
+    del cohort, trained, client_metrics
     result.update({
         'sample_ms': 1e3 * sample_s,
         'local_ms': 1e3 * local_s,
@@ -621,9 +612,6 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
         'local_share_of_products': flops / local_s / (products * devices),
         'aggregate_ms': 1e3 * aggregate_s,
         'aggregate_share': aggregate_s / round_s,
-        'aggregate_in_round_ms': 1e3 * in_round_s,
-        'aggregate_in_round_share': in_round_s / round_s,
-        'aggregate_in_round_cpu_ms': 1e3 * in_round_cpu_s,
         'local_cpu_ms': 1e3 * local_cpu_s,
         'aggregate_cpu_ms': 1e3 * aggregate_cpu_s,
     })

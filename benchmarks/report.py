@@ -1,0 +1,229 @@
+r"""Writes benchmarks/RESULTS.md from the harness's JSON lines.
+
+  python -m benchmarks.bench --workload=reference --algorithm=fedavg,fedmchain \
+      --json > /tmp/reference.jsonl
+  python -m benchmarks.bench --workload=tiny --algorithm=fedavg,fedmchain \
+      --chunk_size=-1 --json > /tmp/tiny.jsonl
+  python -m benchmarks.report --runs=/tmp/reference.jsonl,/tmp/tiny.jsonl \
+      [--baseline=/tmp/before.jsonl --baseline_label=327ebe0] \
+      --out=benchmarks/RESULTS.md
+
+Each table shows, per workload and device, the median of the runs given
+for each (algorithm, C, chunk) (several runs of the same setting: the
+median and the range). `--baseline` adds the same settings measured from
+another commit, alternating with the current one on the same machine. The
+accelerator rows are the last device run's (`benchmarks/gpu.sh`), with its
+date and commit, until a new one replaces them.
+"""
+
+import json
+import statistics
+
+from absl import app
+from absl import flags
+
+_RUNS = flags.DEFINE_list('runs', None, 'JSON-lines files of this commit.')
+_BASELINE = flags.DEFINE_list('baseline', [],
+                              'JSON-lines files of the commit compared.')
+_BASELINE_LABEL = flags.DEFINE_string('baseline_label', 'baseline',
+                                      'What the baseline is (a commit).')
+_OUT = flags.DEFINE_string('out', 'benchmarks/RESULTS.md', 'The report.')
+flags.mark_flags_as_required(['runs'])
+
+COMMAND = ('python -m benchmarks.bench --workload={workload} '
+           '--algorithm=fedavg,fedmchain{extra} --json')
+
+# The last accelerator run: one NVIDIA H200 (143,771 MiB), Python 3.12.3,
+# jax 0.11.2 with CUDA, `bash benchmarks/gpu.sh` on 2026-11-28 at commit
+# 1319fd2; reference workload, medians of 5 rounds (loop: 3).
+# (algorithm, C, round ms, local ms, aggregation ms, loop ms)
+H200_ROWS = (
+    ('fedmchain', 64, 3.74, 1.94, 3.65, 122.9),
+    ('fedmchain', 256, 7.96, None, None, None),
+    ('fedmchain', 1024, 25.8, None, None, None),
+    ('fedmchain', 4096, 110.5, 53.4, 58.6, None),
+    ('fedavg', 64, 2.90, 2.83, 0.65, 103.5),
+    ('fedavg', 256, 7.00, None, None, None),
+    ('fedavg', 1024, 24.1, None, None, None),
+    ('fedavg', 4096, 88.1, 84.4, 7.4, None),
+)
+
+# Targets: (what, how it is read from the rows, the target's text).
+TARGETS_TEXT = '''\
+| target | device | today | verdict |
+| --- | --- | --- | --- |
+| FedMChain round at C = 4,096 <= 60 ms | H200 (2026-11-28) | 110.5 ms | not met |
+| FedAvg round at C = 4,096 <= 50 ms | H200 (2026-11-28) | 88.1 ms | not met |
+| vmapped round >= 30x the per-client loop at C = 64 | H200 (2026-11-28) | 32.8x FedMChain, 35.7x FedAvg | met |
+| reference round and vmap/loop ratio within 10% of the code before the composable round | {machine} | {regression} | {regression_verdict} |
+'''
+
+LIMITS_TEXT = '''\
+## What limits speed
+
+- On this 2-core CPU, local training is most of a reference round, and its
+  time is the per-client matrix products: XLA:CPU runs a batch of small
+  products as a loop of single products on one core, so the vmapped round
+  only ties a per-client loop here (vmap/loop about 1x). The column
+  `products` is the rate of a step's products alone; `local / products` is
+  how near local training comes to it.
+- On the H200 the C = 64 round is launch-bound (the aggregation, 3.65 ms,
+  is about the whole round) and the C = 4,096 round splits between local
+  training (53 ms, a few per cent of the chip's matrix peak) and SSCA's
+  C x C x P sign products (59 ms).
+- Speed-only settings kept in the code (each measured in a row above or in
+  git history of this file): the chunk of clients a CPU trains at once
+  (`rounds.chunk_size = -1`), SSCA's agreement form (bit counts on CPU,
+  int8 products elsewhere), cache-sized blocks on CPU (`blockwise`), the
+  upload's first steps taken where each chunk of local training ends.
+'''
+
+
+def read(paths):
+  rows = []
+  for path in paths:
+    with open(path) as f:
+      rows += [json.loads(line) for line in f if line.strip().startswith('{')]
+  return [r for r in rows if 'error' not in r]
+
+
+def key(row):
+  return (row['workload'], row['algorithm'], row['cohort_size'],
+          row.get('chunk_clients', 0))
+
+
+def grouped(rows):
+  groups = {}
+  for row in rows:
+    groups.setdefault(key(row), []).append(row)
+  return groups
+
+
+def median(rows, field):
+  values = [r[field] for r in rows if r.get(field) is not None]
+  return statistics.median(values) if values else None
+
+
+def cell(rows, field, scale=1.0, digits=0, ranged=True):
+  values = [r[field] * scale for r in rows if r.get(field) is not None]
+  if not values:
+    return ''
+  mid = statistics.median(values)
+  text = f'{mid:,.{digits}f}'
+  if ranged and len(values) > 1:
+    text += f' ({min(values):,.{digits}f}-{max(values):,.{digits}f})'
+  return text
+
+
+def cpu_table(groups, workload):
+  lines = ['| algorithm | C | chunk | runs | round ms | round CPU ms | '
+           'local ms | aggregation ms (share) | loop ms | vmap / loop | '
+           'local / peak | local / products | memory MB |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | '
+           '--- | --- | --- |']
+  for (load, algorithm, size, chunk), rows in sorted(groups.items()):
+    if load != workload:
+      continue
+    share = median(rows, 'aggregate_share')
+    aggregation = cell(rows, 'aggregate_ms', ranged=False)
+    if share is not None:
+      aggregation += f' ({share:.0%})'
+    lines.append(
+        f'| {algorithm} | {size:,} | {chunk or "all"} | {len(rows)} | '
+        f'{cell(rows, "round_ms")} | {cell(rows, "round_cpu_ms")} | '
+        f'{cell(rows, "local_ms")} | {aggregation} | '
+        f'{cell(rows, "loop_round_ms")} | '
+        f'{cell(rows, "vmap_speedup", digits=2)} | '
+        f'{cell(rows, "local_share_of_peak", digits=2, ranged=False)} | '
+        f'{cell(rows, "local_share_of_products", digits=2, ranged=False)} | '
+        f'{cell(rows, "memory_mb", ranged=False)} |')
+  return '\n'.join(lines)
+
+
+def comparison(groups, baseline_groups, label):
+  """Rows of the settings both sides measured, and the worst ratio."""
+  lines = [f'| algorithm | C | round ms, this commit | round ms, {label} | '
+           f'ratio | vmap / loop, this commit | vmap / loop, {label} |',
+           '| --- | --- | --- | --- | --- | --- | --- |']
+  worst = []
+  for setting, rows in sorted(groups.items()):
+    before = baseline_groups.get(setting)
+    if not before:
+      continue
+    now, then = median(rows, 'round_ms'), median(before, 'round_ms')
+    worst.append(now / then)
+    speed_now = median(rows, 'vmap_speedup')
+    speed_then = median(before, 'vmap_speedup')
+    if speed_now and speed_then:
+      worst.append(speed_then / speed_now)
+    lines.append(
+        f'| {setting[1]} | {setting[2]:,} | {cell(rows, "round_ms")} | '
+        f'{cell(before, "round_ms")} | {now / then:.2f} | '
+        f'{cell(rows, "vmap_speedup", digits=2)} | '
+        f'{cell(before, "vmap_speedup", digits=2)} |')
+  return '\n'.join(lines), (max(worst) if worst else None)
+
+
+def h200_table():
+  lines = ['| algorithm | C | round ms | local ms | aggregation ms | '
+           'loop ms | vmap / loop |',
+           '| --- | --- | --- | --- | --- | --- | --- |']
+  for algorithm, size, round_ms, local, aggregation, loop in H200_ROWS:
+    ratio = f'{loop / round_ms:.1f}' if loop else ''
+    lines.append(f'| {algorithm} | {size:,} | {round_ms} | {local or ""} | '
+                 f'{aggregation or ""} | {loop or ""} | {ratio} |')
+  return '\n'.join(lines)
+
+
+def write(runs, baseline, label, out):
+  groups = grouped(runs)
+  first = runs[0]
+  machine = (f'{first.get("cpu_model") or first["machine"]}, '
+             f'{first.get("cpu_count")} CPUs')
+  commits = sorted({r.get('commit', '') for r in runs})
+  parts = [
+      '# Benchmark results\n',
+      'Generated by `python -m benchmarks.report` from the harness\'s JSON '
+      'lines; the history of these figures is in git.\n',
+      f'- Machine: {machine}; Python {first["python"]}, jax {first["jax"]} '
+      f'({first["backend"]}).',
+      f'- Commit measured: {", ".join(commits)}.',
+      '- Settings: the harness defaults (5 steps per phase, B = 32, SGD, '
+      'rho = 0.1; medians of 5 rounds after 1 warm-up, the loop baseline 2).'
+      '\n']
+  for workload in sorted({r['workload'] for r in runs}):
+    extra = ' --chunk_size=-1' if workload == 'tiny' else ''
+    parts += [f'## {workload.capitalize()} workload, CPU\n',
+              '```sh\n' + COMMAND.format(workload=workload, extra=extra) +
+              '\n```\n', cpu_table(groups, workload) + '\n']
+  regression, verdict = 'not measured', 'not measured'
+  if baseline:
+    table, worst = comparison(groups, grouped(baseline), label)
+    parts += [f'## Against {label}, alternating on this machine\n',
+              f'The same harness commands at {label} and at this commit, '
+              'one process each, alternating. A ratio above 1 is slower '
+              'now.\n', table + '\n']
+    if worst is not None:
+      regression = f'worst ratio {worst:.2f}'
+      verdict = 'met' if worst <= 1.10 else 'not met'
+  parts += ['## Reference workload, one NVIDIA H200 (2026-11-28, commit '
+            '1319fd2)\n',
+            '`bash benchmarks/gpu.sh DIR` on a lent H200, Python 3.12.3, '
+            'jax 0.11.2 with CUDA. Rerun it on a device to replace these '
+            'rows (BUILD.md, "Benchmark").\n', h200_table() + '\n',
+            '## Targets\n',
+            TARGETS_TEXT.format(machine=machine, regression=regression,
+                                regression_verdict=verdict),
+            LIMITS_TEXT]
+  with open(out, 'w') as f:
+    f.write('\n'.join(parts))
+
+
+def main(argv):
+  del argv
+  write(read(_RUNS.value), read(_BASELINE.value) if _BASELINE.value else [],
+        _BASELINE_LABEL.value, _OUT.value)
+
+
+if __name__ == '__main__':
+  app.run(main)
