@@ -15,7 +15,6 @@ import json
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from ml_collections import config_flags

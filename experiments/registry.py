@@ -43,8 +43,12 @@ def optimizer(name: str, lr, momentum: float = 0.0
   return OPTIMIZERS[name](lr, momentum)
 
 
-def _fused_loss(apply_fn):
-  return fmc.losses.fused_classification_loss(apply_fn)
+def _optimizers(config, value):
+  """(client, server) optimizers of a config, at their (swept) rates."""
+  return (optimizer(config.client.optimizer, value('client.lr'),
+                    config.client.momentum),
+          optimizer(config.server.optimizer, value('server.lr'),
+                    config.server.momentum))
 
 
 def _fedavg(aggregator=None, prox=False):
@@ -52,12 +56,8 @@ def _fedavg(aggregator=None, prox=False):
             faults):
     del modalities, num_clients
     return fmc.algorithms.fedavg(
-        _fused_loss(apply_fn),
-        optimizer(config.client.optimizer, value('client.lr'),
-                  config.client.momentum),
-        optimizer(config.server.optimizer, value('server.lr'),
-                  config.server.momentum),
-        config.client.num_local_steps, config.rounds.cohort_size,
+        fmc.losses.fused_classification_loss(apply_fn),
+        *_optimizers(config, value), config.client.num_local_steps, config.rounds.cohort_size,
         config.client.batch_size,
         prox_mu=value('fedprox.mu') if prox else 0.0,
         aggregator=aggregator() if aggregator else None,
@@ -69,11 +69,7 @@ def _fedavg_ogm(config, value, apply_fn, modalities, num_clients, placement,
                 faults):
   del num_clients
   return fmc.algorithms.fedavg_ogm_ge(
-      apply_fn, modalities,
-      optimizer(config.client.optimizer, value('client.lr'),
-                config.client.momentum),
-      optimizer(config.server.optimizer, value('server.lr'),
-                config.server.momentum),
+      apply_fn, modalities, *_optimizers(config, value),
       config.client.num_local_steps, config.rounds.cohort_size,
       config.client.batch_size, alpha=value('ogm.alpha'),
       noise=config.ogm.noise, placement=placement, faults=faults)
@@ -103,11 +99,7 @@ def _fedmchain(config, value, apply_fn, modalities, num_clients, placement,
         row_groups=config.rounds.agreement_row_groups or None,
         materialize=config.rounds.agreement_materialize)
   return fmc.algorithms.fedmchain(
-      apply_fn, modalities,
-      optimizer(config.client.optimizer, value('client.lr'),
-                config.client.momentum),
-      optimizer(config.server.optimizer, value('server.lr'),
-                config.server.momentum),
+      apply_fn, modalities, *_optimizers(config, value),
       steps_per_phase=config.client.steps_per_phase,
       cohort_size=config.rounds.cohort_size,
       batch_size=config.client.batch_size, num_clients=num_clients,

@@ -17,12 +17,15 @@ from absl import logging
 import numpy as np
 from ml_collections import config_flags
 
+from experiments import registry
 from experiments import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file.')
 _OUT = flags.DEFINE_string('out', 'docs/ROBUSTNESS.md', 'Markdown output.')
-_ALGORITHMS = flags.DEFINE_list('algorithms', ['fedavg', 'fedmchain'],
-                                'Algorithms to compare.')
+_ALGORITHMS = flags.DEFINE_list(
+    'algorithms', ['fedavg', 'fedmchain', 'fedavg_median',
+                   'fedavg_trimmed_mean'], 'Algorithms to compare '
+    '(experiments/registry.py).')
 _ATTACKS = flags.DEFINE_list('attacks', ['sign_flip', 'scale', 'noise'],
                              'Attack kinds.')
 _FRACTIONS = flags.DEFINE_list('fractions', ['0', '0.1', '0.2', '0.3'],
@@ -44,6 +47,10 @@ def run(config, algorithm, attack, fraction, seed) -> dict:
 
 def main(argv):
   del argv
+  unknown = sorted(set(_ALGORITHMS.value) - set(registry.ALGORITHMS))
+  if unknown:
+    raise app.UsageError(f'--algorithms {",".join(unknown)} is unknown: '
+                         f'allowed are {", ".join(registry.ALGORITHMS)}')
   logging.set_verbosity(logging.WARNING)
   fractions = [float(f) for f in _FRACTIONS.value]
   seeds = [int(s) for s in _SEEDS.value]

@@ -29,7 +29,6 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 

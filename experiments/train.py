@@ -15,7 +15,6 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
-import optax
 import tqdm
 
 import fedmchain_jax as fmc
@@ -81,16 +80,6 @@ def check_resumable(config, workdir: str) -> None:
           f'{", ".join(RESUMABLE_CHANGES)} may change) or use a new workdir')
 
 
-def make_optimizer(name: str, lr: float,
-                   momentum: float = 0.0) -> optax.GradientTransformation:
-  """An optax optimizer by config name (`registry.OPTIMIZERS`)."""
-  if name not in registry.OPTIMIZERS:
-    allowed = ', '.join(registry.OPTIMIZERS)
-    raise config_checks.ConfigError('optimizer', name,
-                                    f'must be one of {allowed}')
-  return registry.optimizer(name, lr, momentum)
-
-
 def build_data(config
                ) -> tuple[fmc.data.FederatedData, fmc.data.TestData, int]:
   """The train population, the held-out split (NumPy) and the class count
@@ -114,12 +103,6 @@ def apply_fn_of(model):
   def apply_fn(params, features, modality_mask=None, only=None):
     return model.apply({'params': params}, features, modality_mask, only)
   return apply_fn
-
-
-def fedmchain_setting(config, name: str):
-  """A FedMChain setting as the algorithm applies it
-  (`registry.fedmchain_setting`)."""
-  return registry.fedmchain_setting(config, name)
 
 
 def make_mesh(config) -> jax.sharding.Mesh | None:

@@ -28,7 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   # fedavg | fedprox | fedavg_ogm | fedmchain | fedmchain_noreg |
-  # fedmchain_mean | fedmchain_ties | joint_ssca (docs/algorithm.md).
+  # fedmchain_mean | fedmchain_ties | joint_ssca | fedavg_median |
+  # fedavg_trimmed_mean (experiments/registry.py, docs/algorithm.md).
   config.algorithm = 'fedavg'
 
   config.data = ml_collections.ConfigDict()
