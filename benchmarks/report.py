@@ -58,6 +58,37 @@ TARGETS_TEXT = '''\
 | reference round and vmap/loop ratio within 10% of the code before the composable round | {machine} | {regression} | {regression_verdict} |
 '''
 
+# The measured reasons the library's docstrings point to. Each row: the
+# code path, what it was measured against, and where (2 vCPUs of the Intel
+# Xeon CI machine unless said); git history of this file has the sessions.
+PATHS_TEXT = '''\
+## Why the code's speed paths exist
+
+Measured when each path was written; a path whose gain a later machine or
+JAX version loses is a candidate for deletion (rerun its comparison with
+`benchmarks.aggregation_parts` or the harness).
+
+| code path | measured against | gain |
+| --- | --- | --- |
+| `aggregation.weighted_mean`: a fixed tree of adds | `tensordot` over [64, 433k] | 5.2-6.4 against 32 ms |
+| `blockwise.reduce`: cache-sized blocks on CPU | a count of \\|x\\| >= t over [64, 271k] at once | 8 against 29 ms |
+| `blockwise.count_true`: int16 partial sums | `jnp.sum(mask, -1)`, 31 counts over [1,024, 2, 4,096] | 20-30 against 81-89 ms |
+| `blockwise.count_true_columns` for the order statistics | `count_true` on the same | 27 against 70 ms (one long row: 27 against 7.5, so long rows keep `count_true`) |
+| `compression.magnitude_at_least`: two comparisons | \\|x\\| >= t, hoisted and written out per refinement, [1,024, 12,832] | 64 ms a refinement saved |
+| `compression.magnitude_order_statistics`: bit by bit | a sort, 2 ranks of [1,024, 4,096] | 27-31 against 143 ms |
+| `compression.sample_positions`: an integer hash | `jax.random.randint`, C = 1,024, 4,096 samples | 2.7 against 135-141 ms |
+| `data.draw_cohort`'s packed sort keys | a stable two-operand argsort, C = 1,024, E = 320 | 13-17 against 84-86 ms |
+| `ssca.sign_agreement(dtype='bits')` on CPU | float32 products: C = 64, P = 267k; C = 1,024, P = 26.6k | 13-15 against 54-58 ms; 95 against 188 ms |
+| SSCA's agreement in blocks of P up to 256 clients | one product: C = 64, P = 271k; C = 1,024, P = 25k | 51 against 77 ms; 678 against 467 ms (hence the limit) |
+| SSCA's row groups on CPU | one group: bits, C = 1,024, P = 26k; float32, C = 1,024 | 67 against 79 ms; 338 against 456 ms |
+| `ssca._pack_signs`: only the tail padded | padding all of [512, 26,630] | 9 against 40 ms |
+| `uploads.store_residuals`: rows stored in place on CPU | a scatter of the [C, P] residuals, C = 64, P = 267k | 9.6 against 30 ms |
+| `client.scan_steps`: the first step outside the scan | the whole scan | 15% of FedAvg's local training |
+| int8 agreement products off CPU | bfloat16 materialized / float32, H200, C = 4,096 in the round | 75-79 against 94 ms (bfloat16); float8 not exact |
+| `rounds.chunk_size = -1` (chunks of about 8 MB of params) | chunks of 2 / 4 / 8 / 16, reference FedAvg, AMD EPYC Zen 4 | 640 / 663 / 739 / 879 ms |
+| `determinism.compiler_options()` | XLA's defaults | same speed on the Intel Xeon; 6-18% slower on an AMD Zen 5 |
+'''
+
 LIMITS_TEXT = '''\
 ## What limits speed
 
@@ -214,7 +245,7 @@ def write(runs, baseline, label, out):
             '## Targets\n',
             TARGETS_TEXT.format(machine=machine, regression=regression,
                                 regression_verdict=verdict),
-            LIMITS_TEXT]
+            LIMITS_TEXT, PATHS_TEXT]
   with open(out, 'w') as f:
     f.write('\n'.join(parts))
 
