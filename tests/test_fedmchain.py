@@ -11,7 +11,7 @@ import pytest
 import fedmchain_jax as fmc
 from tests import common
 from fedmchain_jax import data as fdata
-from fedmchain_jax import client as local
+from fedmchain_jax import client
 
 MODALITIES = ('strong', 'weak')
 
@@ -32,7 +32,8 @@ def logits_model(params, features, modality_mask=None, only=None):
 def test_boost_regularizer_golden_numbers():
   # z_m = [0, 0], prev = [ln 3, 0], y = 0:
   # CE(y, z_m) = ln 2; CE(y, prev + z_m) = -ln(3 / 4); lam = 0.5.
-  loss_fn = local.phase_loss(logits_model, 'a', local.Regularizer('boost', 0.5))
+  loss_fn = client.phase_loss(logits_model, 'a',
+                              client.Regularizer('boost', 0.5))
   batch = {'features': {'a': jnp.zeros((1, 1))}, 'label': jnp.array([0]),
            'mask': jnp.array([True])}
   trainable = {'head_a': {'z': jnp.zeros(2)}}
@@ -47,7 +48,7 @@ def test_boost_regularizer_golden_numbers():
                                            'has_prev': jnp.array(False)})
   np.testing.assert_allclose(loss, math.log(2), rtol=1e-6)
   # lam = 0 switches it off.
-  off = local.phase_loss(logits_model, 'a', local.Regularizer('boost', 0.0))
+  off = client.phase_loss(logits_model, 'a', client.Regularizer('boost', 0.0))
   np.testing.assert_allclose(off(trainable, {}, batch, context)[0],
                              math.log(2), rtol=1e-6)
 
@@ -55,8 +56,8 @@ def test_boost_regularizer_golden_numbers():
 def test_reweight_regularizer_golden_numbers():
   # other = [ln 3, 0] -> q_y = 3 / 4; w1 = 1, w2 = 0.8: weight 0.4;
   # loss = ln 2 + lam * 0.4 * ln 2 with lam = 0.5.
-  loss_fn = local.phase_loss(logits_model, 'a',
-                             local.Regularizer('reweight', 0.5, 1.0, 0.8))
+  loss_fn = client.phase_loss(logits_model, 'a',
+                              client.Regularizer('reweight', 0.5, 1.0, 0.8))
   batch = {'features': {'a': jnp.zeros((1, 1))}, 'label': jnp.array([0]),
            'mask': jnp.array([True])}
   context = {'other': jnp.array([[math.log(3), 0.0]]),
@@ -82,8 +83,8 @@ def _changed(before, after):
 
 def test_each_phase_moves_only_its_modality():
   apply_fn, params, train = _setup()
-  update = jax.jit(local.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
-                                      [('strong', 'weak')]).update)
+  update = jax.jit(client.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                                [('strong', 'weak')]).update)
   batches = _client_batches(train, 6)
   present = {'strong': jnp.array(True), 'weak': jnp.array(True)}
   # Mask out the examples of phase 2 ('weak'): only phase 1 can move anything,
@@ -102,9 +103,9 @@ def test_each_phase_moves_only_its_modality():
 
 def test_missing_modality_leaves_its_blocks_unchanged():
   apply_fn, params, train = _setup()
-  update = jax.jit(local.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
-                                      fmc.algorithms.chain_orders(
-                                          MODALITIES, 'rotate')).update)
+  update = jax.jit(client.chain(
+      apply_fn, MODALITIES, optax.sgd(0.5), 3,
+      fmc.algorithms.chain_orders(MODALITIES, 'rotate')).update)
   batches = _client_batches(train, 6)
   for round_index in (0, 1):
     present = {'strong': jnp.array(True), 'weak': jnp.array(False)}
@@ -134,12 +135,12 @@ def test_chain_order_changes_the_result():
   present = {'strong': jnp.array(True), 'weak': jnp.array(True)}
   results = []
   for order in [('strong', 'weak'), ('weak', 'strong')]:
-    update = local.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
-                                [order]).update
+    update = client.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                          [order]).update
     results.append(jit(update)(params, batches, present, jax.random.key(0),
                                0)[0])
-  rotating = local.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
-                                [('strong', 'weak'), ('weak', 'strong')]).update
+  rotating = client.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                          [('strong', 'weak'), ('weak', 'strong')]).update
   for round_index, expected in enumerate(results):
     got, _ = jit(rotating)(params, batches, present, jax.random.key(0),
                            round_index)

@@ -10,6 +10,8 @@ from fedmchain_jax import uploads
 from fedmchain_jax.algorithms import rounds
 from fedmchain_jax.types import FederatedAlgorithm, LossFn
 
+DEFAULT_PLACEMENT = placement_lib.Placement()
+
 
 def fedavg(loss_fn: LossFn,
            client_optimizer: optax.GradientTransformation,
@@ -20,7 +22,7 @@ def fedavg(loss_fn: LossFn,
            prox_mu: float = 0.0,
            *,
            aggregator: aggregators.Aggregator | None = None,
-           placement: placement_lib.Placement = placement_lib.Placement(),
+           placement: placement_lib.Placement = DEFAULT_PLACEMENT,
            faults=None) -> FederatedAlgorithm:
   """Federated averaging with a server optimizer, optionally FedProx.
 
@@ -71,7 +73,7 @@ def fedavg_ogm_ge(apply_fn, modalities,
                   server_optimizer: optax.GradientTransformation,
                   num_local_steps: int, cohort_size: int, batch_size: int,
                   alpha: float, noise: bool = True, *,
-                  placement: placement_lib.Placement = placement_lib.Placement(),
+                  placement: placement_lib.Placement = DEFAULT_PLACEMENT,
                   faults=None) -> FederatedAlgorithm:
   """FedAvg whose local training applies OGM-GE (`client.ogm_ge`)."""
   return rounds.compose(
