@@ -43,21 +43,22 @@ def optimizer(name: str, lr, momentum: float = 0.0
   return OPTIMIZERS[name](lr, momentum)
 
 
-def _optimizers(config, value):
-  """(client, server) optimizers of a config, at their (swept) rates."""
+def _optimizers(config, value, server=None):
+  """(client, server) optimizers of a config, at their (swept) rates;
+  `server` names the server's in place of `config.server.optimizer`."""
   return (optimizer(config.client.optimizer, value('client.lr'),
                     config.client.momentum),
-          optimizer(config.server.optimizer, value('server.lr'),
+          optimizer(server or config.server.optimizer, value('server.lr'),
                     config.server.momentum))
 
 
-def _fedavg(aggregator=None, prox=False):
+def _fedavg(aggregator=None, prox=False, server=None):
   def build(config, value, apply_fn, modalities, num_clients, placement,
             faults):
     del modalities, num_clients
     return fmc.algorithms.fedavg(
         fmc.losses.fused_classification_loss(apply_fn),
-        *_optimizers(config, value), config.client.num_local_steps, config.rounds.cohort_size,
+        *_optimizers(config, value, server), config.client.num_local_steps, config.rounds.cohort_size,
         config.client.batch_size,
         prox_mu=value('fedprox.mu') if prox else 0.0,
         aggregator=aggregator() if aggregator else None,
@@ -128,6 +129,11 @@ ALGORITHMS = {
     'fedavg': Algorithm(_fedavg()),
     'fedprox': Algorithm(_fedavg(prox=True)),
     'fedavg_ogm': Algorithm(_fedavg_ogm),
+    # FedOpt (Reddi et al., ICLR 2021): server Adam / Yogi at server.lr
+    # (experiments/configs/fedopt.py: 0.01). Out of the study's default list
+    # until it sets each algorithm's own server lr.
+    'fedopt_adam': Algorithm(_fedavg(server='adam'), in_study=False),
+    'fedopt_yogi': Algorithm(_fedavg(server='yogi'), in_study=False),
     'fedmchain': _chain(),
     'fedmchain_noreg': _chain(reg_lambda=0.0),
     'fedmchain_mean': _chain(aggregator='mean', rho=1.0,
@@ -135,6 +141,9 @@ ALGORITHMS = {
     # tau below any agreement links every pair: one group, plain TIES.
     'fedmchain_ties': _chain(max_groups=1, tau=-2.0),
     'joint_ssca': _chain(local_training='joint'),
+    # FedAvg's local work with FedMChain's sparse upload and error feedback,
+    # merged by the mean: the control for the sparse upload.
+    'joint_sparse_mean': _chain(local_training='joint', aggregator='mean'),
     'fedavg_median': Algorithm(_fedavg(fmc.aggregators.coordinate_median),
                                in_study=False),
     'fedavg_trimmed_mean': Algorithm(

@@ -27,9 +27,10 @@ _SHARED_DATA = os.path.normpath(os.path.join(
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
-  # fedavg | fedprox | fedavg_ogm | fedmchain | fedmchain_noreg |
-  # fedmchain_mean | fedmchain_ties | joint_ssca | fedavg_median |
-  # fedavg_trimmed_mean (experiments/registry.py, docs/algorithm.md).
+  # fedavg | fedprox | fedavg_ogm | fedopt_adam | fedopt_yogi | fedmchain |
+  # fedmchain_noreg | fedmchain_mean | fedmchain_ties | joint_ssca |
+  # joint_sparse_mean | fedavg_median | fedavg_trimmed_mean
+  # (experiments/registry.py, docs/algorithm.md).
   config.algorithm = 'fedavg'
 
   config.data = ml_collections.ConfigDict()
