@@ -60,7 +60,7 @@ TARGETS_TEXT = '''\
 
 # The measured reasons the library's docstrings point to. Each row: the
 # code path, what it was measured against, and where (2 vCPUs of the Intel
-# Xeon CI machine unless said); git history of this file has the sessions.
+# Xeon CI machine unless said); git history of RESULTS.md has each measurement.
 PATHS_TEXT = '''\
 ## Why the code's speed paths exist
 

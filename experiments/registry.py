@@ -58,7 +58,8 @@ def _fedavg(aggregator=None, prox=False, server=None):
     del modalities, num_clients
     return fmc.algorithms.fedavg(
         fmc.losses.fused_classification_loss(apply_fn),
-        *_optimizers(config, value, server), config.client.num_local_steps, config.rounds.cohort_size,
+        *_optimizers(config, value, server), config.client.num_local_steps,
+        config.rounds.cohort_size,
         config.client.batch_size,
         prox_mu=value('fedprox.mu') if prox else 0.0,
         aggregator=aggregator() if aggregator else None,
@@ -181,8 +182,9 @@ def _synthetic(config):
 
 def _av_digits(config):
   # Imported here: it needs the `data` extra (tensorflow-datasets).
-  from fedmchain_jax.data import av_digits  # pylint: disable=g-import-not-at-top
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from fedmchain_jax.data import av_digits
+  import tensorflow_datasets as tfds
   tfds.disable_progress_bar()
   snr = config.data.audio_snr_db
   builder_config = av_digits.make_config(
