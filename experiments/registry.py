@@ -116,11 +116,8 @@ def _fedmchain(config, value, apply_fn, modalities, num_clients, placement,
 
 
 def _chain(**fixed) -> Algorithm:
-  training = fixed.get('local_training', 'chain')
-  return Algorithm(_fedmchain, training,
-                   {'local_training': 'chain', 'aggregator': 'ssca',
-                    **fixed} if training == 'chain' else
-                   {'aggregator': 'ssca', **fixed})
+  fixed = {'local_training': 'chain', 'aggregator': 'ssca', **fixed}
+  return Algorithm(_fedmchain, fixed['local_training'], fixed)
 
 
 # Trimmed mean's share cut from each end: up to 20% attackers removed.

@@ -24,7 +24,6 @@ from fedmchain_jax.data import av_raw
 from experiments import config_checks
 from experiments import registry
 
-ALGORITHMS = config_checks.ALGORITHMS
 
 # Fields a resumed run may change: how long, how often to save, where the
 # data lies, and how the work is laid out (not what is computed). A field

@@ -112,6 +112,9 @@ def compose(client_update: client_lib.ClientUpdate,
   def block_map(params):
     return blocks_lib.whole_model(params) if blocks is None else blocks
 
+  def split(params, deltas) -> Trained:
+    return Trained(*blocks_lib.split(block_map(params), params, deltas))
+
   def init(params) -> ServerState:
     states = {name: upload.init(blocks_lib.size(params, keys))
               for _, name, keys, _ in _block_list(block_map(params), params)}
@@ -128,10 +131,9 @@ def compose(client_update: client_lib.ClientUpdate,
 
     def finish(out, x):
       trained, metrics = out
-      deltas = jax.tree.map(jnp.subtract, trained, state.params)
-      split = Trained(*blocks_lib.split(block_map(state.params),
-                                        state.params, deltas))
-      return (_prepare(upload, state, split, *x[1]) if folds else split,
+      deltas = split(state.params,
+                     jax.tree.map(jnp.subtract, trained, state.params))
+      return (_prepare(upload, state, deltas, *x[1]) if folds else deltas,
               metrics)
 
     return placement_lib.map_clients(placement, one, state.params,
@@ -156,8 +158,7 @@ def compose(client_update: client_lib.ClientUpdate,
     size = num_real_clients or cohort.weights.shape[0]
     train_key = base.round_keys(key, state.round)[1]
     if not isinstance(trained, Trained):
-      trained = Trained(*blocks_lib.split(block_map(state.params),
-                                          state.params, trained))
+      trained = split(state.params, trained)
     fault_metrics = {}
     if not trained.prepared:
       weights = cohort.weights
