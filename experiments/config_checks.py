@@ -11,6 +11,7 @@ import numbers
 import ml_collections
 
 from fedmchain_jax import placement
+from fedmchain_jax.data import federated
 from fedmchain_jax import ssca
 from experiments import registry
 
@@ -19,6 +20,7 @@ DATASETS = tuple(registry.DATASETS)
 OPTIMIZERS = tuple(registry.OPTIMIZERS)
 MESH_REDUCTIONS = placement.MESH_REDUCTIONS
 AGREEMENT_DTYPES = ssca.AGREEMENT_DTYPES
+HELD_OUT = federated.HELD_OUT
 
 
 class ConfigError(ValueError):
@@ -214,3 +216,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _real(config, 'ogm.alpha', low=0, low_open=True)
   _boolean(config, 'ogm.noise')
   _integer(config, 'eval.batch_size')
+  _real(config, 'data.validation_fraction', 0, 1, high_open=True)
+  split = _choice(config, 'eval.split', HELD_OUT)
+  if split == 'validation' and not config.data.validation_fraction > 0:
+    raise ConfigError('eval.split', split,
+                      'needs data.validation_fraction > 0 (the share of each '
+                      "client's examples held out), e.g. 0.1")

@@ -2,7 +2,7 @@
 
   ALGORITHMS  config.algorithm      -> `Algorithm` (how the round is built)
   OPTIMIZERS  config.*.optimizer    -> optax factory (lr, momentum)
-  DATASETS    config.data.name      -> (train, test, num_classes) builder
+  DATASETS    config.data.name      -> (train, held-out split, num_classes)
   MODELS      the model of a run    -> Flax module builder
 
 Config checks, the launcher, the sweep, the study and the benchmark read
@@ -173,7 +173,9 @@ def _synthetic(config):
       modalities=modalities,
       dirichlet_alpha=config.data.dirichlet_alpha,
       missing_modality_rate=config.data.missing_modality_rate,
-      min_examples=config.data.min_examples)
+      min_examples=config.data.min_examples,
+      validation_fraction=config.data.validation_fraction,
+      held_out=config.eval.split)
   return train, test, config.data.num_classes
 
 
@@ -195,7 +197,9 @@ def _av_digits(config):
       dirichlet_alpha=config.data.dirichlet_alpha,
       missing_modality_rate=config.data.missing_modality_rate,
       min_examples=config.data.min_examples, config=builder_config,
-      source=config.data.source)
+      source=config.data.source,
+      validation_fraction=config.data.validation_fraction,
+      held_out=config.eval.split)
   return train, test, 10
 
 

@@ -1,26 +1,47 @@
-r"""The comparison study: every algorithm on every setting, three seeds each.
+r"""The comparison study: tuned on validation, reported on test.
 
   python -m experiments.study --study_dir=/tmp/study --out=docs/RESULTS.md \
-      [--datasets=synthetic,av_digits] [--rounds=N]
+      [--datasets=synthetic,av_digits] [--alphas=0.1,1.0] \
+      [--missing=0.0,0.3,0.5] [--algorithms=...] [--budget=steps|examples]
 
-Settings: Dirichlet alpha 0.1 and 1.0 x missing-modality rate 0, 0.3, 0.5;
-algorithms fedavg, fedprox, fedavg_ogm, fedmchain and its ablations, at equal
-local work (joint training 10 steps, the chain 2 phases x 5). Each setting's
-seeds run as one in-program sweep (experiments/sweep.py). The report gives,
-per dataset and setting, final fused and per-modality accuracy (mean ± std
-over seeds), and the rounds and uploaded MiB until the fused accuracy first
-reaches the dataset's target (mean over the seeds that reach it), then plots
-of the curves.
+Settings: Dirichlet alpha x missing-modality rate. Every run holds out
+`VALIDATION_FRACTION` of each training client's examples
+(`fmc.data.federated.hold_out`), so the training population is the same
+whether a run evaluates on validation or test.
+
+1. Tuning: for each dataset and alpha, each algorithm runs its own grid
+   (`GRIDS`: stages of {field: values}, each stage one in-program sweep
+   starting from the previous stage's choice) at missing rate
+   `TUNE_MISSING` with `--tune_seeds`, evaluated on the validation split
+   only (`eval.split = 'validation'`: the test split is not even read).
+   The member with the best final validation fused accuracy is chosen.
+2. Final runs: the chosen values on every setting of that alpha, seeds
+   `--seeds`, evaluated on the test split.
+
+Budgets (`--budget`): 'steps' gives joint training `num_local_steps` steps
+and the chain `steps_per_phase` per modality (equal steps: each encoder
+sees half the examples under the chain); 'examples' gives each chain phase
+`num_local_steps` steps, so each encoder sees as many examples a round as
+under joint training. Every run reports uploaded and downloaded bytes
+counted the same way for every method (`comm/*`, docs/algorithm.md).
+
+Every finished sweep stays in --study_dir and is not rerun (an interrupted
+study resumes where it stopped); the report is rewritten after each, so it
+always holds what has finished. Its header states the study's wall time
+(the sum of the sweeps' compile and run times).
 """
 
 import json
 import os
+import sys
+import time
 
 from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 
+from benchmarks import bench
 from experiments import plot
 from experiments import registry
 from experiments import sweep
@@ -31,20 +52,54 @@ ALGORITHMS = tuple(name for name, algorithm in registry.ALGORITHMS.items()
                    if algorithm.in_study)
 ALPHAS = (0.1, 1.0)
 MISSING = (0.0, 0.3, 0.5)
+# Tuning runs at this missing rate; its choice serves every rate.
+TUNE_MISSING = 0.3
+VALIDATION_FRACTION = 0.15
 # Dataset -> (config, fused-accuracy target for rounds/bytes-to-target,
-# rounds). AV-digits rounds cost ten times the embedded data's on a 2-core
-# CPU, hence 30 rounds there (the whole study takes about 40 minutes).
+# rounds).
 DATASETS = {
     'synthetic': (default.get_config, 0.85, 100),
-    'av_digits': (av_digits_fedavg.get_config, 0.95, 30),
+    'av_digits': (av_digits_fedavg.get_config, 0.95, 100),
 }
+
+_LR = (0.02, 0.05, 0.1)
+_RHO = (0.05, 0.1, 0.3)
+# Algorithm -> tuning stages, each {field: values} swept as one program.
+GRIDS = {
+    'fedavg': ({'client.lr': _LR},),
+    'fedprox': ({'client.lr': _LR, 'fedprox.mu': (0.001, 0.01, 0.1)},),
+    'fedavg_ogm': ({'client.lr': _LR, 'ogm.alpha': (0.1, 0.5, 1.0)},),
+    'fedopt_adam': ({'client.lr': _LR, 'server.lr': (0.003, 0.01, 0.03)},),
+    'fedopt_yogi': ({'client.lr': _LR, 'server.lr': (0.003, 0.01, 0.03)},),
+    'fedmchain': ({'client.lr': _LR, 'fedmchain.rho': _RHO},
+                  {'fedmchain.reg_lambda': (0.3, 1.0, 3.0),
+                   'fedmchain.tau': (-0.2, 0.0, 0.2)}),
+    'fedmchain_noreg': ({'client.lr': _LR, 'fedmchain.rho': _RHO},
+                        {'fedmchain.tau': (-0.2, 0.0, 0.2)}),
+    'fedmchain_mean': ({'client.lr': _LR},),
+    'fedmchain_ties': ({'client.lr': _LR, 'fedmchain.rho': _RHO},),
+    'joint_ssca': ({'client.lr': _LR, 'fedmchain.rho': _RHO},
+                   {'fedmchain.tau': (-0.2, 0.0, 0.2)}),
+    'joint_sparse_mean': ({'client.lr': _LR, 'fedmchain.rho': _RHO},),
+    'fedavg_median': ({'client.lr': _LR},),
+    'fedavg_trimmed_mean': ({'client.lr': _LR},),
+}
+BUDGETS = ('steps', 'examples')
 
 _WORKDIR = flags.DEFINE_string('study_dir', '/tmp/fedmchain_study',
                                'Where every run writes.')
 _OUT = flags.DEFINE_string('out', 'docs/RESULTS.md', 'The report.')
 _DATASETS = flags.DEFINE_list('datasets', list(DATASETS), 'Datasets.')
+_ALPHAS = flags.DEFINE_list('alphas', [str(a) for a in ALPHAS],
+                            'Dirichlet alphas.')
+_MISSING = flags.DEFINE_list('missing', [str(m) for m in MISSING],
+                             'Missing-modality rates of the final runs.')
 _ALGORITHMS = flags.DEFINE_list('algorithms', list(ALGORITHMS), 'Algorithms.')
-_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
+_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of final runs.')
+_TUNE_SEEDS = flags.DEFINE_list('tune_seeds', ['0'], 'Seeds of tuning runs.')
+_TUNE = flags.DEFINE_bool('tune', True, 'Tune on validation; --notune runs '
+                          "the config's values.")
+_BUDGET = flags.DEFINE_enum('budget', 'steps', BUDGETS, 'Local work.')
 _ROUNDS = flags.DEFINE_integer('rounds', None,
                                'Rounds per run (default: per dataset).',
                                lower_bound=1)
@@ -52,22 +107,98 @@ _DATA_DIR = flags.DEFINE_string('data_dir', None,
                                 'AV-digits TFDS cache (default: config).')
 _REPORT_ONLY = flags.DEFINE_bool(
     'report_only', False, 'Rewrite the report from the runs already in '
-    '--study_dir (for each dataset that has them) without running anything.')
+    '--study_dir without running anything.')
 
 
-def study_config(dataset, algorithm, alpha, missing, rounds, data_dir=None):
+def study_config(dataset, algorithm, alpha, missing, rounds, data_dir=None,
+                 budget='steps', split='test'):
+  """The config of one study run (before the tuned values)."""
   config = DATASETS[dataset][0]()
   config.algorithm = algorithm
   config.data.dirichlet_alpha = alpha
   config.data.missing_modality_rate = missing
+  config.data.validation_fraction = VALIDATION_FRACTION
+  config.eval.split = split
   config.rounds.num_rounds = rounds
   config.rounds.eval_every = 10 if rounds % 10 == 0 else rounds
+  if budget == 'examples':
+    config.client.steps_per_phase = config.client.num_local_steps
   if dataset == 'av_digits':
     config.data.partition = 'dirichlet'
     config.data.num_clients = 30
     if data_dir:
       config.data.data_dir = data_dir
   return config
+
+
+def _read_runs(workdir, count):
+  runs = []
+  for i in range(count):
+    with open(os.path.join(workdir, f'member_{i}', 'metrics.jsonl')) as f:
+      runs.append([json.loads(line) for line in f])
+  return runs
+
+
+def _run_sweep(config, grid, workdir, report_only=False):
+  """Runs (unless already there) and reads back one sweep:
+  (members' settings, their records, the sweep's seconds)."""
+  done = os.path.join(workdir, 'sweep.json')
+  if not os.path.exists(done):
+    if report_only:
+      return None
+    sweep.run_sweep(config, {k: list(v) for k, v in grid.items()}, workdir,
+                    sequential_baseline=False)
+  with open(done) as f:
+    result = json.load(f)
+  timing = result['timing']
+  settings = [m['settings'] for m in result['members']]
+  return (settings, _read_runs(workdir, len(settings)),
+          timing['compile_s'] + timing['sweep_s'])
+
+
+def tune(dataset, algorithm, alpha, seeds, rounds, root, data_dir=None,
+         budget='steps', report_only=False):
+  """Chooses the algorithm's values on validation (`GRIDS`).
+
+  Returns ({field: value} chosen, validation fused accuracy of the choice,
+  seconds), or None when a stage has not run (report_only).
+  """
+  chosen, accuracy, seconds = {}, None, 0.0
+  for stage, grid in enumerate(GRIDS[algorithm]):
+    config = sweep.with_settings(
+        study_config(dataset, algorithm, alpha, TUNE_MISSING, rounds,
+                     data_dir, budget, split='validation'), chosen)
+    workdir = os.path.join(root, dataset, budget, f'alpha{alpha}', 'tuning',
+                           algorithm, f'stage{stage}')
+    result = _run_sweep(config, {**grid, 'seed': seeds}, workdir, report_only)
+    if result is None:
+      return None
+    settings, runs, spent = result
+    seconds += spent
+    scores = {}
+    for member, records in zip(settings, runs):
+      key = tuple((k, member[k]) for k in grid)
+      scores.setdefault(key, []).append(records[-1]['eval/accuracy'])
+    best = max(scores, key=lambda k: np.mean(scores[k]))
+    chosen.update(dict(best))
+    accuracy = float(np.mean(scores[best]))
+  return chosen, accuracy, seconds
+
+
+def run_cell(dataset, algorithm, alpha, missing, seeds, rounds, root,
+             data_dir=None, report_only=False, chosen=None, budget='steps'):
+  """The final runs of one algorithm on one setting, evaluated on test:
+  (workdir, records per seed, seconds), or None if not run (report_only)."""
+  workdir = os.path.join(root, dataset, budget, f'alpha{alpha}',
+                         f'missing{missing}', algorithm)
+  config = sweep.with_settings(
+      study_config(dataset, algorithm, alpha, missing, rounds, data_dir,
+                   budget), chosen or {})
+  result = _run_sweep(config, {'seed': seeds}, workdir, report_only)
+  if result is None:
+    return None
+  _, runs, seconds = result
+  return workdir, runs, seconds
 
 
 def to_target(records, target):
@@ -77,38 +208,36 @@ def to_target(records, target):
   return None, None
 
 
-def run_cell(dataset, algorithm, alpha, missing, seeds, rounds, root,
-             data_dir=None, report_only=False):
-  workdir = os.path.join(root, dataset, f'alpha{alpha}_missing{missing}',
-                         algorithm)
-  if not report_only:
-    config = study_config(dataset, algorithm, alpha, missing, rounds,
-                          data_dir)
-    sweep.run_sweep(config, {'seed': seeds}, workdir,
-                    sequential_baseline=False)
-  runs = []
-  for i in range(len(seeds)):
-    with open(os.path.join(workdir, f'member_{i}', 'metrics.jsonl')) as f:
-      runs.append([json.loads(line) for line in f])
-  return workdir, runs
+def at_bytes(records, budget_bytes):
+  """Fused accuracy at the last evaluation within `budget_bytes` uploaded
+  (None if the first evaluation already spent more)."""
+  within = [r for r in records if r['comm/upload_bytes'] <= budget_bytes]
+  return within[-1]['eval/accuracy'] if within else None
 
 
 def summarize_cell(runs, target):
   finals = [r[-1] for r in runs]
   modalities = sorted(k.rsplit('/', 1)[1] for k in finals[0]
                       if k.startswith('eval/accuracy/'))
-  cell = {'fused': [f['eval/accuracy'] for f in finals]}
+  cell = {'fused': [f['eval/accuracy'] for f in finals], 'runs': runs}
   for m in modalities:
     cell[m] = [f[f'eval/accuracy/{m}'] for f in finals]
   reached = [to_target(r, target) for r in runs]
   cell['rounds'] = [r for r, _ in reached if r is not None]
   cell['mib'] = [b for _, b in reached if b is not None]
-  cell['total_mib'] = finals[0]['comm/upload_bytes'] / 2**20
+  cell['total_mib'] = np.mean([f['comm/upload_bytes'] for f in finals]) / 2**20
+  cell['download_mib'] = np.mean([f['comm/download_bytes']
+                                  for f in finals]) / 2**20
   return cell, modalities
 
 
 def fmt(values):
   return f'{np.mean(values):.3f} ± {np.std(values):.3f}'
+
+
+def standard_error(accuracy, count):
+  """The test split's binomial standard error at this accuracy."""
+  return float(np.sqrt(accuracy * (1 - accuracy) / count))
 
 
 def verdicts(results) -> list[str]:
@@ -139,108 +268,198 @@ def verdicts(results) -> list[str]:
   return lines
 
 
-def report(results, seeds, rounds) -> str:
+def _choice_text(chosen) -> str:
+  if chosen is None:
+    return "the config's values"
+  values, accuracy = chosen
+  text = ', '.join(f'{k}={v:g}' for k, v in sorted(values.items()))
+  return f'{text} (validation {accuracy:.3f})'
+
+
+def _setting_table(by_algorithm, seeds, test_size) -> list[str]:
+  modalities = by_algorithm[next(iter(by_algorithm))][1]
+  lines = ['| algorithm | fused | ' +
+           ' | '.join(f'{m} head' for m in modalities) +
+           ' | rounds to target | MiB to target | fused at equal bytes '
+           '| upload MiB | download MiB |',
+           '| --- | --- | ' + ' | '.join('---' for _ in modalities) +
+           ' | --- | --- | --- | --- | --- |']
+  best = max(np.mean(c['fused']) for c, _ in by_algorithm.values())
+  # Equal bytes: each method's accuracy once it has uploaded as much as the
+  # most frugal method uploads in all its rounds.
+  budget_bytes = min(c['total_mib'] for c, _ in by_algorithm.values()) * 2**20
+  for algorithm, (cell, _) in by_algorithm.items():
+    fused = fmt(cell['fused'])
+    if np.mean(cell['fused']) == best:
+      fused = f'**{fused}**'
+    reached = len(cell['rounds'])
+    rounds_text = (f'{np.mean(cell["rounds"]):.0f} ({reached}/'
+                   f'{len(seeds)})' if reached else '—')
+    mib_text = f'{np.mean(cell["mib"]):.1f}' if reached else '—'
+    at_budget = [at_bytes(r, budget_bytes * 1.0001) for r in cell['runs']]
+    at_budget = [a for a in at_budget if a is not None]
+    budget_text = fmt(at_budget) if len(at_budget) == len(seeds) else '—'
+    lines.append(f'| {algorithm} | {fused} | ' +
+                 ' | '.join(fmt(cell[m]) for m in modalities) +
+                 f' | {rounds_text} | {mib_text} | {budget_text} | '
+                 f'{cell["total_mib"]:.1f} | {cell["download_mib"]:.1f} |')
+  se = standard_error(best, test_size) if test_size else None
+  lines += ['', f'Test split: {test_size} examples; standard error of an '
+            f'accuracy near {best:.2f}: {se:.3f}.' if se else '']
+  return lines
+
+
+def report(results, seeds, rounds, choices=None, seconds=0.0,
+           budget='steps', test_sizes=None,
+           command='python -m experiments.study', machine=None) -> str:
+  """The study as markdown. `choices`: {(dataset, alpha): {algorithm:
+  (values, validation accuracy)}}; `machine`: commit, cpu_count,
+  cpu_model."""
+  machine = machine or {}
+  choices = choices or {}
+  test_sizes = test_sizes or {}
   lines = ['# Results', '',
-           'Written by `python -m experiments.study --out=docs/RESULTS.md` '
-           f'(rounds: {", ".join(f"{d} {r}" for d, r in rounds.items())}; '
-           f'seeds {", ".join(map(str, seeds))}, '
-           'mean ± standard deviation over seeds). Equal local work: joint '
-           'training takes 10 steps a round, the chain 2 phases x 5 steps. '
+           f'Written by `{command}` at commit {machine.get("commit", "?")} on '
+           f'{machine.get("cpu_count", "?")} cores of '
+           f'{machine.get("cpu_model", "?")} (budget {budget}; rounds: '
+           f'{", ".join(f"{d} {r}" for d, r in rounds.items())}; '
+           f'final seeds {", ".join(map(str, seeds))}, mean ± standard '
+           'deviation over seeds; wall time of the sweeps: '
+           f'{seconds / 60:.0f} min). Each algorithm runs the values it '
+           f'chose on a validation split ({VALIDATION_FRACTION:.0%} of each '
+           'training client\'s examples, never the test split) at missing '
+           f'rate {TUNE_MISSING}, listed per dataset and alpha below. '
            '"to target": rounds and uploaded MiB until the fused accuracy '
-           'first reaches the target, averaged over the seeds that reach it '
-           f'(n/{len(seeds)}); "—" when none does. The best mean fused '
-           'accuracy of each setting is in bold.', '', '## Summary', '']
+           'first reaches the target, over the seeds that reach it '
+           f'(n/{len(seeds)}); "fused at equal bytes": accuracy at the last '
+           'evaluation within the upload the most frugal method of the '
+           'setting spends in all its rounds; bytes count what a client '
+           'sends (values plus positions or a bitmap) and downloads (the '
+           'dense model). The best mean fused accuracy of each setting is '
+           'in bold.', '', '## Summary', '']
   lines += verdicts(results) + ['']
   for dataset, cells in results.items():
     target = DATASETS[dataset][1]
     lines += [f'## {dataset}', '', f'Target fused accuracy: {target}.', '']
-    for (alpha, missing), by_algorithm in cells.items():
-      modalities = by_algorithm[next(iter(by_algorithm))][1]
-      lines += [f'### Dirichlet alpha {alpha}, missing-modality rate '
-                f'{missing}', '',
-                '| algorithm | fused | ' +
-                ' | '.join(f'{m} head' for m in modalities) +
-                ' | rounds to target | MiB to target | MiB in all |',
-                '| --- | --- | ' + ' | '.join('---' for _ in modalities) +
-                ' | --- | --- | --- |']
-      best = max(np.mean(c['fused']) for c, _ in by_algorithm.values())
-      for algorithm, (cell, _) in by_algorithm.items():
-        fused = fmt(cell['fused'])
-        if np.mean(cell['fused']) == best:
-          fused = f'**{fused}**'
-        reached = len(cell['rounds'])
-        rounds_text = (f'{np.mean(cell["rounds"]):.0f} ({reached}/'
-                       f'{len(seeds)})' if reached else '—')
-        mib_text = f'{np.mean(cell["mib"]):.1f}' if reached else '—'
-        lines.append(f'| {algorithm} | {fused} | ' +
-                     ' | '.join(fmt(cell[m]) for m in modalities) +
-                     f' | {rounds_text} | {mib_text} | '
-                     f'{cell["total_mib"]:.1f} |')
-      lines.append('')
+    for alpha in sorted({a for a, _ in cells}):
+      tuned = choices.get((dataset, alpha))
+      if tuned:
+        lines += [f'### Chosen on validation, Dirichlet alpha {alpha}', '',
+                  '| algorithm | values |', '| --- | --- |']
+        lines += [f'| {name} | {_choice_text(choice)} |'
+                  for name, choice in tuned.items()]
+        lines.append('')
+      for (cell_alpha, missing), by_algorithm in cells.items():
+        if cell_alpha != alpha:
+          continue
+        lines += [f'### Dirichlet alpha {alpha}, missing-modality rate '
+                  f'{missing}', '']
+        lines += _setting_table(by_algorithm, seeds,
+                                test_sizes.get(dataset)) + ['']
     figure = f'RESULTS_{dataset}.png'
     lines += [f'Curves (seed {seeds[0]}, alpha 1.0, missing rate 0.3):', '',
               f'![{dataset}]({figure})', '']
   return '\n'.join(lines)
 
 
-def check_lists(datasets, algorithms, seeds) -> list[int]:
+def check_lists(datasets, algorithms, seeds, alphas=('1.0',),
+                missing=('0.0',)) -> list[int]:
   """The seeds as integers; `app.UsageError` naming a bad list entry."""
   for flag, values, allowed in (('datasets', datasets, DATASETS),
-                                ('algorithms', algorithms, ALGORITHMS)):
+                                ('algorithms', algorithms, GRIDS)):
     unknown = [v for v in values if v not in allowed]
     if unknown or not values:
       raise app.UsageError(f'--{flag}={",".join(values)} is invalid: '
                            f'allowed are {", ".join(allowed)}')
+  for flag, values, low, high in (('alphas', alphas, 0.0, np.inf),
+                                  ('missing', missing, 0.0, 1.0)):
+    try:
+      numbers = [float(v) for v in values]
+    except ValueError:
+      numbers = []
+    if not numbers or not all(low <= x < high for x in numbers) or (
+        flag == 'alphas' and 0.0 in numbers):
+      raise app.UsageError(f'--{flag}={",".join(values)} is invalid: '
+                           f'numbers in {"(0, inf)" if flag == "alphas" else "[0, 1)"}'
+                           ', comma-separated')
   if not seeds or not all(s.isdigit() for s in seeds):
     raise app.UsageError(f'--seeds={",".join(seeds)} must be non-negative '
                          'integers, e.g. 0,1,2')
   return [int(s) for s in seeds]
 
 
+def _plot(curves, out, dataset):
+  if not curves:
+    return
+  runs = []
+  for path in curves:
+    _, records = plot.load_run(path)
+    runs.append((path.split(os.sep)[-2], records))
+  plot.plot(runs, os.path.join(os.path.dirname(os.path.abspath(out)),
+                               f'RESULTS_{dataset}.png'))
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  seeds = check_lists(_DATASETS.value, _ALGORITHMS.value, _SEEDS.value)
-  results = {}
-  rounds = {}
+  seeds = check_lists(_DATASETS.value, _ALGORITHMS.value, _SEEDS.value,
+                      _ALPHAS.value, _MISSING.value)
+  tune_seeds = check_lists(_DATASETS.value, _ALGORITHMS.value,
+                           _TUNE_SEEDS.value)
+  alphas = [float(a) for a in _ALPHAS.value]
+  missing_rates = [float(m) for m in _MISSING.value]
+  root, budget, report_only = (_WORKDIR.value, _BUDGET.value,
+                               _REPORT_ONLY.value)
+  results, rounds, choices, test_sizes = {}, {}, {}, {}
+  seconds, tic = 0.0, time.perf_counter()
+
+  command = 'python -m experiments.study ' + ' '.join(sys.argv[1:])
+  host = {'commit': bench.commit(), 'cpu_count': os.cpu_count(),
+          'cpu_model': bench.cpu_model()}
+
+  def write_report():
+    with open(_OUT.value, 'w') as f:
+      f.write(report(results, seeds, rounds, choices, seconds, budget,
+                     test_sizes, command, host) + '\n')
+
   for dataset in _DATASETS.value:
-    if _REPORT_ONLY.value and not os.path.isdir(
-        os.path.join(_WORKDIR.value, dataset)):
-      continue
-    cells = {}
+    num_rounds = _ROUNDS.value or DATASETS[dataset][2]
+    cells = results.setdefault(dataset, {})
     curves = []
-    for alpha in ALPHAS:
-      for missing in MISSING:
-        by_algorithm = {}
-        for algorithm in _ALGORITHMS.value:
-          if _REPORT_ONLY.value and not os.path.exists(os.path.join(
-              _WORKDIR.value, dataset, f'alpha{alpha}_missing{missing}',
-              algorithm, 'sweep.json')):
-            continue  # Not run (yet): left out of the report.
-          workdir, runs = run_cell(dataset, algorithm, alpha, missing, seeds,
-                                   _ROUNDS.value or DATASETS[dataset][2],
-                                   _WORKDIR.value,
-                                   _DATA_DIR.value, _REPORT_ONLY.value)
+    for alpha in alphas:
+      tuned = choices.setdefault((dataset, alpha), {})
+      for algorithm in _ALGORITHMS.value:
+        chosen = None
+        if _TUNE.value:
+          chosen = tune(dataset, algorithm, alpha, tune_seeds, num_rounds,
+                        root, _DATA_DIR.value, budget, report_only)
+          if chosen is None:
+            continue  # Not tuned yet: its final runs wait.
+          seconds += chosen[2]
+          tuned[algorithm] = chosen[:2]
+          print(dataset, alpha, algorithm, 'chose',
+                _choice_text(tuned[algorithm]), flush=True)
+        for missing in missing_rates:
+          cell = run_cell(dataset, algorithm, alpha, missing, seeds,
+                          num_rounds, root, _DATA_DIR.value, report_only,
+                          chosen[0] if chosen else None, budget)
+          if cell is None:
+            continue
+          workdir, runs, spent = cell
+          seconds += spent
           rounds[dataset] = runs[0][-1]['round']
-          by_algorithm[algorithm] = summarize_cell(runs,
-                                                   DATASETS[dataset][1])
+          test_sizes[dataset] = int(runs[0][-1].get('eval/examples', 0))
+          cells.setdefault((alpha, missing), {})[algorithm] = summarize_cell(
+              runs, DATASETS[dataset][1])
           print(dataset, alpha, missing, algorithm,
-                fmt(by_algorithm[algorithm][0]['fused']), flush=True)
+                fmt(cells[(alpha, missing)][algorithm][0]['fused']),
+                flush=True)
           if alpha == 1.0 and missing == 0.3:
             curves.append(os.path.join(workdir, 'member_0'))
-        if by_algorithm:
-          cells[(alpha, missing)] = by_algorithm
-    results[dataset] = cells
-    if curves:
-      out_dir = os.path.dirname(os.path.abspath(_OUT.value))
-      runs = []
-      for path in curves:
-        _, records = plot.load_run(path)
-        runs.append((path.split(os.sep)[-2], records))
-      plot.plot(runs, os.path.join(out_dir, f'RESULTS_{dataset}.png'))
-  with open(_OUT.value, 'w') as f:
-    f.write(report(results, seeds, rounds) + '\n')
-  print(f'wrote {_OUT.value}')
+          write_report()
+    _plot(curves, _OUT.value, dataset)
+  write_report()
+  print(f'wrote {_OUT.value} ({(time.perf_counter() - tic) / 60:.1f} min)')
 
 
 if __name__ == '__main__':

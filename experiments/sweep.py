@@ -257,7 +257,7 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
       record = {'round': last + 1}
       record.update({k: float(v[i][b]) for k, v in evals.items()})
       record.update({k: float(v[i][last]) for k, v in metrics.items()
-                     if k.startswith('train/')})
+                     if k.startswith(train.ROUND_METRICS)})
       record['comm/upload_bytes'] = float(upload[last])
       record['comm/download_bytes'] = float(download[last])
       record['time/round_s'] = sweep_s / config.rounds.num_rounds / len(

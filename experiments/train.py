@@ -37,7 +37,8 @@ RESUMABLE_CHANGES = ('rounds.num_rounds', 'rounds.checkpoint_every',
                      'eval.batch_size', 'data.data_dir', 'data.manual_dir')
 # Fields added later, with how runs saved before them behaved: a saved config
 # without one of these is read as having this value.
-SAVED_DEFAULTS = {'rounds.layout_independent_bits': True}
+SAVED_DEFAULTS = {'rounds.layout_independent_bits': True,
+                  'data.validation_fraction': 0.0, 'eval.split': 'test'}
 
 
 class ResumeError(ValueError):
@@ -109,6 +110,11 @@ def make_mesh(config) -> jax.sharding.Mesh | None:
   if not config.rounds.shard_clients or jax.device_count() == 1:
     return None
   return jax.sharding.Mesh(np.array(jax.devices()), ('clients',))
+
+
+# The round's metrics a record keeps (the last round before the evaluation);
+# bytes are added up over the rounds instead.
+ROUND_METRICS = ('train/', 'agg/', 'comm/kept_fraction')
 
 
 # Numeric fields that may be traced values (a sweep vmaps over them).
@@ -328,7 +334,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       record = {'round': round_number}
       record.update({k: float(v) for k, v in evaluated.items()})
       record.update({k: float(v) for k, v in metrics.items()
-                     if k.startswith('train/')})
+                     if k.startswith(ROUND_METRICS)})
       record['comm/upload_bytes'] = upload
       record['comm/download_bytes'] = download
       record['time/round_s'] = float(np.mean(round_times))

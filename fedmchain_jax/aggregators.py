@@ -57,8 +57,9 @@ def ssca(tau: float = 0.0, max_groups: int = 4, combine: str = 'weighted',
       computed (`ssca.sign_agreement`); every setting gives the same bits.
 
   Returns:
-    An `Aggregator`; metrics 'ssca/groups' (groups of positive weight) and
-    'ssca/left_out' (holders in no kept group).
+    An `Aggregator`; metrics 'agg/groups' (groups of positive weight),
+    'agg/clients_kept' and 'agg/weight_kept' (the share of the senders,
+    and of their weight n_c, in a kept group).
   """
   if combine not in ssca_lib.COMBINES:
     raise ValueError(f'combine must be one of {ssca_lib.COMBINES}, got '
@@ -76,9 +77,14 @@ def ssca(tau: float = 0.0, max_groups: int = 4, combine: str = 'weighted',
         threshold=message.threshold, row_groups=row_groups,
         dtype=agreement_dtype, materialize=materialize, mesh=placement.mesh,
         axis=placement_lib.CLIENTS_AXIS, rows_sharded=placement.rows_sharded)
+    sending = holders & (weights > 0)
+    kept = result.membership.any(axis=0) & sending
     return result.update, {
-        'ssca/groups': (result.group_weights > 0).sum(),
-        'ssca/left_out': holders.sum() - result.membership.sum()}
+        'agg/groups': (result.group_weights > 0).sum(),
+        'agg/clients_kept': kept.sum() / jnp.maximum(sending.sum(), 1),
+        'agg/weight_kept': (jnp.where(kept, weights, 0.0).sum() /
+                            jnp.maximum(jnp.where(sending, weights, 0.0)
+                                        .sum(), 1e-30))}
 
   return Aggregator(aggregate)
 

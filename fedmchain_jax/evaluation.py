@@ -42,7 +42,8 @@ def make_evaluate(apply_fn: Callable) -> Callable[[Params, dict], Metrics]:
 
   Returns:
     A traceable function; its metrics are 'eval/loss', 'eval/accuracy'
-    (fused) and 'eval/accuracy/<modality>' (that modality's head alone).
+    (fused), 'eval/accuracy/<modality>' (that modality's head alone) and
+    'eval/examples' (how many were evaluated: the split's size).
     Batches are visited with `lax.map`, so memory is one batch's worth.
   """
 
@@ -61,7 +62,10 @@ def make_evaluate(apply_fn: Callable) -> Callable[[Params, dict], Metrics]:
 
     sums = jax.tree.map(lambda x: x.sum(0),
                         jax.lax.map(one_batch, batches))
-    count = jnp.maximum(sums.pop('count'), 1)
-    return {k: v.astype(jnp.float32) / count for k, v in sums.items()}
+    count = sums.pop('count')
+    metrics = {k: v.astype(jnp.float32) / jnp.maximum(count, 1)
+               for k, v in sums.items()}
+    metrics['eval/examples'] = count.astype(jnp.float32)
+    return metrics
 
   return evaluate

@@ -82,13 +82,16 @@ def _every_entry(holders: Array) -> Array:
 
 
 def identity() -> Upload:
-  """Every client that holds the block sends all of it, dense (FedAvg):
-  `kept` is P_b, so the byte count is P_b values."""
+  """Every client that holds the block sends all of it (FedAvg). `kept`
+  counts its non-zero entries, so the byte count is what a client would
+  send: P_b values, or fewer values with their positions or a bitmap where
+  its update is sparse (a modality it lacks leaves its encoder's entries
+  zero), the same accounting as every other upload."""
 
   def encode(rows, holders, keys):
     del keys
-    kept = jnp.where(holders, rows.shape[1], 0).astype(jnp.int32)
-    return Message(rows, _every_entry(holders), kept)
+    kept = jnp.where(holders, blockwise.count_true(rows != 0), 0)
+    return Message(rows, _every_entry(holders), kept.astype(jnp.int32))
 
   return Upload(init=lambda block_size: None,
                 prepare=lambda rows, sending, state, ids: zero_silent(

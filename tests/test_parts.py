@@ -163,3 +163,80 @@ def test_a_user_upload_with_its_own_state_plugs_in():
     results.append(state)
   # Chunked local training prepares the rows per chunk: the same round.
   jax.tree.map(np.testing.assert_array_equal, *results)
+
+
+# Three toy clients, one 4-entry block, weights n = (1, 1, 3). With rho 0.5
+# each sends its 2 largest entries:
+#   client 0 sends {0: +4, 1: +3}, client 1 {0: +2, 2: -5},
+#   client 2 {2: +0.3, 3: +6}.
+_TOY_ROWS = np.array([[4.0, 3.0, 0.1, 0.2],
+                      [2.0, 0.0, -5.0, 0.3],
+                      [-0.1, 0.2, 0.3, 6.0]], np.float32)
+_TOY_WEIGHTS = np.array([1.0, 1.0, 3.0], np.float32)
+# The dense weighted mean of the rows: (r0 + r1 + 3 r2) / 5.
+_TOY_DENSE = (_TOY_ROWS * _TOY_WEIGHTS[:, None]).sum(0) / 5.0
+
+
+def _toy_round(upload, aggregator):
+  algorithm = fmc.algorithms.compose(
+      fmc.client.ClientUpdate(lambda params, *args: (params, {}), 1),
+      upload, aggregator, optax.sgd(1.0), cohort_size=3, batch_size=1)
+  params = {'w': jnp.zeros(4)}
+  cohort = fmc.data.federated.Cohort(
+      client_ids=jnp.arange(3), features={},
+      labels=jnp.zeros((3, 1, 1), jnp.int32),
+      example_mask=jnp.ones((3, 1, 1), bool), modality_mask={},
+      weights=jnp.asarray(_TOY_WEIGHTS))
+  state = algorithm.init(params)
+  new_state, metrics = jax.jit(algorithm.aggregate)(
+      state, cohort, {'w': jnp.asarray(_TOY_ROWS)}, {}, jax.random.key(0))
+  return new_state.params['w'], jax.device_get(metrics)  # w0 = 0, lr 1.
+
+
+@pytest.mark.parametrize('max_groups', [1, 4])
+def test_aggregation_metrics_of_ssca_on_three_toy_clients(max_groups):
+  update, metrics = _toy_round(fmc.uploads.top_fraction(0.5),
+                               fmc.aggregators.ssca(0.0, max_groups))
+  # Senders per coordinate: 2, 1, 2, 1 -> mean 1.5, half of them alone.
+  assert metrics['agg/model/senders'] == pytest.approx(1.5)
+  assert metrics['agg/model/single_sender'] == pytest.approx(0.5)
+  # Agreement on common support: a_01 = +1 (coordinate 0), a_12 = -1
+  # (coordinate 2), a_02 has none (0): groups {0, 1} (W = 2) and {2} (3).
+  if max_groups == 1:  # Only {2} kept: U is client 2's upload.
+    expected = np.array([0.0, 0.0, 0.3, 6.0])
+    assert metrics['agg/model/groups'] == 1
+    assert metrics['agg/model/clients_kept'] == pytest.approx(1 / 3)
+    assert metrics['agg/model/weight_kept'] == pytest.approx(3 / 5)
+  else:  # U = (2 U_01 + 3 U_2) / 5 with U_01 = ((4 + 2) / 2, 3, -5, 0).
+    expected = np.array([2 * 3.0, 2 * 3.0, 2 * -5.0 + 3 * 0.3, 3 * 6.0]) / 5
+    assert metrics['agg/model/groups'] == 2
+    assert metrics['agg/model/clients_kept'] == pytest.approx(1.0)
+    assert metrics['agg/model/weight_kept'] == pytest.approx(1.0)
+  np.testing.assert_allclose(update, expected, rtol=1e-6)
+  assert metrics['agg/model/norm_ratio'] == pytest.approx(
+      np.linalg.norm(expected) / np.linalg.norm(_TOY_DENSE), rel=1e-6)
+  # Each sends 2 values: the cheaper of 2 x 8 bytes (positions) and
+  # 2 x 4 + 1 (a 4-bit bitmap in one byte) is 9; download: 3 x 16 bytes.
+  assert metrics['comm/upload_bytes'] == 27.0
+  assert metrics['comm/download_bytes'] == 48.0
+  assert metrics['comm/kept_fraction'] == pytest.approx(0.5)
+
+
+def test_bytes_and_metrics_of_dense_and_sparse_uploads_on_the_mean():
+  update, metrics = _toy_round(fmc.uploads.top_fraction(0.5),
+                               fmc.aggregators.weighted_mean())
+  expected = np.array([4 + 2, 3, -5 + 3 * 0.3, 3 * 6.0]) / 5
+  np.testing.assert_allclose(update, expected, rtol=1e-6)
+  assert metrics['agg/model/norm_ratio'] == pytest.approx(
+      np.linalg.norm(expected) / np.linalg.norm(_TOY_DENSE), rel=1e-6)
+  # The dense upload: clients 0 and 2 send 4 values (16 bytes); client 1's
+  # row has a zero, so it sends 3 values and a bitmap: 12 + 1 bytes.
+  update, metrics = _toy_round(fmc.uploads.identity(),
+                               fmc.aggregators.weighted_mean())
+  np.testing.assert_allclose(update, _TOY_DENSE, rtol=1e-6)
+  assert metrics['comm/upload_bytes'] == 16 + 13 + 16
+  assert metrics['agg/model/norm_ratio'] == pytest.approx(1.0)
+  # Coordinate 1 has two senders (client 1's 0 is not sent): 11 / 4.
+  assert metrics['agg/model/senders'] == pytest.approx(11 / 4)
+  assert metrics['agg/model/single_sender'] == 0.0
+  assert 'agg/model/groups' not in metrics

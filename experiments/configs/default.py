@@ -42,6 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.dirichlet_alpha = 1.0
   config.data.missing_modality_rate = 0.0
   config.data.min_examples = 2
+  # Share of each training client's examples held out as the validation
+  # split (`fmc.data.federated.hold_out`); tuning evaluates on it.
+  config.data.validation_fraction = 0.0
   # The embedded generator: one entry per modality in every tuple.
   config.data.synthetic = ml_collections.ConfigDict()
   config.data.synthetic.modalities = ('strong', 'weak')
@@ -146,4 +149,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 500
+  # The split evaluated: 'test' or 'validation' (needs
+  # data.validation_fraction > 0; the test split is then never read).
+  config.eval.split = 'test'
   return config

@@ -277,6 +277,8 @@ def load_federated(manual_dir: str | None, data_dir: str, *, seed: int = 0,
                    missing_modality_rate: float = 0.0, min_examples: int = 2,
                    config: 'AvDigitsConfig | None' = None,
                    source: str = 'manual',
+                   validation_fraction: float = 0.0,
+                   held_out: str = 'test',
                    ) -> tuple[federated.FederatedData, federated.TestData]:
   """AV-digits as federated train data and a centralized test split.
 
@@ -289,17 +291,25 @@ def load_federated(manual_dir: str | None, data_dir: str, *, seed: int = 0,
     config: the builder config (pairing seed, weakening).
     source: 'manual' (the builder on `manual_dir`, cached in `data_dir`) or
       'catalog' (`records_from_tfds_catalog`; needs TensorFlow and internet).
+    validation_fraction: share of each client's examples held out for
+      validation (`federated.hold_out`); the rest train.
+    held_out: the split returned beside the population: 'test' or
+      'validation' (the test split is then not read).
 
   Returns:
-    (FederatedData, TestData) with modalities 'audio' ([20, 20], standardized
+    (FederatedData, the held-out split as TestData) with modalities 'audio' ([20, 20], standardized
     with the train split's statistics) and 'image' ([28, 28] in [0, 1]).
   """
+  if held_out not in federated.HELD_OUT:
+    raise ValueError(f'held_out must be one of {federated.HELD_OUT}, got '
+                     f'{held_out!r}')
   if source == 'manual':
     builder = build(manual_dir, data_dir, config)
-    train, test = read_split(builder, 'train'), read_split(builder, 'test')
+    train = read_split(builder, 'train')
+    test = read_split(builder, 'test') if held_out == 'test' else None
   elif source == 'catalog':
     records = records_from_tfds_catalog(data_dir, config)
-    train, test = records['train'], records['test']
+    train, test = records['train'], records.get('test')
   else:
     raise ValueError(f"source must be 'manual' or 'catalog', got {source!r}")
   stats = (train['audio'].mean(), train['audio'].std() + 1e-6)
@@ -314,8 +324,13 @@ def load_federated(manual_dir: str | None, data_dir: str, *, seed: int = 0,
                      f'{partition!r}')
   mask = federated.draw_modality_mask(MODALITIES, len(parts),
                                       missing_modality_rate, rng)
-  data = federated.from_partition(_features(train, stats), train['label'],
-                                  parts, mask)
+  parts, validation = federated.hold_out(
+      parts, validation_fraction, np.random.default_rng([seed, 22]))
+  features = _features(train, stats)
+  data = federated.from_partition(features, train['label'], parts, mask)
+  if held_out == 'validation':
+    return data, federated.held_out_split(features, train['label'],
+                                          validation)
   return data, federated.TestData(_features(test, stats),
                                   test['label'].astype(np.int32))
 

@@ -372,6 +372,48 @@ def dirichlet_partition(labels: np.ndarray, num_clients: int, alpha: float,
       'number of examples per client')
 
 
+HELD_OUT = ('test', 'validation')
+
+
+def hold_out(partition: Sequence[np.ndarray], fraction: float,
+             rng: np.random.Generator
+             ) -> tuple[list[np.ndarray], np.ndarray]:
+  """Carves a validation split out of the training clients' examples.
+
+  Each client c gives floor(fraction * n_c) of its examples, drawn uniformly
+  at random, to the validation split and keeps at least one. Tuning reads
+  this split, never the test split; the training population is the same
+  whichever split a run evaluates on.
+
+  Args:
+    partition: N arrays of example indices, one per client.
+    fraction: in [0, 1); 0 holds nothing out.
+    rng: the draw (its own stream, so the client split does not move).
+
+  Returns:
+    (the partition without the held-out examples, the held-out indices
+    sorted).
+  """
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f'validation_fraction must be in [0, 1), got {fraction}')
+  kept, held = [], []
+  for members in partition:
+    count = min(int(fraction * len(members)), len(members) - 1)
+    chosen = np.zeros(len(members), bool)
+    chosen[rng.permutation(len(members))[:max(count, 0)]] = True
+    kept.append(members[~chosen])
+    held.append(members[chosen])
+  return kept, np.sort(np.concatenate(held)).astype(np.int64)
+
+
+def held_out_split(features: Mapping[str, np.ndarray], labels: np.ndarray,
+                   indices: np.ndarray) -> TestData:
+  """The examples at `indices` as a centralized split, every modality
+  present (as the test split is)."""
+  return TestData({m: x[indices] for m, x in features.items()},
+                  labels[indices].astype(np.int32))
+
+
 def draw_modality_mask(modalities: Sequence[str], num_clients: int,
                        missing_rate: float,
                        rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -83,6 +83,8 @@ def make_federated(seed: int, num_clients: int, examples_per_client: int,
                    dirichlet_alpha: float = 1.0,
                    missing_modality_rate: float = 0.0,
                    min_examples: int = 2,
+                   validation_fraction: float = 0.0,
+                   held_out: str = 'test',
                    ) -> tuple[federated.FederatedData, federated.TestData]:
   """Builds the embedded federated dataset and its held-out split.
 
@@ -96,10 +98,17 @@ def make_federated(seed: int, num_clients: int, examples_per_client: int,
     dirichlet_alpha: label skew of the split (small alpha: few classes each).
     missing_modality_rate: per client and modality Bernoulli missing rate.
     min_examples: every client gets at least this many examples.
+    validation_fraction: share of each client's examples held out for
+      validation (`federated.hold_out`); the rest train.
+    held_out: which split to return beside the population: 'test' or
+      'validation' (the test split is then not generated).
 
   Returns:
-    (train `FederatedData`, `TestData`), as NumPy arrays.
+    (train `FederatedData`, the held-out split as `TestData`), NumPy arrays.
   """
+  if held_out not in federated.HELD_OUT:
+    raise ValueError(f'held_out must be one of {federated.HELD_OUT}, got '
+                     f'{held_out!r}')
   names = [spec.name for spec in modalities]
   if len(set(names)) != len(names):
     raise ValueError(f'modality names must be distinct, got {names}')
@@ -110,7 +119,11 @@ def make_federated(seed: int, num_clients: int, examples_per_client: int,
                                             dirichlet_alpha, rng, min_examples)
   modality_mask = federated.draw_modality_mask(names, num_clients,
                                                missing_modality_rate, rng)
+  partition, validation = federated.hold_out(
+      partition, validation_fraction, np.random.default_rng([seed, 3]))
   train = federated.from_partition(features, labels, partition, modality_mask)
+  if held_out == 'validation':
+    return train, federated.held_out_split(features, labels, validation)
   test_features, test_labels = make_examples(
       num_test, num_classes, modalities, seed, np.random.default_rng([seed, 2]))
   return train, federated.TestData(test_features, test_labels)
