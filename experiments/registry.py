@@ -128,9 +128,8 @@ ALGORITHMS = {
     'fedprox': Algorithm(_fedavg(prox=True)),
     'fedavg_ogm': Algorithm(_fedavg_ogm),
     # FedOpt (Reddi et al., ICLR 2021): server Adam / Yogi at server.lr
-    # (experiments/configs/fedopt.py: 0.01). Out of the study's default list
-    # until it sets each algorithm's own server lr.
-    'fedopt_adam': Algorithm(_fedavg(server='adam'), in_study=False),
+    # (experiments/configs/fedopt.py: 0.01; the study tunes it).
+    'fedopt_adam': Algorithm(_fedavg(server='adam')),
     'fedopt_yogi': Algorithm(_fedavg(server='yogi'), in_study=False),
     'fedmchain': _chain(),
     'fedmchain_noreg': _chain(reg_lambda=0.0),
