@@ -116,7 +116,7 @@ def _fedmchain(config, value, apply_fn, modalities, num_clients, placement,
 
 
 def _chain(**fixed) -> Algorithm:
-  fixed = {'local_training': 'chain', 'aggregator': 'ssca', **fixed}
+  fixed = {'local_training': 'chain', **fixed}
   return Algorithm(_fedmchain, fixed['local_training'], fixed)
 
 
@@ -132,12 +132,12 @@ ALGORITHMS = {
     'fedopt_adam': Algorithm(_fedavg(server='adam')),
     'fedopt_yogi': Algorithm(_fedavg(server='yogi'), in_study=False),
     'fedmchain': _chain(),
-    'fedmchain_noreg': _chain(reg_lambda=0.0),
+    'fedmchain_noreg': _chain(reg_lambda=0.0, aggregator='ssca'),
     'fedmchain_mean': _chain(aggregator='mean', rho=1.0,
                              error_feedback=False),
     # tau below any agreement links every pair: one group, plain TIES.
-    'fedmchain_ties': _chain(max_groups=1, tau=-2.0),
-    'joint_ssca': _chain(local_training='joint'),
+    'fedmchain_ties': _chain(max_groups=1, tau=-2.0, aggregator='ssca'),
+    'joint_ssca': _chain(local_training='joint', aggregator='ssca'),
     # FedAvg's local work with FedMChain's sparse upload and error feedback,
     # merged by the mean: the control for the sparse upload.
     'joint_sparse_mean': _chain(local_training='joint', aggregator='mean'),

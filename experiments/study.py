@@ -42,6 +42,7 @@ from absl import logging
 import numpy as np
 
 from benchmarks import bench
+from experiments import diagnosis
 from experiments import plot
 from experiments import registry
 from experiments import sweep
@@ -105,6 +106,9 @@ _ROUNDS = flags.DEFINE_integer('rounds', None,
                                lower_bound=1)
 _DATA_DIR = flags.DEFINE_string('data_dir', None,
                                 'AV-digits TFDS cache (default: config).')
+_DIAGNOSE = flags.DEFINE_bool(
+    'diagnose', True, "Run FedMChain's parts one at a time under skew on "
+    'validation (experiments/diagnosis.py), after the final runs.')
 _REPORT_ONLY = flags.DEFINE_bool(
     'report_only', False, 'Rewrite the report from the runs already in '
     '--study_dir without running anything.')
@@ -199,6 +203,34 @@ def run_cell(dataset, algorithm, alpha, missing, seeds, rounds, root,
     return None
   _, runs, seconds = result
   return workdir, runs, seconds
+
+
+def diagnose(dataset, seeds, rounds, root, data_dir=None, budget='steps',
+             report_only=False, rows_by_missing=None, done=lambda: None):
+  """The diagnosis's variants (`diagnosis.VARIANTS`) on validation: fills
+  and returns {missing: {variant: row}}, calling `done()` after each
+  variant; also returns the seconds spent."""
+  rows_by_missing = {} if rows_by_missing is None else rows_by_missing
+  seconds = 0.0
+  for missing in diagnosis.MISSING:
+    rows = rows_by_missing.setdefault(missing, {})
+    for name, algorithm, overrides in diagnosis.VARIANTS:
+      config = sweep.with_settings(
+          study_config(dataset, algorithm, diagnosis.ALPHA, missing, rounds,
+                       data_dir, budget, split='validation'), overrides)
+      workdir = os.path.join(root, dataset, budget, 'diagnosis',
+                             f'missing{missing}',
+                             diagnosis.variant_dir(name))
+      result = _run_sweep(config, {'seed': seeds}, workdir, report_only)
+      if result is None:
+        continue
+      _, runs, spent = result
+      seconds += spent
+      rows[name] = diagnosis.summarize(runs)
+      print(dataset, 'diagnosis', missing, name,
+            fmt(rows[name]['fused']), flush=True)
+      done()
+  return rows_by_missing, seconds
 
 
 def to_target(records, target):
@@ -311,10 +343,12 @@ def _setting_table(by_algorithm, seeds, test_size) -> list[str]:
 
 def report(results, seeds, rounds, choices=None, seconds=0.0,
            budget='steps', test_sizes=None,
-           command='python -m experiments.study', machine=None) -> str:
+           command='python -m experiments.study', machine=None,
+           diagnoses=None) -> str:
   """The study as markdown. `choices`: {(dataset, alpha): {algorithm:
   (values, validation accuracy)}}; `machine`: commit, cpu_count,
-  cpu_model."""
+  cpu_model; `diagnoses`: {dataset: `diagnose(...)`'s rows}."""
+  diagnoses = diagnoses or {}
   machine = machine or {}
   choices = choices or {}
   test_sizes = test_sizes or {}
@@ -359,6 +393,8 @@ def report(results, seeds, rounds, choices=None, seconds=0.0,
     figure = f'RESULTS_{dataset}.png'
     lines += [f'Curves (seed {seeds[0]}, alpha 1.0, missing rate 0.3):', '',
               f'![{dataset}]({figure})', '']
+    if diagnoses.get(dataset):
+      lines += diagnosis.section(diagnoses[dataset], seeds, dataset)
   return '\n'.join(lines)
 
 
@@ -410,7 +446,7 @@ def main(argv):
   missing_rates = [float(m) for m in _MISSING.value]
   root, budget, report_only = (_WORKDIR.value, _BUDGET.value,
                                _REPORT_ONLY.value)
-  results, rounds, choices, test_sizes = {}, {}, {}, {}
+  results, rounds, choices, test_sizes, diagnoses = {}, {}, {}, {}, {}
   seconds, tic = 0.0, time.perf_counter()
 
   command = 'python -m experiments.study ' + ' '.join(sys.argv[1:])
@@ -420,7 +456,7 @@ def main(argv):
   def write_report():
     with open(_OUT.value, 'w') as f:
       f.write(report(results, seeds, rounds, choices, seconds, budget,
-                     test_sizes, command, host) + '\n')
+                     test_sizes, command, host, diagnoses) + '\n')
 
   for dataset in _DATASETS.value:
     num_rounds = _ROUNDS.value or DATASETS[dataset][2]
@@ -458,6 +494,12 @@ def main(argv):
             curves.append(os.path.join(workdir, 'member_0'))
           write_report()
     _plot(curves, _OUT.value, dataset)
+    if _DIAGNOSE.value:
+      _, spent = diagnose(dataset, seeds, num_rounds, root, _DATA_DIR.value,
+                          budget, report_only,
+                          diagnoses.setdefault(dataset, {}), write_report)
+      seconds += spent
+      write_report()
   write_report()
   print(f'wrote {_OUT.value} ({(time.perf_counter() - tic) / 60:.1f} min)')
 

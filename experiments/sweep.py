@@ -145,15 +145,16 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
     train_np, test_np, num_classes = train.build_data(seed_config)
     fdata.validate(train_np, test_np, num_classes)
     per_seed[seed] = (train_np, test_np)
-  shapes = {(d.labels.shape[0], t.labels.shape[0])
-            for d, t in per_seed.values()}
+  shapes = {d.labels.shape[0] for d, _ in per_seed.values()}
   if len(shapes) != 1:
     raise config_checks.ConfigError(
-        'seed', seeds, 'seeds must give data of one shape (clients, test '
-        'examples) to share a program')
+        'seed', seeds, 'seeds must give populations of one number of clients '
+        'to share a program')
+  # Held-out splits may differ in size (validation splits): padded alike.
+  held_out = max(t.labels.shape[0] for _, t in per_seed.values())
   slots = max(d.labels.shape[1] for d, _ in per_seed.values())
   modalities = sorted(next(iter(per_seed.values()))[0].features)
-  config_checks.check_data(config, modalities, shapes.pop()[0])
+  config_checks.check_data(config, modalities, shapes.pop())
   model = train.build_model(config, modalities, num_classes)
   apply_fn = train.apply_fn_of(model)
   evaluate = fmc.evaluation.make_evaluate(apply_fn)
@@ -163,7 +164,8 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
   stack = lambda trees: jax.tree.map(lambda *xs: np.stack(xs), *trees)
   data = stack([_pad_examples(per_seed[s][0], slots) for s in member_seeds])
   tests = stack([fmc.evaluation.batch_test_data(per_seed[s][1],
-                                                config.eval.batch_size)
+                                                config.eval.batch_size,
+                                                held_out)
                  for s in member_seeds])
   numeric = [f for f in sweep if f != 'seed']
   hparams = {f: np.array([float(m[f]) for m in members], np.float32)

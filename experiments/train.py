@@ -38,6 +38,7 @@ RESUMABLE_CHANGES = ('rounds.num_rounds', 'rounds.checkpoint_every',
 # Fields added later, with how runs saved before them behaved: a saved config
 # without one of these is read as having this value.
 SAVED_DEFAULTS = {'rounds.layout_independent_bits': True,
+                  'fedmchain.aggregator': 'ssca',
                   'data.validation_fraction': 0.0, 'eval.split': 'test'}
 
 

@@ -11,14 +11,17 @@ from fedmchain_jax.data.federated import TestData
 from fedmchain_jax.types import Metrics, Params
 
 
-def batch_test_data(test: TestData, batch_size: int) -> dict:
+def batch_test_data(test: TestData, batch_size: int,
+                    size: int | None = None) -> dict:
   """Pads the test split to whole batches: leaves [ceil(T / B), B, ...].
 
+  `size` (>= T) pads to ceil(size / B) batches instead, so that splits of
+  different sizes (validation splits of several seeds) share one shape.
   Returns a dict with 'features', 'label' and 'mask' (False on padding), as
   NumPy arrays, ready for `jax.device_put` and `evaluate`.
   """
   total = test.labels.shape[0]
-  num_batches = -(-total // batch_size)
+  num_batches = -(-max(total, size or 0) // batch_size)
   padded = num_batches * batch_size
 
   def pad(x):

@@ -133,6 +133,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.fedmchain.tau = 0.0  # SSCA link threshold on sign agreement.
   config.fedmchain.max_groups = 4
   config.fedmchain.combine = 'weighted'  # weighted | largest.
+  # ssca | mean (the weighted mean of the same sparse uploads).
+  config.fedmchain.aggregator = 'ssca'
 
   # OGM-GE (fedavg_ogm).
   config.ogm = ml_collections.ConfigDict()
