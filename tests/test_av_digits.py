@@ -5,6 +5,7 @@ import gzip
 import os
 import wave
 
+import jax
 import numpy as np
 import pytest
 
@@ -209,6 +210,27 @@ def test_natural_and_dirichlet_partitions(built):
   assert data.num_clients == 4
   present = np.stack([data.modality_mask['audio'], data.modality_mask['image']])
   assert present.any(axis=0).all()
+
+
+def test_validation_runs_never_read_the_test_split(built, monkeypatch):
+  root, _ = built
+  read = []
+  read_split = av_digits.read_split
+  monkeypatch.setattr(av_digits, 'read_split',
+                      lambda builder, split: read.append(split) or
+                      read_split(builder, split))
+  kwargs = dict(partition='natural', clients_per_speaker=3,
+                validation_fraction=0.4)
+  data, validation = av_digits.load_federated(
+      str(root / 'raw'), str(root / 'data'), held_out='validation', **kwargs)
+  assert read == ['train']
+  # floor(0.4 x 3) = 1 of each of the 6 clients' 3 examples.
+  assert validation.labels.shape == (6,)
+  assert int(data.example_mask.sum()) == 12
+  same, test = av_digits.load_federated(str(root / 'raw'),
+                                        str(root / 'data'), **kwargs)
+  assert read == ['train', 'train', 'test'] and test.labels.shape == (12,)
+  jax.tree.map(np.testing.assert_array_equal, data, same)
 
 
 def test_launcher_runs_av_digits(built, tmp_path):

@@ -40,6 +40,49 @@ def test_dirichlet_partition_reports_impossible_request():
     fdata.dirichlet_partition(np.arange(4), 5, 1.0, np.random.default_rng(0))
 
 
+def test_hold_out_carves_a_share_of_each_client_and_keeps_one():
+  parts = [np.arange(0, 10), np.arange(10, 13), np.arange(13, 14)]
+  kept, held = fdata.federated.hold_out(parts, 0.3,
+                                        np.random.default_rng(0))
+  # floor(0.3 n): 3 of 10, 0 of 3 and of 1 (each client keeps one at least).
+  assert [len(k) for k in kept] == [7, 3, 1]
+  assert len(held) == 3 and set(held) <= set(parts[0])
+  everything = np.sort(np.concatenate(kept + [held]))
+  np.testing.assert_array_equal(everything, np.arange(14))
+  kept, held = fdata.federated.hold_out(parts, 0.0, np.random.default_rng(0))
+  assert held.size == 0 and all(np.array_equal(a, b)
+                                for a, b in zip(kept, parts))
+  with pytest.raises(ValueError, match=r'validation_fraction must be in'):
+    fdata.federated.hold_out(parts, 1.0, np.random.default_rng(0))
+
+
+def test_validation_split_is_disjoint_and_the_test_split_is_not_made(
+    monkeypatch):
+  kwargs = dict(seed=3, num_clients=6, examples_per_client=20, num_test=50,
+                validation_fraction=0.25)
+  train, test = synthetic.make_federated(**kwargs)
+  calls = []
+  make_examples = synthetic.make_examples
+  monkeypatch.setattr(synthetic, 'make_examples',
+                      lambda *a, **k: calls.append(a[0]) or
+                      make_examples(*a, **k))
+  same_train, validation = synthetic.make_federated(**kwargs,
+                                                    held_out='validation')
+  assert calls == [120]  # The training pool only: no test examples drawn.
+  # The population is the same whichever split a run evaluates on.
+  jax.tree.map(np.testing.assert_array_equal, train, same_train)
+  rows = lambda x: {tuple(r) for r in np.asarray(x).reshape(len(x), -1)}
+  mask = np.asarray(train.example_mask)
+  for m in ('strong', 'weak'):
+    train_rows = rows(np.asarray(train.features[m])[mask])
+    held = rows(validation.features[m])
+    assert not held & train_rows and not held & rows(test.features[m])
+  assert validation.labels.size + mask.sum() == 120
+  # Every modality is present in validation, as in the test split.
+  assert all(np.abs(x).sum(axis=1).min() > 0
+             for x in validation.features.values())
+
+
 def test_modality_mask_keeps_one_modality_per_client():
   rng = np.random.default_rng(0)
   mask = fdata.draw_modality_mask(('a', 'b', 'c'), 4000, 0.5, rng)

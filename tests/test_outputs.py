@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -49,19 +50,60 @@ def test_plot_names_a_workdir_without_metrics(tmp_path):
     plot.main(['--workdir', str(tmp_path), '--out', str(tmp_path / 'x.png')])
 
 
-def test_study_cell_and_report(tmp_path):
+def test_study_tunes_on_validation_and_reports_on_test(tmp_path,
+                                                       monkeypatch):
+  from experiments import registry
   from experiments import study
+  splits = []
+  build = registry.DATASETS['synthetic']
+  monkeypatch.setitem(registry.DATASETS, 'synthetic', lambda config: (
+      splits.append(config.eval.split) or build(config)))
+  monkeypatch.setitem(study.GRIDS, 'fedmchain',
+                      ({'fedmchain.rho': (0.1, 0.3)},))
   results = {'synthetic': {(1.0, 0.3): {}}}
+  choices = {}
   for algorithm in ('fedavg', 'fedmchain'):
-    _, runs = study.run_cell('synthetic', algorithm, 1.0, 0.3, [0, 1], 10,
-                             str(tmp_path))
-    assert [len(r) for r in runs] == [1, 1]  # One evaluation at round 10.
+    chosen, accuracy, _ = study.tune('synthetic', algorithm, 1.0, [0], 2,
+                                     str(tmp_path))
+    assert splits and set(splits) == {'validation'}  # Test never built.
+    assert set(chosen) == set(study.GRIDS[algorithm][0])
+    choices[algorithm] = (chosen, accuracy)
+    del splits[:]
+    _, runs, _ = study.run_cell('synthetic', algorithm, 1.0, 0.3, [0, 1], 2,
+                                str(tmp_path), chosen=chosen)
+    assert set(splits) == {'test'}
+    assert [len(r) for r in runs] == [1, 1]  # One evaluation at round 2.
+    assert runs[0][-1]['eval/examples'] == 2000  # The test split.
+    del splits[:]
     results['synthetic'][(1.0, 0.3)][algorithm] = study.summarize_cell(
         runs, target=0.5)
-  text = study.report(results, [0, 1], {'synthetic': 10})
+  # A second call finds the finished sweeps and runs nothing.
+  assert study.tune('synthetic', 'fedavg', 1.0, [0], 2, str(tmp_path),
+                    report_only=True)[0] == choices['fedavg'][0]
+  assert not splits
+  text = study.report(results, [0, 1], {'synthetic': 2},
+                      {('synthetic', 1.0): choices}, 12.0,
+                      test_sizes={'synthetic': 2000})
   assert '### Dirichlet alpha 1.0, missing-modality rate 0.3' in text
   assert 'FedMChain beats FedAvg on final fused accuracy in' in text
-  assert text.count('| fedmchain |') == 1
+  assert text.count('| fedmchain |') == 2  # Its choice and its results.
+  assert f'| fedavg | client.lr={choices["fedavg"][0]["client.lr"]:g} ' in text
+  assert 'Test split: 2000 examples' in text
+
+
+def test_diagnosis_section_states_changes_beyond_the_seed_spread():
+  from experiments import diagnosis
+  row = lambda fused, ratio: {'fused': fused, **{
+      c: (ratio if c == 'norm_ratio' else None)
+      for c in diagnosis.AGG_COLUMNS}}
+  rows = {0.0: {'reference (fedmchain)': row([0.80, 0.82], 4.0),
+                'rho 0.3': row([0.90, 0.90], 2.0),
+                'rho 0.05': row([0.81, 0.80], 5.0)}}
+  text = '\n'.join(diagnosis.section(rows, [0, 1], 'synthetic'))
+  assert '| rho 0.3 | 0.900 ± 0.000 | — | — | — | — | — | 2.00 |' in text
+  # +0.09 beats the spread of 0.01; rho 0.05's -0.005 does not.
+  assert '- missing 0.0: rho 0.3: +0.090 (0.900 vs 0.810' in text
+  assert 'rho 0.05:' not in text
 
 
 @pytest.mark.parametrize('datasets,algorithms,seeds,message', [
@@ -94,3 +136,14 @@ def test_centralized_refuses_bad_flags_in_one_line(flag, message):
   assert process.returncode != 0
   assert message in process.stderr
   assert not process.stdout.strip()
+
+
+@pytest.mark.parametrize('alphas,missing,message', [
+    (['0'], ['0.0'], '--alphas=0 is invalid: numbers in (0, inf)'),
+    (['x'], ['0.0'], '--alphas=x is invalid'),
+    (['0.1'], ['1.0'], '--missing=1.0 is invalid: numbers in [0, 1)'),
+])
+def test_study_settings_are_checked_before_any_run(alphas, missing, message):
+  from experiments import study
+  with pytest.raises(study.app.UsageError, match='^' + re.escape(message)):
+    study.check_lists(['synthetic'], ['fedavg'], ['0'], alphas, missing)
