@@ -209,6 +209,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _integer(config, 'fedmchain.max_groups')
   _choice(config, 'fedmchain.combine', ('weighted', 'largest'))
   _choice(config, 'fedmchain.aggregator', ('ssca', 'mean'))
+  _choice(config, 'fedmchain.normalize', ssca.NORMALIZE)
   _real(config, 'faults.dropout_rate', 0, 1, high_open=True)
   _real(config, 'faults.nonfinite_rate', 0, 1)
   _choice(config, 'faults.attack', ('none', 'sign_flip', 'scale', 'noise'))

@@ -38,6 +38,10 @@ VARIANTS = (
     ('regularizer off', REFERENCE, {'fedmchain.reg_lambda': 0.0}),
     ('reweight regularizer', REFERENCE, {'fedmchain.regularizer': 'reweight'}),
     ('fixed chain order', REFERENCE, {'fedmchain.chain_rule': 'fixed'}),
+    ('SSCA normalized by group members', REFERENCE,
+     {'fedmchain.normalize': 'members'}),
+    ('normalized by members, server lr 2', REFERENCE,
+     {'fedmchain.normalize': 'members', 'server.lr': 2.0}),
     ('FedAvg (dense joint, mean)', 'fedavg', {}),
     ('joint training, same sparse upload, mean', 'joint_sparse_mean', {}),
 )

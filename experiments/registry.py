@@ -99,7 +99,8 @@ def _fedmchain(config, value, apply_fn, modalities, num_clients, placement,
         setting('tau'), setting('max_groups'), setting('combine'),
         agreement_dtype=config.rounds.agreement_dtype,
         row_groups=config.rounds.agreement_row_groups or None,
-        materialize=config.rounds.agreement_materialize)
+        materialize=config.rounds.agreement_materialize,
+        normalize=setting('normalize'))
   return fmc.algorithms.fedmchain(
       apply_fn, modalities, *_optimizers(config, value),
       steps_per_phase=config.client.steps_per_phase,

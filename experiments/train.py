@@ -39,6 +39,7 @@ RESUMABLE_CHANGES = ('rounds.num_rounds', 'rounds.checkpoint_every',
 # without one of these is read as having this value.
 SAVED_DEFAULTS = {'rounds.layout_independent_bits': True,
                   'fedmchain.aggregator': 'ssca',
+                  'fedmchain.normalize': 'senders',
                   'data.validation_fraction': 0.0, 'eval.split': 'test'}
 
 

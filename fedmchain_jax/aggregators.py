@@ -46,13 +46,16 @@ def weighted_mean() -> Aggregator:
 
 def ssca(tau: float = 0.0, max_groups: int = 4, combine: str = 'weighted',
          agreement_dtype: str = 'auto', row_groups: int | None = None,
-         materialize: bool = False) -> Aggregator:
+         materialize: bool = False, normalize: str = 'senders'
+         ) -> Aggregator:
   """Sparse sign-guided consensus (`fedmchain_jax.ssca.ssca`).
 
   Args:
     tau: link threshold on pairwise sign agreement, in [-1, 1).
     max_groups: G, groups kept.
     combine: 'weighted' (by group data size) or 'largest'.
+    normalize: a coordinate's mean over the group's agreeing 'senders' or
+      over all its 'members' (`ssca.ssca`).
     agreement_dtype, row_groups, materialize: how the sign agreement is
       computed (`ssca.sign_agreement`); every setting gives the same bits.
 
@@ -64,6 +67,9 @@ def ssca(tau: float = 0.0, max_groups: int = 4, combine: str = 'weighted',
   if combine not in ssca_lib.COMBINES:
     raise ValueError(f'combine must be one of {ssca_lib.COMBINES}, got '
                      f'{combine!r}')
+  if normalize not in ssca_lib.NORMALIZE:
+    raise ValueError(f'normalize must be one of {ssca_lib.NORMALIZE}, got '
+                     f'{normalize!r}')
   if agreement_dtype not in ssca_lib.AGREEMENT_DTYPES:
     raise ValueError(f'agreement_dtype must be one of '
                      f'{ssca_lib.AGREEMENT_DTYPES}, got {agreement_dtype!r}')
@@ -76,7 +82,8 @@ def ssca(tau: float = 0.0, max_groups: int = 4, combine: str = 'weighted',
         message.rows, weights, holders, tau, max_groups, combine,
         threshold=message.threshold, row_groups=row_groups,
         dtype=agreement_dtype, materialize=materialize, mesh=placement.mesh,
-        axis=placement_lib.CLIENTS_AXIS, rows_sharded=placement.rows_sharded)
+        axis=placement_lib.CLIENTS_AXIS, rows_sharded=placement.rows_sharded,
+        normalize=normalize)
     sending = holders & (weights > 0)
     kept = result.membership.any(axis=0) & sending
     return result.update, {

@@ -16,7 +16,10 @@ client's support), the clients that hold the block, and their weights n_c:
      sigma_g = sign(sum_{c in g} n_c X_c),
    and each coordinate averages only the entries that agree with it:
      U_g = sum_{c in g} n_c X_c [X_c sigma_g > 0] /
-           sum_{c in g} n_c [X_c sigma_g > 0]     (0 where nobody agrees).
+           sum_{c in g} n_c [X_c sigma_g > 0]     (0 where nobody agrees),
+   or, with `normalize='members'`, over every member of the group (a
+   coordinate a member did not send, or sent against sigma_g, counts 0):
+     U_g = sum_{c in g} n_c X_c [X_c sigma_g > 0] / sum_{c in g} n_c.
 4. Groups combine weighted by their data size W_g = sum_{c in g} n_c:
      U = sum_g W_g U_g / sum_g W_g,
    or U = U_{largest group} with `combine='largest'`.
@@ -77,6 +80,7 @@ def _sent(piece: Array, threshold: Array | None) -> Array:
 
 # How groups combine (`ssca`).
 COMBINES = ('weighted', 'largest')
+NORMALIZE = ('senders', 'members')
 
 # `sign_agreement`'s operand types ('auto': 'bits' on CPU, else 'int8').
 AGREEMENT_DTYPES = ('auto', 'int8', 'float32', 'bfloat16', 'bits')
@@ -470,7 +474,8 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
          materialize: bool = False,
          mesh: jax.sharding.Mesh | None = None,
          axis: str = 'clients',
-         rows_sharded: bool = False) -> SSCAResult:
+         rows_sharded: bool = False,
+         normalize: str = 'senders') -> SSCAResult:
   """Aggregates one block's sparse updates by sign-guided consensus.
 
   Args:
@@ -489,12 +494,17 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
     row_groups, dtype, materialize, mesh, axis, rows_sharded: of the
       agreement products (`sign_agreement`); no setting changes a bit of
       the result.
+    normalize: a group's coordinate is the mean over the 'senders' that
+      agree with its sign, or over all the group's 'members' (step 3).
 
   Returns:
     An `SSCAResult` whose `update` is the merged [P] update.
   """
   if combine not in COMBINES:
     raise ValueError(f'combine must be one of {COMBINES}, got {combine!r}')
+  if normalize not in NORMALIZE:
+    raise ValueError(f'normalize must be one of {NORMALIZE}, got '
+                     f'{normalize!r}')
   size = values.shape[0]
   active = holders & (weights > 0)
   agreement, overlap = sign_agreement(values, active, dtype, materialize,
@@ -524,7 +534,10 @@ def ssca(values: Array, weights: Array, holders: Array, tau: float,
     client_sign = membership.astype(piece.dtype).T @ elected  # [C, p]
     agrees = (piece * client_sign > 0).astype(piece.dtype)
     numerator = weighted @ (piece * agrees)
-    denominator = weighted @ agrees
+    if normalize == 'members':
+      denominator = jnp.broadcast_to(group_weights[:, None], numerator.shape)
+    else:
+      denominator = weighted @ agrees
     merged = jnp.where(
         denominator > 0,
         numerator / jnp.where(denominator > 0, denominator, 1.0), 0.0)

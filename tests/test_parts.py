@@ -240,3 +240,17 @@ def test_bytes_and_metrics_of_dense_and_sparse_uploads_on_the_mean():
   assert metrics['agg/model/senders'] == pytest.approx(11 / 4)
   assert metrics['agg/model/single_sender'] == 0.0
   assert 'agg/model/groups' not in metrics
+
+
+def test_ssca_normalized_by_group_members_on_three_toy_clients():
+  # Groups {0, 1} (W = 2) and {2} (W = 3), every sent entry agreeing with
+  # its group's sign: each coordinate is divided by the group's weight, not
+  # its senders', so U is the weighted mean of what was sent.
+  update, metrics = _toy_round(fmc.uploads.top_fraction(0.5),
+                               fmc.aggregators.ssca(0.0, 4,
+                                                    normalize='members'))
+  np.testing.assert_allclose(update, [6 / 5, 3 / 5, (-5 + 0.9) / 5, 18 / 5],
+                             rtol=1e-6)
+  assert metrics['agg/model/groups'] == 2
+  with pytest.raises(ValueError, match="normalize must be one of"):
+    fmc.aggregators.ssca(normalize='all')

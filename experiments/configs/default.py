@@ -135,6 +135,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.fedmchain.combine = 'weighted'  # weighted | largest.
   # ssca | mean (the weighted mean of the same sparse uploads).
   config.fedmchain.aggregator = 'ssca'
+  # A group's coordinate: the mean over its agreeing senders | over all
+  # its members (docs/algorithm.md, SSCA step 3).
+  config.fedmchain.normalize = 'senders'
 
   # OGM-GE (fedavg_ogm).
   config.ogm = ml_collections.ConfigDict()
