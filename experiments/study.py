@@ -63,7 +63,7 @@ DATASETS = {
     'av_digits': (av_digits_fedavg.get_config, 0.95, 100),
 }
 
-_LR = (0.02, 0.05, 0.1)
+_LR = (0.05, 0.1, 0.2)
 _RHO = (0.05, 0.1, 0.3)
 # Algorithm -> tuning stages, each {field: values} swept as one program.
 GRIDS = {
@@ -147,13 +147,21 @@ def _run_sweep(config, grid, workdir, report_only=False):
   """Runs (unless already there) and reads back one sweep:
   (members' settings, their records, the sweep's seconds)."""
   done = os.path.join(workdir, 'sweep.json')
-  if not os.path.exists(done):
+  grid = {k: list(v) for k, v in grid.items()}
+  result = None
+  if os.path.exists(done):
+    with open(done) as f:
+      result = json.load(f)
+    # A sweep of another grid (the study's grids changed) is run again.
+    if [m['settings'] for m in result['members']] != sweep.expand_settings(
+        grid):
+      result = None
+  if result is None:
     if report_only:
       return None
-    sweep.run_sweep(config, {k: list(v) for k, v in grid.items()}, workdir,
-                    sequential_baseline=False)
-  with open(done) as f:
-    result = json.load(f)
+    sweep.run_sweep(config, grid, workdir, sequential_baseline=False)
+    with open(done) as f:
+      result = json.load(f)
   timing = result['timing']
   settings = [m['settings'] for m in result['members']]
   return (settings, _read_runs(workdir, len(settings)),

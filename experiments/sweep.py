@@ -78,11 +78,16 @@ def expand(config, sweep: dict[str, list]) -> list[dict[str, Any]]:
           f'sweep {field}', sweep[field],
           f'only these fields can be swept in one program: '
           f'{", ".join(train.SWEEPABLE)}')
-  members = [dict(zip(sweep, values))
-             for values in itertools.product(*sweep.values())]
+  members = expand_settings(sweep)
   for settings in members:
     config_checks.validate(with_settings(config, settings))
   return members
+
+
+def expand_settings(sweep: dict[str, list]) -> list[dict[str, Any]]:
+  """The members' settings: the product of the listed values, in order."""
+  return [dict(zip(sweep, values))
+          for values in itertools.product(*sweep.values())]
 
 
 def with_settings(config, settings):
