@@ -148,13 +148,16 @@ def _run_sweep(config, grid, workdir, report_only=False):
   (members' settings, their records, the sweep's seconds)."""
   done = os.path.join(workdir, 'sweep.json')
   grid = {k: list(v) for k, v in grid.items()}
+  # What the saved sweep must have run to be reused: a sweep of another
+  # config or grid (the study's grids or a tuned choice changed) runs again.
+  wanted = json.loads(config.to_json())
   result = None
   if os.path.exists(done):
     with open(done) as f:
       result = json.load(f)
-    # A sweep of another grid (the study's grids changed) is run again.
-    if [m['settings'] for m in result['members']] != sweep.expand_settings(
-        grid):
+    if (result.get('config') != wanted or
+        [m['settings'] for m in result['members']] !=
+        sweep.expand_settings(grid)):
       result = None
   if result is None:
     if report_only:
@@ -162,6 +165,9 @@ def _run_sweep(config, grid, workdir, report_only=False):
     sweep.run_sweep(config, grid, workdir, sequential_baseline=False)
     with open(done) as f:
       result = json.load(f)
+    result['config'] = wanted
+    with open(done, 'w') as f:
+      json.dump(result, f, indent=2, sort_keys=True)
   timing = result['timing']
   settings = [m['settings'] for m in result['members']]
   return (settings, _read_runs(workdir, len(settings)),
