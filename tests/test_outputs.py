@@ -81,6 +81,11 @@ def test_study_tunes_on_validation_and_reports_on_test(tmp_path,
   assert study.tune('synthetic', 'fedavg', 1.0, [0], 2, str(tmp_path),
                     report_only=True)[0] == choices['fedavg'][0]
   assert not splits
+  # Final runs of another choice are not the saved ones: run again.
+  other = {'client.lr': 0.5 * choices['fedavg'][0]['client.lr']}
+  assert study.run_cell('synthetic', 'fedavg', 1.0, 0.3, [0, 1], 2,
+                        str(tmp_path), chosen=other,
+                        report_only=True) is None
   text = study.report(results, [0, 1], {'synthetic': 2},
                       {('synthetic', 1.0): choices}, 12.0,
                       test_sizes={'synthetic': 2000})
