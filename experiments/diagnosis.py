@@ -42,6 +42,8 @@ VARIANTS = (
      {'fedmchain.normalize': 'members'}),
     ('normalized by members, server lr 2', REFERENCE,
      {'fedmchain.normalize': 'members', 'server.lr': 2.0}),
+    ('absent modality: train the next present', REFERENCE,
+     {'fedmchain.absent_phase': 'next_present'}),
     ('FedAvg (dense joint, mean)', 'fedavg', {}),
     ('joint training, same sparse upload, mean', 'joint_sparse_mean', {}),
 )

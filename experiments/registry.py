@@ -112,6 +112,7 @@ def _fedmchain(config, value, apply_fn, modalities, num_clients, placement,
       regularizer=fmc.client.Regularizer(
           kind=config.fedmchain.regularizer, lam=setting('reg_lambda'),
           w1=config.fedmchain.reg_w1, w2=config.fedmchain.reg_w2),
+      absent_phase=config.fedmchain.absent_phase,
       rho=setting('rho'), error_feedback=setting('error_feedback'),
       aggregator=aggregator, placement=placement, faults=faults)
 

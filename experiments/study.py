@@ -314,6 +314,34 @@ def verdicts(results) -> list[str]:
   return lines
 
 
+BASELINES = ('fedavg', 'fedprox', 'fedavg_ogm', 'fedopt_adam',
+             'fedopt_yogi', 'joint_sparse_mean', 'fedavg_median',
+             'fedavg_trimmed_mean')
+
+
+def glance(results, test_sizes) -> list[str]:
+  """One table: per dataset and setting, FedAvg, the best tuned baseline
+  and FedMChain (final fused test accuracy, mean ± std over seeds), with
+  the test split's standard error. README.md quotes its rows."""
+  lines = ['| dataset | alpha | missing | fedavg | best baseline | fedmchain '
+           '| test s.e. |', '| --- | --- | --- | --- | --- | --- | --- |']
+  for dataset, cells in results.items():
+    for (alpha, missing), by_algorithm in cells.items():
+      if 'fedmchain' not in by_algorithm or 'fedavg' not in by_algorithm:
+        continue
+      mean = lambda a: np.mean(by_algorithm[a][0]['fused'])
+      baselines = [a for a in by_algorithm if a in BASELINES]
+      best = max(baselines, key=mean)
+      ours = by_algorithm['fedmchain'][0]['fused']
+      se = standard_error(float(np.mean(ours)), test_sizes.get(dataset, 0)
+                          or 1)
+      lines.append(f'| {dataset} | {alpha} | {missing} | '
+                   f'{fmt(by_algorithm["fedavg"][0]["fused"])} | '
+                   f'{best} {fmt(by_algorithm[best][0]["fused"])} | '
+                   f'{fmt(ours)} | {se:.3f} |')
+  return lines
+
+
 def _choice_text(chosen) -> str:
   if chosen is None:
     return "the config's values"
@@ -385,7 +413,7 @@ def report(results, seeds, rounds, choices=None, seconds=0.0,
            'sends (values plus positions or a bitmap) and downloads (the '
            'dense model). The best mean fused accuracy of each setting is '
            'in bold.', '', '## Summary', '']
-  lines += verdicts(results) + ['']
+  lines += verdicts(results) + [''] + glance(results, test_sizes) + ['']
   for dataset, cells in results.items():
     target = DATASETS[dataset][1]
     lines += [f'## {dataset}', '', f'Target fused accuracy: {target}.', '']

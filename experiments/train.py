@@ -40,6 +40,7 @@ RESUMABLE_CHANGES = ('rounds.num_rounds', 'rounds.checkpoint_every',
 SAVED_DEFAULTS = {'rounds.layout_independent_bits': True,
                   'fedmchain.aggregator': 'ssca',
                   'fedmchain.normalize': 'senders',
+                  'fedmchain.absent_phase': 'skip',
                   'data.validation_fraction': 0.0, 'eval.split': 'test'}
 
 

@@ -128,6 +128,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.fedmchain.reg_lambda = 1.0  # 0 switches the regularizer off.
   config.fedmchain.reg_w1 = 1.0  # reweight form only.
   config.fedmchain.reg_w2 = 1.0  # reweight form only.
+  # A client lacking a phase's modality: skip | next_present (trains the
+  # next modality it holds instead; docs/algorithm.md).
+  config.fedmchain.absent_phase = 'skip'
   config.fedmchain.rho = 0.1  # Share of each block's entries uploaded.
   config.fedmchain.error_feedback = True
   config.fedmchain.tau = 0.0  # SSCA link threshold on sign agreement.
