@@ -14,7 +14,8 @@ whether a run evaluates on validation or test.
    starting from the previous stage's choice) at missing rate
    `TUNE_MISSING` with `--tune_seeds`, evaluated on the validation split
    only (`eval.split = 'validation'`: the test split is not even read).
-   The member with the best final validation fused accuracy is chosen.
+   The member with the best final validation fused accuracy is chosen; a
+   rate chosen on its grid's edge is tried one step further (`EXTENDABLE`).
 2. Final runs: the chosen values on every setting of that alpha, seeds
    `--seeds`, evaluated on the test split.
 
@@ -174,32 +175,75 @@ def _run_sweep(config, grid, workdir, report_only=False):
           timing['compile_s'] + timing['sweep_s'])
 
 
+# Fields whose grid grows past an edge when the best value lies on it (by
+# the grid's own ratio, up to `MAX_EXTENSIONS` times a stage): rates and
+# strengths with no natural bound.
+EXTENDABLE = ('client.lr', 'server.lr', 'fedprox.mu')
+MAX_EXTENSIONS = 2
+
+
+def _edge_steps(grid, tried, best) -> dict:
+  """{field: the next value past the edge} for the EXTENDABLE fields whose
+  best value is the largest or smallest tried, by the grid's own ratio."""
+  steps = {}
+  for field, value in best.items():
+    values = sorted(grid.get(field, ()))
+    if field not in EXTENDABLE or len(values) < 2:
+      continue
+    if value == max(tried[field]):
+      steps[field] = float(f'{value * values[-1] / values[-2]:.6g}')
+    elif value == min(tried[field]):
+      steps[field] = float(f'{value * values[0] / values[1]:.6g}')
+  return steps
+
+
 def tune(dataset, algorithm, alpha, seeds, rounds, root, data_dir=None,
          budget='steps', report_only=False):
   """Chooses the algorithm's values on validation (`GRIDS`).
 
+  Each stage sweeps its grid from the earlier stages' choice; while the
+  best value of an EXTENDABLE field is the largest or smallest tried, one
+  more sweep tries the next value past it (all such fields at once, the
+  others fixed), kept if better, up to MAX_EXTENSIONS times.
+
   Returns ({field: value} chosen, validation fused accuracy of the choice,
-  seconds), or None when a stage has not run (report_only).
+  seconds), or None when a sweep has not run (report_only).
   """
   chosen, accuracy, seconds = {}, None, 0.0
+  base = os.path.join(root, dataset, budget, f'alpha{alpha}', 'tuning',
+                      algorithm)
   for stage, grid in enumerate(GRIDS[algorithm]):
-    config = sweep.with_settings(
-        study_config(dataset, algorithm, alpha, TUNE_MISSING, rounds,
-                     data_dir, budget, split='validation'), chosen)
-    workdir = os.path.join(root, dataset, budget, f'alpha{alpha}', 'tuning',
-                           algorithm, f'stage{stage}')
-    result = _run_sweep(config, {**grid, 'seed': seeds}, workdir, report_only)
-    if result is None:
-      return None
-    settings, runs, spent = result
-    seconds += spent
-    scores = {}
-    for member, records in zip(settings, runs):
-      key = tuple((k, member[k]) for k in grid)
-      scores.setdefault(key, []).append(records[-1]['eval/accuracy'])
-    best = max(scores, key=lambda k: np.mean(scores[k]))
-    chosen.update(dict(best))
-    accuracy = float(np.mean(scores[best]))
+    grid = {k: list(v) for k, v in grid.items()}
+    tried = {k: set(v) for k, v in grid.items()}
+    sweep_grid, best, best_accuracy = grid, None, -np.inf
+    for extension in range(MAX_EXTENSIONS + 1):
+      config = sweep.with_settings(
+          study_config(dataset, algorithm, alpha, TUNE_MISSING, rounds,
+                       data_dir, budget, split='validation'), chosen)
+      suffix = f'_past_edge{extension}' if extension else ''
+      result = _run_sweep(config, {**sweep_grid, 'seed': seeds},
+                          os.path.join(base, f'stage{stage}{suffix}'),
+                          report_only)
+      if result is None:
+        return None
+      settings, runs, spent = result
+      seconds += spent
+      scores = {}
+      for member, records in zip(settings, runs):
+        key = tuple((k, member[k]) for k in grid)
+        scores.setdefault(key, []).append(records[-1]['eval/accuracy'])
+      top = max(scores, key=lambda k: np.mean(scores[k]))
+      if np.mean(scores[top]) <= best_accuracy:
+        break  # Past the edge is no better.
+      best, best_accuracy = dict(top), float(np.mean(scores[top]))
+      steps = _edge_steps(grid, tried, best)
+      if not steps:
+        break
+      sweep_grid = {k: [steps.get(k, best[k])] for k in grid}
+      for k, v in steps.items():
+        tried[k].add(v)
+    chosen.update(best)
+    accuracy = best_accuracy
   return chosen, accuracy, seconds
 
 

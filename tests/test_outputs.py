@@ -152,3 +152,20 @@ def test_study_settings_are_checked_before_any_run(alphas, missing, message):
   from experiments import study
   with pytest.raises(study.app.UsageError, match='^' + re.escape(message)):
     study.check_lists(['synthetic'], ['fedavg'], ['0'], alphas, missing)
+
+
+def test_tuning_steps_past_the_grid_edge_of_rates_only():
+  from experiments import study
+  grid = {'client.lr': [0.05, 0.1, 0.2], 'fedmchain.rho': [0.05, 0.1, 0.3]}
+  tried = {k: set(v) for k, v in grid.items()}
+  # The largest lr and the smallest rho: lr goes on (x2), rho is bounded.
+  assert study._edge_steps(grid, tried, {'client.lr': 0.2,
+                                         'fedmchain.rho': 0.05}) == {
+                                             'client.lr': 0.4}
+  assert study._edge_steps(grid, tried, {'client.lr': 0.05,
+                                         'fedmchain.rho': 0.1}) == {
+                                             'client.lr': 0.025}
+  assert study._edge_steps(grid, tried, {'client.lr': 0.1,
+                                         'fedmchain.rho': 0.3}) == {}
+  tried['client.lr'].add(0.4)  # Tried past the edge, and 0.2 stayed best.
+  assert study._edge_steps(grid, tried, {'client.lr': 0.2}) == {}
