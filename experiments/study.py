@@ -144,6 +144,23 @@ def _read_runs(workdir, count):
   return runs
 
 
+# Config sections only some algorithms read: {section: reads(algorithm)}.
+_SECTIONS = {
+    'fedmchain': lambda name: registry.ALGORITHMS[name].fedmchain is not None,
+    'fedprox': lambda name: name == 'fedprox',
+    'ogm': lambda name: name == 'fedavg_ogm',
+}
+
+
+def _read_by(config: dict) -> dict:
+  """The config without the sections its algorithm does not read, so that
+  a new default there does not make a saved sweep stale."""
+  name = config.get('algorithm')
+  return {k: v for k, v in config.items()
+          if k not in _SECTIONS or (name in registry.ALGORITHMS
+                                    and _SECTIONS[k](name))}
+
+
 def _run_sweep(config, grid, workdir, report_only=False):
   """Runs (unless already there) and reads back one sweep:
   (members' settings, their records, the sweep's seconds)."""
@@ -156,7 +173,7 @@ def _run_sweep(config, grid, workdir, report_only=False):
   if os.path.exists(done):
     with open(done) as f:
       result = json.load(f)
-    if (result.get('config') != wanted or
+    if (_read_by(result.get('config') or {}) != _read_by(wanted) or
         [m['settings'] for m in result['members']] !=
         sweep.expand_settings(grid)):
       result = None

@@ -1,6 +1,7 @@
 """The user's view: TensorBoard event files and the plot command."""
 
 import glob
+import json
 import os
 import re
 import subprocess
@@ -169,3 +170,17 @@ def test_tuning_steps_past_the_grid_edge_of_rates_only():
                                          'fedmchain.rho': 0.3}) == {}
   tried['client.lr'].add(0.4)  # Tried past the edge, and 0.2 stayed best.
   assert study._edge_steps(grid, tried, {'client.lr': 0.2}) == {}
+
+
+def test_saved_sweeps_compare_only_the_sections_their_algorithm_reads():
+  from experiments import study
+  from experiments.configs import default
+  config = json.loads(default.get_config().to_json())
+  changed = json.loads(json.dumps(config))
+  changed['fedmchain']['normalize'] = 'members'
+  assert study._read_by(config) == study._read_by(changed)  # FedAvg.
+  config['algorithm'] = changed['algorithm'] = 'fedmchain'
+  assert study._read_by(config) != study._read_by(changed)
+  changed['fedmchain']['normalize'] = config['fedmchain']['normalize']
+  changed['ogm']['alpha'] = 2.0
+  assert study._read_by(config) == study._read_by(changed)
