@@ -10,7 +10,6 @@ import numbers
 
 import ml_collections
 
-from fedmchain_jax import client
 from fedmchain_jax import placement
 from fedmchain_jax.data import federated
 from fedmchain_jax import ssca
@@ -22,7 +21,6 @@ OPTIMIZERS = tuple(registry.OPTIMIZERS)
 MESH_REDUCTIONS = placement.MESH_REDUCTIONS
 AGREEMENT_DTYPES = ssca.AGREEMENT_DTYPES
 HELD_OUT = federated.HELD_OUT
-ABSENT_PHASES = client.ABSENT_PHASES
 
 
 class ConfigError(ValueError):
@@ -212,7 +210,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, 'fedmchain.combine', ('weighted', 'largest'))
   _choice(config, 'fedmchain.aggregator', ('ssca', 'mean'))
   _choice(config, 'fedmchain.normalize', ssca.NORMALIZE)
-  _choice(config, 'fedmchain.absent_phase', ABSENT_PHASES)
   _real(config, 'faults.dropout_rate', 0, 1, high_open=True)
   _real(config, 'faults.nonfinite_rate', 0, 1)
   _choice(config, 'faults.attack', ('none', 'sign_flip', 'scale', 'noise'))
@@ -221,6 +218,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _real(config, 'ogm.alpha', low=0, low_open=True)
   _boolean(config, 'ogm.noise')
   _integer(config, 'eval.batch_size')
+  _boolean(config, 'eval.aggregation_metrics')
   _real(config, 'data.validation_fraction', 0, 1, high_open=True)
   split = _choice(config, 'eval.split', HELD_OUT)
   if split == 'validation' and not config.data.validation_fraction > 0:

@@ -52,7 +52,15 @@ def _optimizers(config, value, server=None):
                     config.server.momentum))
 
 
-def _fedavg(aggregator=None, prox=False, server=None):
+def _measured(config, aggregator):
+  """The aggregator, with 'agg/*' metrics when the config asks for them."""
+  if config.eval.aggregation_metrics:
+    return fmc.aggregators.with_metrics(aggregator)
+  return aggregator
+
+
+def _fedavg(aggregator=fmc.aggregators.weighted_mean, prox=False,
+            server=None):
   def build(config, value, apply_fn, modalities, num_clients, placement,
             faults):
     del modalities, num_clients
@@ -62,7 +70,7 @@ def _fedavg(aggregator=None, prox=False, server=None):
         config.rounds.cohort_size,
         config.client.batch_size,
         prox_mu=value('fedprox.mu') if prox else 0.0,
-        aggregator=aggregator() if aggregator else None,
+        aggregator=_measured(config, aggregator()),
         placement=placement, faults=faults)
   return build
 
@@ -74,7 +82,9 @@ def _fedavg_ogm(config, value, apply_fn, modalities, num_clients, placement,
       apply_fn, modalities, *_optimizers(config, value),
       config.client.num_local_steps, config.rounds.cohort_size,
       config.client.batch_size, alpha=value('ogm.alpha'),
-      noise=config.ogm.noise, placement=placement, faults=faults)
+      noise=config.ogm.noise,
+      aggregator=_measured(config, fmc.aggregators.weighted_mean()),
+      placement=placement, faults=faults)
 
 
 def fedmchain_setting(config, name: str, value=None):
@@ -112,9 +122,9 @@ def _fedmchain(config, value, apply_fn, modalities, num_clients, placement,
       regularizer=fmc.client.Regularizer(
           kind=config.fedmchain.regularizer, lam=setting('reg_lambda'),
           w1=config.fedmchain.reg_w1, w2=config.fedmchain.reg_w2),
-      absent_phase=config.fedmchain.absent_phase,
       rho=setting('rho'), error_feedback=setting('error_feedback'),
-      aggregator=aggregator, placement=placement, faults=faults)
+      aggregator=_measured(config, aggregator), placement=placement,
+      faults=faults)
 
 
 def _chain(**fixed) -> Algorithm:

@@ -66,6 +66,10 @@ DATASETS = {
 
 _LR = (0.05, 0.1, 0.2)
 _RHO = (0.05, 0.1, 0.3)
+# The sparse methods' aggregate is not the dense mean's size (agg/*/
+# norm_ratio), so their server SGD rate is tuned too.
+_SERVER_LR = (0.5, 1.0, 2.0)
+_TAU = (-0.2, 0.0, 0.2)
 # Algorithm -> tuning stages, each {field: values} swept as one program.
 GRIDS = {
     'fedavg': ({'client.lr': _LR},),
@@ -74,15 +78,17 @@ GRIDS = {
     'fedopt_adam': ({'client.lr': _LR, 'server.lr': (0.003, 0.01, 0.03)},),
     'fedopt_yogi': ({'client.lr': _LR, 'server.lr': (0.003, 0.01, 0.03)},),
     'fedmchain': ({'client.lr': _LR, 'fedmchain.rho': _RHO},
-                  {'fedmchain.reg_lambda': (0.3, 1.0, 3.0),
-                   'fedmchain.tau': (-0.2, 0.0, 0.2)}),
+                  {'server.lr': _SERVER_LR, 'fedmchain.tau': _TAU},
+                  {'fedmchain.reg_lambda': (0.3, 1.0, 3.0)}),
     'fedmchain_noreg': ({'client.lr': _LR, 'fedmchain.rho': _RHO},
-                        {'fedmchain.tau': (-0.2, 0.0, 0.2)}),
+                        {'server.lr': _SERVER_LR, 'fedmchain.tau': _TAU}),
     'fedmchain_mean': ({'client.lr': _LR},),
-    'fedmchain_ties': ({'client.lr': _LR, 'fedmchain.rho': _RHO},),
+    'fedmchain_ties': ({'client.lr': _LR, 'fedmchain.rho': _RHO},
+                       {'server.lr': _SERVER_LR}),
     'joint_ssca': ({'client.lr': _LR, 'fedmchain.rho': _RHO},
-                   {'fedmchain.tau': (-0.2, 0.0, 0.2)}),
-    'joint_sparse_mean': ({'client.lr': _LR, 'fedmchain.rho': _RHO},),
+                   {'server.lr': _SERVER_LR, 'fedmchain.tau': _TAU}),
+    'joint_sparse_mean': ({'client.lr': _LR, 'fedmchain.rho': _RHO},
+                          {'server.lr': _SERVER_LR}),
     'fedavg_median': ({'client.lr': _LR},),
     'fedavg_trimmed_mean': ({'client.lr': _LR},),
 }
@@ -124,6 +130,7 @@ def study_config(dataset, algorithm, alpha, missing, rounds, data_dir=None,
   config.data.missing_modality_rate = missing
   config.data.validation_fraction = VALIDATION_FRACTION
   config.eval.split = split
+  config.eval.aggregation_metrics = True
   config.rounds.num_rounds = rounds
   config.rounds.eval_every = 10 if rounds % 10 == 0 else rounds
   if budget == 'examples':
@@ -153,12 +160,16 @@ _SECTIONS = {
 
 
 def _read_by(config: dict) -> dict:
-  """The config without the sections its algorithm does not read, so that
-  a new default there does not make a saved sweep stale."""
+  """The config without the sections its algorithm does not read and the
+  fields that change no result (which metrics are kept), so that a new
+  default there does not make a saved sweep stale."""
   name = config.get('algorithm')
-  return {k: v for k, v in config.items()
+  read = {k: v for k, v in config.items()
           if k not in _SECTIONS or (name in registry.ALGORITHMS
                                     and _SECTIONS[k](name))}
+  read['eval'] = {k: v for k, v in read.get('eval', {}).items()
+                  if k != 'aggregation_metrics'}
+  return read
 
 
 def _run_sweep(config, grid, workdir, report_only=False):

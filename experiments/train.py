@@ -34,13 +34,13 @@ RESUMABLE_CHANGES = ('rounds.num_rounds', 'rounds.checkpoint_every',
                      'rounds.shard_clients',
                      'rounds.agreement_dtype', 'rounds.agreement_row_groups',
                      'rounds.agreement_materialize',
-                     'eval.batch_size', 'data.data_dir', 'data.manual_dir')
+                     'eval.batch_size', 'eval.aggregation_metrics',
+                     'data.data_dir', 'data.manual_dir')
 # Fields added later, with how runs saved before them behaved: a saved config
 # without one of these is read as having this value.
 SAVED_DEFAULTS = {'rounds.layout_independent_bits': True,
                   'fedmchain.aggregator': 'ssca',
-                  'fedmchain.normalize': 'senders',
-                  'fedmchain.absent_phase': 'skip',
+                  'fedmchain.normalize': 'senders',  # Saved before it existed.
                   'data.validation_fraction': 0.0, 'eval.split': 'test'}
 
 

@@ -14,7 +14,8 @@ reports them per block as '<kind>/<block>/<name>'.
 Factories: `weighted_mean()` (FedAvg), `ssca(...)` (FedMChain's sparse
 sign-guided consensus, `fedmchain_jax.ssca`), and two robust aggregators
 written against the interface alone: `coordinate_median()` and
-`trimmed_mean(trim)`. A user aggregator is one more such NamedTuple passed
+`trimmed_mean(trim)`. `with_metrics(aggregator)` adds 'agg/*' metrics of
+what the update is made of to any of them. A user aggregator is one more such NamedTuple passed
 to `algorithms.compose`; docs/api.md shows one.
 """
 
@@ -46,7 +47,7 @@ def weighted_mean() -> Aggregator:
 
 def ssca(tau: float = 0.0, max_groups: int = 4, combine: str = 'weighted',
          agreement_dtype: str = 'auto', row_groups: int | None = None,
-         materialize: bool = False, normalize: str = 'senders'
+         materialize: bool = False, normalize: str = 'members'
          ) -> Aggregator:
   """Sparse sign-guided consensus (`fedmchain_jax.ssca.ssca`).
 
@@ -54,8 +55,9 @@ def ssca(tau: float = 0.0, max_groups: int = 4, combine: str = 'weighted',
     tau: link threshold on pairwise sign agreement, in [-1, 1).
     max_groups: G, groups kept.
     combine: 'weighted' (by group data size) or 'largest'.
-    normalize: a coordinate's mean over the group's agreeing 'senders' or
-      over all its 'members' (`ssca.ssca`).
+    normalize: a coordinate's mean over all the group's 'members' (the
+      default, chosen on validation: docs/RESULTS.md) or over its agreeing
+      'senders' (the literal TIES mean) (`ssca.ssca`).
     agreement_dtype, row_groups, materialize: how the sign agreement is
       computed (`ssca.sign_agreement`); every setting gives the same bits.
 
@@ -92,6 +94,37 @@ def ssca(tau: float = 0.0, max_groups: int = 4, combine: str = 'weighted',
         'agg/weight_kept': (jnp.where(kept, weights, 0.0).sum() /
                             jnp.maximum(jnp.where(sending, weights, 0.0)
                                         .sum(), 1e-30))}
+
+  return Aggregator(aggregate)
+
+
+def with_metrics(aggregator: Aggregator) -> Aggregator:
+  """`aggregator` that also reports what its update is made of.
+
+  Over the clients S that send the block, with s_j the count of them whose
+  sent entry j is non-zero: 'agg/senders' (the mean s_j over coordinates
+  anyone sent), 'agg/single_sender' (the share of those one client alone
+  sent) and 'agg/norm_ratio' (||U|| over the norm of the dense weighted
+  mean of the rows e_c the clients encoded; 1 for the mean of dense
+  uploads). Costs passes over the [C, P_b] rows and their buffers, hence a
+  wrapper: the study turns it on (`eval.aggregation_metrics`).
+  """
+
+  def aggregate(message, weights, holders, placement):
+    update, metrics = aggregator.aggregate(message, weights, holders,
+                                           placement)
+    sending = holders & (weights > 0)
+    senders = jnp.sum((message.values() != 0) & sending[:, None], axis=0,
+                      dtype=jnp.int32)
+    sent = jnp.maximum((senders > 0).sum(), 1).astype(jnp.float32)
+    dense = aggregation.weighted_mean(
+        jnp.where(sending[:, None], message.rows, 0.0),
+        jnp.where(sending, weights, 0.0))
+    return update, {**metrics,
+                    'agg/senders': senders.sum() / sent,
+                    'agg/single_sender': (senders == 1).sum() / sent,
+                    'agg/norm_ratio': jnp.linalg.norm(update) / jnp.maximum(
+                        jnp.linalg.norm(dense), 1e-30)}
 
   return Aggregator(aggregate)
 

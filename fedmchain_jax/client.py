@@ -193,55 +193,13 @@ def phase_loss(apply_fn, modality: str, regularizer: Regularizer):
   return loss_fn
 
 
-ABSENT_PHASES = ('skip', 'next_present')
-
-
-def _stand_ins(order, j, present) -> dict:
-  """{n: [] bool} for phase j of a chain whose client lacks order[j]: n is
-  the first modality after order[j] (cyclically) that the client holds."""
-  taken = present[order[j]]
-  chosen = {}
-  for n in order[j + 1:] + order[:j]:
-    chosen[n] = ~taken & present[n]
-    taken = taken | present[n]
-  return chosen
-
-
-def _stand_in_loss(apply_fn, loss_fn, stand_ins, present_m):
-  """Phase loss when absent clients train a stand-in: loss_fn for a client
-  that holds the phase's modality, else plain CE of its stand-in's head."""
-
-  def stand_in_loss(trainable, frozen, batch, context):
-    loss, metrics = loss_fn(trainable, frozen, batch, context)
-    total = jnp.where(present_m, loss, 0.0)
-    params = {**frozen, **trainable}
-    for n, chosen in stand_ins.items():
-      _, unimodal = apply_fn(params, batch['features'], None, (n,))
-      total += jnp.where(chosen, losses.masked_cross_entropy(
-          unimodal[n], batch['label'], batch['mask']), 0.0)
-    return total, metrics
-
-  return stand_in_loss
-
-
 def _phase(apply_fn, modalities, optimizer, regularizer, order, j,
-           steps_per_phase, params, batches, present, absent='skip'):
+           steps_per_phase, params, batches, present):
   """Phase j of a chain: `steps_per_phase` steps on modality order[j]'s
-  blocks (or, with absent='next_present', a client that lacks it on its
-  stand-in's, `_stand_ins`). Returns (params, the phase's metrics averaged
-  over its steps)."""
+  blocks. Returns (params, the phase's metrics averaged over its steps)."""
   m = order[j]
   blocks = [models.encoder_name(m), models.head_name(m)]
-  loss_fn = phase_loss(apply_fn, m, regularizer)
-  moves = {name: present[m] for name in blocks}
-  if absent == 'next_present':
-    stand_ins = _stand_ins(order, j, present)
-    loss_fn = _stand_in_loss(apply_fn, loss_fn, stand_ins, present[m])
-    for n, chosen in stand_ins.items():
-      for name in (models.encoder_name(n), models.head_name(n)):
-        blocks.append(name)
-        moves[name] = chosen
-  grad_fn = jax.grad(loss_fn, has_aux=True)
+  grad_fn = jax.grad(phase_loss(apply_fn, m, regularizer), has_aux=True)
   prev = tuple(order[:j])
   other = tuple(n for n in modalities if n != m)
   context = {
@@ -262,11 +220,9 @@ def _phase(apply_fn, modalities, optimizer, regularizer, order, j,
     grads, metrics = grad_fn(trainable, frozen, batch, {**context, **extra})
     updates, new_state = optimizer.update(grads, opt_state, trainable)
     stepped = optax.apply_updates(trainable, updates)
-    # A client that lacks m keeps its blocks (or moves only its stand-in's):
-    # a mask, not a branch.
-    trainable = {name: jax.tree.map(
-        lambda a, b, name=name: jnp.where(moves[name], a, b),
-        stepped[name], trainable[name]) for name in trainable}
+    # A client that lacks m keeps its blocks: a mask, not a branch.
+    trainable = jax.tree.map(lambda a, b: jnp.where(present[m], a, b),
+                             stepped, trainable)
     return (trainable, new_state), metrics
 
   trainable = _select(params, blocks)
@@ -281,19 +237,14 @@ def chain(apply_fn: Callable, modalities: Sequence[str],
           optimizer: optax.GradientTransformation,
           steps_per_phase: int,
           orders: Sequence[Sequence[str]],
-          regularizer: Regularizer = Regularizer(),
-          absent_phase: str = 'skip') -> ClientUpdate:
+          regularizer: Regularizer = Regularizer()) -> ClientUpdate:
   """FedMChain's local update: one phase per modality, in a chain.
 
   Phase j trains modality m = order[j] for `steps_per_phase` steps on the
   batches [j S_p, (j + 1) S_p): only `encoder_<m>` and `head_<m>` move (the
   loss is built from z_m alone and differentiated w.r.t. those blocks), with
-  a fresh optimizer state each phase. A client that lacks m skips the phase
-  (`absent_phase='skip'`: its blocks keep their values, a mask, not a
-  branch) or spends its steps on the next modality of the order it holds,
-  on that head's plain cross-entropy (`'next_present'`: a unimodal client
-  then takes all M S_p steps, as under joint training; every phase then
-  differentiates every encoder, the cost of joint training).
+  a fresh optimizer state each phase. A client that lacks m skips the phase:
+  its blocks keep their values (a mask, not a branch).
 
   Args:
     apply_fn: the model.
@@ -303,7 +254,6 @@ def chain(apply_fn: Callable, modalities: Sequence[str],
     orders: the chain orders; round r uses orders[r % len(orders)] (one order
       = a fixed chain; M rotations = the order rotates every round).
     regularizer: the error-compensated regularizer.
-    absent_phase: 'skip' or 'next_present' (above).
 
   Returns:
     A `ClientUpdate` with S = M S_p. Metrics: 'loss' and 'accuracy' (the
@@ -318,9 +268,6 @@ def chain(apply_fn: Callable, modalities: Sequence[str],
   if regularizer.kind not in REGULARIZERS:
     raise ValueError(f'regularizer must be one of {REGULARIZERS}, '
                      f'got {regularizer.kind!r}')
-  if absent_phase not in ABSENT_PHASES:
-    raise ValueError(f'absent_phase must be one of {ABSENT_PHASES}, got '
-                     f'{absent_phase!r}')
   for order in orders:
     if sorted(order) != sorted(modalities):
       raise ValueError(f'a chain order must name every modality once: '
@@ -332,7 +279,7 @@ def chain(apply_fn: Callable, modalities: Sequence[str],
     for j, m in enumerate(order):
       params, phase_metrics[m] = _phase(
           apply_fn, modalities, optimizer, regularizer, order, j,
-          steps_per_phase, params, batches, present, absent_phase)
+          steps_per_phase, params, batches, present)
     count = jnp.maximum(
         jnp.array([present[m] for m in modalities], jnp.float32).sum(), 1.0)
     metrics = {

@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 
 import fedmchain_jax as fmc
 from tests import common
@@ -114,49 +113,6 @@ def test_missing_modality_leaves_its_blocks_unchanged():
     assert _changed(params, trained) == {
         'encoder_strong': True, 'head_strong': True,
         'encoder_weak': False, 'head_weak': False}
-
-
-@pytest.mark.parametrize('round_index', [0, 1])
-def test_absent_modality_phase_trains_the_next_present_one(round_index):
-  # A client holding only 'strong' takes all 2 x 3 steps on the strong head's
-  # plain cross-entropy (sgd has no state, so the phases' fresh optimizers
-  # change nothing): the same as 6 SGD steps of that loss. A client holding
-  # both is trained as under 'skip'.
-  apply_fn, params, train = _setup()
-  orders = fmc.algorithms.chain_orders(MODALITIES, 'rotate')
-  batches = _client_batches(train, 6)
-  stand_in, skip = (jax.jit(client.chain(
-      apply_fn, MODALITIES, optax.sgd(0.5), 3, orders,
-      absent_phase=absent).update) for absent in ('next_present', 'skip'))
-  only_strong = {'strong': jnp.array(True), 'weak': jnp.array(False)}
-  trained, _ = stand_in(params, batches, only_strong, jax.random.key(0),
-                        round_index)
-  blocks = ('encoder_strong', 'head_strong')
-
-  def strong_loss(trainable, batch):
-    _, unimodal = apply_fn({**params, **trainable}, batch['features'], None,
-                           ('strong',))
-    return fmc.losses.masked_cross_entropy(unimodal['strong'],
-                                           batch['label'], batch['mask'])
-
-  expected = {k: params[k] for k in blocks}
-  for step in range(6):
-    batch = jax.tree.map(lambda x, step=step: x[step], batches)
-    grads = jax.grad(strong_loss)(expected, batch)
-    expected = jax.tree.map(lambda p, g: p - 0.5 * g, expected, grads)
-  for k in blocks:
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6),
-                 trained[k], expected[k])
-  for k in ('encoder_weak', 'head_weak'):
-    jax.tree.map(np.testing.assert_array_equal, trained[k], params[k])
-  both = {'strong': jnp.array(True), 'weak': jnp.array(True)}
-  jax.tree.map(np.testing.assert_array_equal,
-               stand_in(params, batches, both, jax.random.key(0),
-                        round_index)[0],
-               skip(params, batches, both, jax.random.key(0), round_index)[0])
-  with pytest.raises(ValueError, match='absent_phase must be one of'):
-    client.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3, orders,
-                 absent_phase='drop')
 
 
 def test_chain_orders():

@@ -92,7 +92,9 @@ def test_study_tunes_on_validation_and_reports_on_test(tmp_path,
                       test_sizes={'synthetic': 2000})
   assert '### Dirichlet alpha 1.0, missing-modality rate 0.3' in text
   assert 'FedMChain beats FedAvg on final fused accuracy in' in text
-  assert text.count('| fedmchain |') == 2  # Its choice and its results.
+  # Its choice and its results (and the summary table's header).
+  assert text.count('| fedmchain |') == 3
+  assert '| synthetic | 1.0 | 0.3 | ' in text  # The summary table's row.
   assert f'| fedavg | client.lr={choices["fedavg"][0]["client.lr"]:g} ' in text
   assert 'Test split: 2000 examples' in text
 
@@ -177,7 +179,7 @@ def test_saved_sweeps_compare_only_the_sections_their_algorithm_reads():
   from experiments.configs import default
   config = json.loads(default.get_config().to_json())
   changed = json.loads(json.dumps(config))
-  changed['fedmchain']['normalize'] = 'members'
+  changed['fedmchain']['normalize'] = 'senders'
   assert study._read_by(config) == study._read_by(changed)  # FedAvg.
   config['algorithm'] = changed['algorithm'] = 'fedmchain'
   assert study._read_by(config) != study._read_by(changed)

@@ -180,7 +180,8 @@ _TOY_DENSE = (_TOY_ROWS * _TOY_WEIGHTS[:, None]).sum(0) / 5.0
 def _toy_round(upload, aggregator):
   algorithm = fmc.algorithms.compose(
       fmc.client.ClientUpdate(lambda params, *args: (params, {}), 1),
-      upload, aggregator, optax.sgd(1.0), cohort_size=3, batch_size=1)
+      upload, fmc.aggregators.with_metrics(aggregator), optax.sgd(1.0),
+      cohort_size=3, batch_size=1)
   params = {'w': jnp.zeros(4)}
   cohort = fmc.data.federated.Cohort(
       client_ids=jnp.arange(3), features={},
@@ -196,7 +197,8 @@ def _toy_round(upload, aggregator):
 @pytest.mark.parametrize('max_groups', [1, 4])
 def test_aggregation_metrics_of_ssca_on_three_toy_clients(max_groups):
   update, metrics = _toy_round(fmc.uploads.top_fraction(0.5),
-                               fmc.aggregators.ssca(0.0, max_groups))
+                               fmc.aggregators.ssca(0.0, max_groups,
+                                                    normalize='senders'))
   # Senders per coordinate: 2, 1, 2, 1 -> mean 1.5, half of them alone.
   assert metrics['agg/model/senders'] == pytest.approx(1.5)
   assert metrics['agg/model/single_sender'] == pytest.approx(0.5)

@@ -128,9 +128,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.fedmchain.reg_lambda = 1.0  # 0 switches the regularizer off.
   config.fedmchain.reg_w1 = 1.0  # reweight form only.
   config.fedmchain.reg_w2 = 1.0  # reweight form only.
-  # A client lacking a phase's modality: skip | next_present (trains the
-  # next modality it holds instead; docs/algorithm.md).
-  config.fedmchain.absent_phase = 'skip'
   config.fedmchain.rho = 0.1  # Share of each block's entries uploaded.
   config.fedmchain.error_feedback = True
   config.fedmchain.tau = 0.0  # SSCA link threshold on sign agreement.
@@ -138,9 +135,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.fedmchain.combine = 'weighted'  # weighted | largest.
   # ssca | mean (the weighted mean of the same sparse uploads).
   config.fedmchain.aggregator = 'ssca'
-  # A group's coordinate: the mean over its agreeing senders | over all
-  # its members (docs/algorithm.md, SSCA step 3).
-  config.fedmchain.normalize = 'senders'
+  # A group's coordinate: the mean over all its members (chosen on
+  # validation, docs/RESULTS.md) | over its agreeing senders (the literal
+  # TIES mean; docs/algorithm.md, SSCA step 3).
+  config.fedmchain.normalize = 'members'
 
   # OGM-GE (fedavg_ogm).
   config.ogm = ml_collections.ConfigDict()
@@ -160,4 +158,8 @@ def get_config() -> ml_collections.ConfigDict:
   # The split evaluated: 'test' or 'validation' (needs
   # data.validation_fraction > 0; the test split is then never read).
   config.eval.split = 'test'
+  # Round metrics of what each block's aggregate is made of ('agg/*',
+  # `fmc.aggregators.with_metrics`); off by default: they cost passes over
+  # the cohort's updates. Change no result.
+  config.eval.aggregation_metrics = False
   return config

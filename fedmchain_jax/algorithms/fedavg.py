@@ -73,11 +73,14 @@ def fedavg_ogm_ge(apply_fn, modalities,
                   server_optimizer: optax.GradientTransformation,
                   num_local_steps: int, cohort_size: int, batch_size: int,
                   alpha: float, noise: bool = True, *,
+                  aggregator: aggregators.Aggregator | None = None,
                   placement: placement_lib.Placement = DEFAULT_PLACEMENT,
                   faults=None) -> FederatedAlgorithm:
-  """FedAvg whose local training applies OGM-GE (`client.ogm_ge`)."""
+  """FedAvg whose local training applies OGM-GE (`client.ogm_ge`);
+  `aggregator` in place of the weighted mean."""
   return rounds.compose(
       client.ogm_ge(apply_fn, modalities, client_optimizer, num_local_steps,
                     alpha, noise),
-      uploads.identity(), aggregators.weighted_mean(), server_optimizer,
-      cohort_size, batch_size, placement=placement, faults=faults)
+      uploads.identity(), aggregator or aggregators.weighted_mean(),
+      server_optimizer, cohort_size, batch_size, placement=placement,
+      faults=faults)

@@ -40,7 +40,6 @@ def fedmchain(apply_fn: Callable,
               chain_order: Sequence[str] | None = None,
               chain_rule: str = 'rotate',
               regularizer: client.Regularizer = client.Regularizer(),
-              absent_phase: str = 'skip',
               rho: float = 0.1,
               error_feedback: bool = True,
               aggregator: aggregators.Aggregator | None = None,
@@ -75,8 +74,6 @@ def fedmchain(apply_fn: Callable,
     chain_order: the chain's modality order (default: `modalities`).
     chain_rule: 'fixed' or 'rotate' (order shifted by one every round).
     regularizer: `client.Regularizer`.
-    absent_phase: what a client does in the phase of a modality it lacks
-      (`client.chain`: 'skip' or 'next_present').
     rho: the share of each block's entries a client sends, in (0, 1].
     error_feedback: keep per-client residuals of what was not sent.
     aggregator: default `aggregators.ssca()`.
@@ -95,7 +92,7 @@ def fedmchain(apply_fn: Callable,
     update = client.chain(apply_fn, modalities, client_optimizer,
                           steps_per_phase,
                           chain_orders(chain_order or modalities, chain_rule),
-                          regularizer, absent_phase)
+                          regularizer)
   elif ogm_alpha > 0:
     update = client.ogm_ge(apply_fn, modalities, client_optimizer, num_steps,
                            ogm_alpha, ogm_noise)

@@ -96,8 +96,8 @@ def compose(client_update: client_lib.ClientUpdate,
     update's metrics), 'comm/upload_bytes' (values plus positions or bitmap
     per held block, or dense values), 'comm/download_bytes' (the dense
     model to each client), 'comm/kept_fraction', 'clients/participating',
-    'faults/*', and per block 'agg/<block>/*' (`_aggregation_metrics`,
-    and the aggregator's own).
+    'faults/*', and the aggregator's per block (with
+    `aggregators.with_metrics`, 'agg/<block>/*').
 
   Example:
     >>> algorithm = compose(
@@ -243,27 +243,6 @@ def _prepare(upload, state, trained: Trained, ids, weights) -> Trained:
   return Trained(rows, {}, weights, excluded)
 
 
-def _aggregation_metrics(message, weights, holders, merged) -> dict:
-  """What the aggregate is made of, for one block (docs/algorithm.md).
-
-  'agg/senders': per coordinate sent by anyone, the mean count of clients
-  that sent it; 'agg/single_sender': the share of those coordinates one
-  client alone sent; 'agg/norm_ratio': ||U|| over the norm of the dense
-  weighted mean of the rows e_c the holders encoded (1 for the mean of
-  dense uploads)."""
-  sending = holders & (weights > 0)
-  senders = jnp.sum((message.values() != 0) & sending[:, None], axis=0,
-                    dtype=jnp.int32)
-  sent = jnp.maximum((senders > 0).sum(), 1).astype(jnp.float32)
-  dense = aggregation.weighted_mean(
-      jnp.where(sending[:, None], message.rows, 0.0),
-      jnp.where(sending, weights, 0.0))
-  return {'agg/senders': senders.sum() / sent,
-          'agg/single_sender': (senders == 1).sum() / sent,
-          'agg/norm_ratio': jnp.linalg.norm(merged) / jnp.maximum(
-              jnp.linalg.norm(dense), 1e-30)}
-
-
 def _upload_and_aggregate(upload, aggregator, placement, block_list, state,
                           cohort, trained, keys, size):
   """Per block: encode, store, aggregate. Returns (update tree, client
@@ -290,8 +269,6 @@ def _upload_and_aggregate(upload, aggregator, placement, block_list, state,
     message, held = jax.tree.map(real, message), real(holders)
     merged, block_metrics = aggregator.aggregate(message, real(weights), held,
                                                  placement)
-    block_metrics.update(_aggregation_metrics(message, real(weights), held,
-                                              merged))
     for metric, value in block_metrics.items():
       kind, _, rest = metric.partition('/')
       metrics[f'{kind}/{name}/{rest}'] = value
