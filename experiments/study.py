@@ -521,17 +521,16 @@ def check_lists(datasets, algorithms, seeds, alphas=('1.0',),
     if unknown or not values:
       raise app.UsageError(f'--{flag}={",".join(values)} is invalid: '
                            f'allowed are {", ".join(allowed)}')
-  for flag, values, low, high in (('alphas', alphas, 0.0, np.inf),
-                                  ('missing', missing, 0.0, 1.0)):
+  for flag, values, valid, allowed in (
+      ('alphas', alphas, lambda x: x > 0, '(0, inf)'),
+      ('missing', missing, lambda x: 0 <= x < 1, '[0, 1)')):
     try:
       numbers = [float(v) for v in values]
     except ValueError:
       numbers = []
-    if not numbers or not all(low <= x < high for x in numbers) or (
-        flag == 'alphas' and 0.0 in numbers):
+    if not numbers or not all(map(valid, numbers)):
       raise app.UsageError(f'--{flag}={",".join(values)} is invalid: '
-                           f'numbers in {"(0, inf)" if flag == "alphas" else "[0, 1)"}'
-                           ', comma-separated')
+                           f'numbers in {allowed}, comma-separated')
   if not seeds or not all(s.isdigit() for s in seeds):
     raise app.UsageError(f'--seeds={",".join(seeds)} must be non-negative '
                          'integers, e.g. 0,1,2')

@@ -15,8 +15,8 @@ Factories: `weighted_mean()` (FedAvg), `ssca(...)` (FedMChain's sparse
 sign-guided consensus, `fedmchain_jax.ssca`), and two robust aggregators
 written against the interface alone: `coordinate_median()` and
 `trimmed_mean(trim)`. `with_metrics(aggregator)` adds 'agg/*' metrics of
-what the update is made of to any of them. A user aggregator is one more such NamedTuple passed
-to `algorithms.compose`; docs/api.md shows one.
+what the update is made of to any of them. A user aggregator is one more
+such NamedTuple passed to `algorithms.compose`; docs/api.md shows one.
 """
 
 from typing import Callable, NamedTuple

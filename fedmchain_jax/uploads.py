@@ -81,6 +81,13 @@ def _every_entry(holders: Array) -> Array:
   return jnp.where(holders, 0.0, jnp.inf).astype(jnp.float32)
 
 
+def _nonzero_kept(rows: Array, holders: Array) -> Array:
+  """[C] int32: the non-zero entries of each holder's row (0 elsewhere),
+  what a client sending every non-zero entry sends."""
+  return jnp.where(holders, blockwise.count_true(rows != 0),
+                   0).astype(jnp.int32)
+
+
 def identity() -> Upload:
   """Every client that holds the block sends all of it (FedAvg). `kept`
   counts its non-zero entries, so the byte count is what a client would
@@ -90,8 +97,7 @@ def identity() -> Upload:
 
   def encode(rows, holders, keys):
     del keys
-    kept = jnp.where(holders, blockwise.count_true(rows != 0), 0)
-    return Message(rows, _every_entry(holders), kept.astype(jnp.int32))
+    return Message(rows, _every_entry(holders), _nonzero_kept(rows, holders))
 
   return Upload(init=lambda block_size: None,
                 prepare=lambda rows, sending, state, ids: zero_silent(
@@ -156,9 +162,8 @@ def top_fraction(rho=0.1, error_feedback: bool = False,
 
   def encode(rows, holders, keys):
     if dense:
-      threshold = _every_entry(holders)
-      kept = jnp.where(holders, blockwise.count_true(rows != 0), 0)
-      return Message(rows, threshold, kept)
+      return Message(rows, _every_entry(holders),
+                     _nonzero_kept(rows, holders))
     threshold = jax.vmap(lambda x, k: compression.magnitude_threshold(
         x, rho, k, **threshold_options))(rows, keys)
     threshold = jnp.where(holders, threshold, jnp.inf)

@@ -297,12 +297,11 @@ def load_federated(manual_dir: str | None, data_dir: str, *, seed: int = 0,
       'validation' (the test split is then not read).
 
   Returns:
-    (FederatedData, the held-out split as TestData) with modalities 'audio' ([20, 20], standardized
-    with the train split's statistics) and 'image' ([28, 28] in [0, 1]).
+    (FederatedData, the held-out split as TestData) with modalities
+    'audio' ([20, 20], standardized with the train split's statistics) and
+    'image' ([28, 28] in [0, 1]).
   """
-  if held_out not in federated.HELD_OUT:
-    raise ValueError(f'held_out must be one of {federated.HELD_OUT}, got '
-                     f'{held_out!r}')
+  federated.check_held_out(held_out)
   if source == 'manual':
     builder = build(manual_dir, data_dir, config)
     train = read_split(builder, 'train')

@@ -375,6 +375,13 @@ def dirichlet_partition(labels: np.ndarray, num_clients: int, alpha: float,
 HELD_OUT = ('test', 'validation')
 
 
+def check_held_out(held_out: str) -> None:
+  """ValueError unless `held_out` names a split a loader can return."""
+  if held_out not in HELD_OUT:
+    raise ValueError(f'held_out must be one of {HELD_OUT}, got '
+                     f'{held_out!r}')
+
+
 def hold_out(partition: Sequence[np.ndarray], fraction: float,
              rng: np.random.Generator
              ) -> tuple[list[np.ndarray], np.ndarray]:

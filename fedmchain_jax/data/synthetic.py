@@ -106,9 +106,7 @@ def make_federated(seed: int, num_clients: int, examples_per_client: int,
   Returns:
     (train `FederatedData`, the held-out split as `TestData`), NumPy arrays.
   """
-  if held_out not in federated.HELD_OUT:
-    raise ValueError(f'held_out must be one of {federated.HELD_OUT}, got '
-                     f'{held_out!r}')
+  federated.check_held_out(held_out)
   names = [spec.name for spec in modalities]
   if len(set(names)) != len(names):
     raise ValueError(f'modality names must be distinct, got {names}')
