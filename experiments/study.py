@@ -113,6 +113,9 @@ _ROUNDS = flags.DEFINE_integer('rounds', None,
                                lower_bound=1)
 _DATA_DIR = flags.DEFINE_string('data_dir', None,
                                 'AV-digits TFDS cache (default: config).')
+_EQUAL_BYTES = flags.DEFINE_bool(
+    'equal_bytes', True, 'Also run each method that uploads less than '
+    'FedAvg for more rounds, and report it at FedAvg\'s upload.')
 _DIAGNOSE = flags.DEFINE_bool(
     'diagnose', True, "Run FedMChain's parts one at a time under skew on "
     'validation (experiments/diagnosis.py), after the final runs.')
@@ -291,6 +294,66 @@ def run_cell(dataset, algorithm, alpha, missing, seeds, rounds, root,
   return workdir, runs, seconds
 
 
+# A method uploading less than FedAvg gets this many times the rounds at
+# most under the equal-bytes budget.
+MAX_ROUNDS_FACTOR = 8
+
+
+def equal_bytes_rounds(rounds: int, own_mib: float,
+                       reference_mib: float) -> int | None:
+  """Rounds for a method that uploads `own_mib` in `rounds` to upload
+  about `reference_mib` (capped at MAX_ROUNDS_FACTOR times), or None when
+  it uploads nearly as much already."""
+  if own_mib >= 0.9 * reference_mib:
+    return None
+  return rounds * min(MAX_ROUNDS_FACTOR,
+                      int(np.ceil(reference_mib / own_mib)))
+
+
+def run_equal_bytes(dataset, algorithm, alpha, missing, seeds, rounds, root,
+                    data_dir=None, report_only=False, chosen=None,
+                    budget='steps'):
+  """The final runs of one algorithm for `rounds` (its equal-bytes
+  rounds): (records per seed, seconds), or None if not run."""
+  workdir = os.path.join(root, dataset, budget, f'alpha{alpha}',
+                         f'missing{missing}', 'equal_bytes', algorithm)
+  config = sweep.with_settings(
+      study_config(dataset, algorithm, alpha, missing, rounds, data_dir,
+                   budget), chosen or {})
+  result = _run_sweep(config, {'seed': seeds}, workdir, report_only)
+  if result is None:
+    return None
+  _, runs, seconds = result
+  return runs, seconds
+
+
+def equal_bytes(by_algorithm, rounds, run) -> float:
+  """Fills each cell's 'equal_bytes' (fused accuracy per seed at the last
+  evaluation within FedAvg's upload) and 'equal_bytes_rounds' (that
+  evaluation's round, the mean over seeds): methods uploading less than FedAvg run `run(algorithm,
+  rounds)` -> (records, seconds) or None. Returns the seconds spent."""
+  if 'fedavg' not in by_algorithm:
+    return 0.0
+  reference = by_algorithm['fedavg'][0]['total_mib']
+  seconds = 0.0
+  for algorithm, (cell, _) in by_algorithm.items():
+    runs, longer = cell['runs'], equal_bytes_rounds(
+        rounds, cell['total_mib'], reference)
+    if longer is not None:
+      result = run(algorithm, longer)
+      if result is None:
+        continue
+      runs, spent = result
+      seconds += spent
+    records = [last_within(r, reference * 2**20 * 1.0001) for r in runs]
+    if None in records:
+      continue
+    cell['equal_bytes'] = [r['eval/accuracy'] for r in records]
+    cell['equal_bytes_rounds'] = round(np.mean([r['round']
+                                                for r in records]))
+  return seconds
+
+
 def diagnose(dataset, seeds, rounds, root, data_dir=None, budget='steps',
              report_only=False, rows_by_missing=None, done=lambda: None):
   """The diagnosis's variants (`diagnosis.VARIANTS`) on validation: fills
@@ -326,11 +389,17 @@ def to_target(records, target):
   return None, None
 
 
-def at_bytes(records, budget_bytes):
-  """Fused accuracy at the last evaluation within `budget_bytes` uploaded
-  (None if the first evaluation already spent more)."""
+def last_within(records, budget_bytes):
+  """The last evaluation's record within `budget_bytes` uploaded (None if
+  the first evaluation already spent more)."""
   within = [r for r in records if r['comm/upload_bytes'] <= budget_bytes]
-  return within[-1]['eval/accuracy'] if within else None
+  return within[-1] if within else None
+
+
+def at_bytes(records, budget_bytes):
+  """Fused accuracy at the last evaluation within `budget_bytes`."""
+  record = last_within(records, budget_bytes)
+  return record['eval/accuracy'] if record else None
 
 
 def summarize_cell(runs, target):
@@ -426,10 +495,10 @@ def _setting_table(by_algorithm, seeds, test_size) -> list[str]:
   modalities = by_algorithm[next(iter(by_algorithm))][1]
   lines = ['| algorithm | fused | ' +
            ' | '.join(f'{m} head' for m in modalities) +
-           ' | rounds to target | MiB to target | fused at equal bytes '
-           '| upload MiB | download MiB |',
+           ' | rounds to target | MiB to target | fused at the least bytes '
+           '| fused at FedAvg\'s bytes (rounds) | upload MiB | download MiB |',
            '| --- | --- | ' + ' | '.join('---' for _ in modalities) +
-           ' | --- | --- | --- | --- | --- |']
+           ' | --- | --- | --- | --- | --- | --- |']
   best = max(np.mean(c['fused']) for c, _ in by_algorithm.values())
   # Equal bytes: each method's accuracy once it has uploaded as much as the
   # most frugal method uploads in all its rounds.
@@ -445,9 +514,13 @@ def _setting_table(by_algorithm, seeds, test_size) -> list[str]:
     at_budget = [at_bytes(r, budget_bytes * 1.0001) for r in cell['runs']]
     at_budget = [a for a in at_budget if a is not None]
     budget_text = fmt(at_budget) if len(at_budget) == len(seeds) else '—'
+    fedavg_text = (f'{fmt(cell["equal_bytes"])} '
+                   f'({cell["equal_bytes_rounds"]})'
+                   if 'equal_bytes' in cell else '—')
     lines.append(f'| {algorithm} | {fused} | ' +
                  ' | '.join(fmt(cell[m]) for m in modalities) +
                  f' | {rounds_text} | {mib_text} | {budget_text} | '
+                 f'{fedavg_text} | '
                  f'{cell["total_mib"]:.1f} | {cell["download_mib"]:.1f} |')
   se = standard_error(best, test_size) if test_size else None
   lines += ['', f'Test split: {test_size} examples; standard error of an '
@@ -479,9 +552,12 @@ def report(results, seeds, rounds, choices=None, seconds=0.0,
            f'rate {TUNE_MISSING}, listed per dataset and alpha below. '
            '"to target": rounds and uploaded MiB until the fused accuracy '
            'first reaches the target, over the seeds that reach it '
-           f'(n/{len(seeds)}); "fused at equal bytes": accuracy at the last '
-           'evaluation within the upload the most frugal method of the '
-           'setting spends in all its rounds; bytes count what a client '
+           f'(n/{len(seeds)}); "fused at the least bytes": accuracy at the '
+           'last evaluation within the upload the most frugal method of the '
+           'setting spends in all its rounds; "fused at FedAvg\'s bytes": '
+           'accuracy at the last evaluation within FedAvg\'s upload, a method '
+           'that uploads less running more rounds (in brackets; at most '
+           f'{MAX_ROUNDS_FACTOR}x); bytes count what a client '
            'sends (values plus positions or a bitmap) and downloads (the '
            'dense model). The best mean fused accuracy of each setting is '
            'in bold.', '', '## Summary', '']
@@ -606,6 +682,14 @@ def main(argv):
           if alpha == 1.0 and missing == 0.3:
             curves.append(os.path.join(workdir, 'member_0'))
           write_report()
+      for missing in missing_rates if _EQUAL_BYTES.value else ():
+        run = lambda algorithm, longer: run_equal_bytes(
+            dataset, algorithm, alpha, missing, seeds, longer, root,
+            _DATA_DIR.value, report_only,
+            tuned[algorithm][0] if algorithm in tuned else None, budget)
+        seconds += equal_bytes(cells.get((alpha, missing), {}), num_rounds,
+                               run)
+        write_report()
     _plot(curves, _OUT.value, dataset)
     if _DIAGNOSE.value:
       _, spent = diagnose(dataset, seeds, num_rounds, root, _DATA_DIR.value,

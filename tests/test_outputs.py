@@ -99,6 +99,35 @@ def test_study_tunes_on_validation_and_reports_on_test(tmp_path,
   assert 'Test split: 2000 examples' in text
 
 
+def test_equal_bytes_runs_the_frugal_method_longer_and_reads_it_at_fedavgs_upload():
+  from experiments import study
+  assert study.equal_bytes_rounds(10, 1.0, 4.0) == 40
+  assert study.equal_bytes_rounds(10, 1.0, 100.0) == 10 * study.MAX_ROUNDS_FACTOR
+  assert study.equal_bytes_rounds(10, 3.7, 4.0) is None  # Nearly as much.
+  mib = 2**20
+  records = lambda accuracies, per_round: [
+      {'round': 10 * (i + 1), 'eval/accuracy': a,
+       'comm/upload_bytes': per_round * 10 * (i + 1) * mib,
+       'comm/download_bytes': 0} for i, a in enumerate(accuracies)]
+  cell = lambda runs: study.summarize_cell(runs, target=0.99)
+  by_algorithm = {'fedavg': cell([records([0.5, 0.6], 0.2)] * 2),
+                  'sparse': cell([records([0.3, 0.4], 0.05)] * 2)}
+  asked = []
+
+  def run(algorithm, rounds):  # 4 times the rounds, a quarter of the bytes.
+    asked.append((algorithm, rounds))
+    return [records([0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], 0.05),
+            records([0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.7, 0.9], 0.05)], 3.0
+  assert study.equal_bytes(by_algorithm, 20, run) == 3.0
+  assert asked == [('sparse', 80)]
+  assert by_algorithm['sparse'][0]['equal_bytes'] == [0.95, 0.9]
+  assert by_algorithm['sparse'][0]['equal_bytes_rounds'] == 80
+  assert by_algorithm['fedavg'][0]['equal_bytes'] == [0.6, 0.6]
+  table = '\n'.join(study._setting_table(by_algorithm, [0, 1], 100))
+  assert "| fused at FedAvg's bytes (rounds) |" in table
+  assert '| 0.925 ± 0.025 (80) |' in table
+
+
 def test_diagnosis_section_states_changes_beyond_the_seed_spread():
   from experiments import diagnosis
   row = lambda fused, ratio: {'fused': fused, **{
