@@ -4,9 +4,12 @@ r"""Launches a federated experiment.
       --workdir=/tmp/fedmchain_default [--config.client.lr=0.1 ...]
 
 Writes DIR/metrics.jsonl (one JSON object per evaluation), DIR/checkpoints/
-(orbax) and DIR/config.json; rerunning with the same workdir resumes.
+(orbax), DIR/config.json and DIR/log.txt (the console's log lines); rerunning
+with the same workdir resumes. Ctrl-C stops after the running call with a
+checkpoint (exit status 130); a second Ctrl-C stops at once.
 """
 
+import logging as std_logging
 import os
 import sys
 
@@ -16,6 +19,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from fedmchain_jax import data as fmc_data
+from experiments import cli
 from experiments import config_checks
 from experiments import train
 
@@ -39,26 +43,74 @@ def _check_workdir(workdir: str) -> None:
              f'({e.strerror})')
 
 
+def _log_to_file(workdir: str) -> None:
+  """Copies the log lines into DIR/log.txt (appended across reruns)."""
+  handler = std_logging.FileHandler(os.path.join(workdir, 'log.txt'))
+  handler.setFormatter(std_logging.Formatter(
+      '%(asctime)s %(levelname)s %(message)s'))
+  handler.addFilter(_not_orbax)
+  std_logging.getLogger().addHandler(handler)
+
+
+def _not_orbax(record) -> bool:
+  """Orbax narrates every save and dumps its storage errors; our own lines
+  say what happened (checkpointing.Checkpointer), so its lines show only
+  at --verbosity=1 (debug)."""
+  return ('/orbax/' not in record.pathname or
+          logging.get_verbosity() >= logging.DEBUG)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
-  # Orbax narrates every save at INFO; keep the console to our progress lines.
-  logging.get_absl_handler().addFilter(
-      lambda record: '/orbax/' not in record.pathname or
-      record.levelno >= logging.converter.STANDARD_WARNING)
+  if logging.get_verbosity() < logging.INFO:
+    logging.set_verbosity(logging.INFO)
+  cli.quiet_platform_probe()
+  logging.get_absl_handler().addFilter(_not_orbax)
+  config, workdir = _CONFIG.value, _WORKDIR.value
   try:
-    config_checks.validate(_CONFIG.value)
+    config_checks.validate(config)
   except config_checks.ConfigError as e:
     sys.exit(f'error: {e}')
-  _check_workdir(_WORKDIR.value)
+  with cli.removed_if_left_empty(workdir):
+    _check_workdir(workdir)
+    _run(config, workdir)
+
+
+def _run(config, workdir):
+  _log_to_file(workdir)
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except config_checks.ConfigError as e:  # Checks that need the data.
+    train.train_and_evaluate(config, workdir)
+  except (config_checks.ConfigError,  # Checks that need the data.
+          train.ResumeError, fmc_data.DataError) as e:
+    _remove_log_if_alone(workdir)
     sys.exit(f'error: {e}')
-  except (train.ResumeError, fmc_data.DataError) as e:
-    sys.exit(f'error: {e}')
+  except ModuleNotFoundError as e:
+    fix = cli.missing_extra(e)
+    if fix is None:
+      raise
+    _remove_log_if_alone(workdir)
+    sys.exit(f'error: config.data.name={config.data.name!r} needs '
+             f'{e.name}, which is not installed: {fix}')
+  except train.Interrupted as e:
+    print(e, file=sys.stderr)
+    sys.exit(cli.INTERRUPTED)
+  except KeyboardInterrupt:
+    _remove_log_if_alone(workdir)
+    print('interrupted before a round of this run ended; rerun the same '
+          'command to go on', file=sys.stderr)
+    sys.exit(cli.INTERRUPTED)
+
+
+def _remove_log_if_alone(workdir):
+  """A start that failed before writing anything leaves no log behind."""
+  if os.listdir(workdir) == ['log.txt']:
+    for handler in std_logging.getLogger().handlers[:]:
+      if isinstance(handler, std_logging.FileHandler):
+        handler.close()
+        std_logging.getLogger().removeHandler(handler)
+    os.remove(os.path.join(workdir, 'log.txt'))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser('config'))

@@ -6,8 +6,11 @@ evaluation, `metrics.jsonl` and orbax checkpoints in `workdir`. A second call
 with the same workdir resumes from the latest checkpoint.
 """
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -46,6 +49,72 @@ SAVED_DEFAULTS = {'rounds.layout_independent_bits': True,
 
 class ResumeError(ValueError):
   """The workdir holds a run this config cannot continue."""
+
+
+class Interrupted(Exception):
+  """Ctrl-C stopped the run after `round_number` rounds, all of them
+  checkpointed: rerunning resumes from there."""
+
+  def __init__(self, round_number: int):
+    self.round_number = round_number
+    super().__init__(f'interrupted after round {round_number}; rerun the '
+                     f'same command to resume from round {round_number}')
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+  """Within it, a first Ctrl-C only sets the returned event (the loop
+  stops at the end of its call, with a checkpoint); a second one
+  interrupts at once. Off the main thread, Ctrl-C is left alone."""
+  requested = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield requested
+    return
+
+  def handler(signum, frame):
+    del signum, frame
+    if requested.is_set():
+      raise KeyboardInterrupt
+    requested.set()
+    logging.warning('Stopping after this call of the round (Ctrl-C again '
+                    'stops at once, losing the rounds since the last '
+                    'checkpoint).')
+
+  before = signal.signal(signal.SIGINT, handler)
+  try:
+    yield requested
+  finally:
+    signal.signal(signal.SIGINT, before)
+
+
+class _ThroughBar:
+  """A stream for log lines that prints them above the progress bar."""
+
+  def __init__(self, progress, stream):
+    self._progress, self._stream = progress, stream
+
+  def write(self, text):
+    if text.strip():
+      self._progress.write(text.rstrip('\n'), file=self._stream)
+
+  def flush(self):
+    self._stream.flush()
+
+
+@contextlib.contextmanager
+def _logs_through(progress):
+  """absl's console lines go through the bar (tqdm.write) while it shows,
+  so the two do not share a line."""
+  handler = getattr(logging.get_absl_handler(), 'python_handler', None)
+  if progress.disable or handler is None:
+    yield
+    return
+  stream = handler.stream
+  handler.stream = _ThroughBar(progress, stream)
+  try:
+    yield
+  finally:
+    handler.stream = stream
 
 
 def _flatten_config(tree, prefix=''):
@@ -208,18 +277,45 @@ def _summary(record: dict[str, Any], num_rounds: int) -> str:
           f'uploaded {record["comm/upload_bytes"] / 2**20:.1f} MiB')
 
 
+def _finished(config, workdir: str) -> list[dict[str, Any]] | None:
+  """The records of a run in `workdir` that has done all its rounds (its
+  last checkpoint and evaluation at `rounds.num_rounds`), else None."""
+  num_rounds = config.rounds.num_rounds
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(os.path.join(checkpoints, str(num_rounds))):
+    return None
+  if any(name.isdigit() and int(name) > num_rounds
+         for name in os.listdir(checkpoints)):
+    return None  # A longer run's checkpoints: resuming rolls back.
+  records = metrics_io.MetricsWriter(
+      os.path.join(workdir, 'metrics.jsonl')).read()
+  if not records or records[-1]['round'] != num_rounds:
+    return None
+  return records
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> list[dict[str, Any]]:
   """Trains, evaluates and checkpoints; returns all metrics records so far.
 
+  A run whose workdir holds all its rounds returns their records at once.
+
   Raises:
     config_checks.ConfigError: on an invalid config, before any compiling.
+    Interrupted: Ctrl-C stopped it (after a checkpoint of the last round
+      done, so that the same call resumes from there).
   """
   config_checks.validate(config)
   os.makedirs(workdir, exist_ok=True)
   checkpoints_dir = os.path.join(workdir, 'checkpoints')
   if os.path.isdir(checkpoints_dir) and os.listdir(checkpoints_dir):
     check_resumable(config, workdir)
+    done = _finished(config, workdir)
+    if done is not None:
+      logging.info('%s holds all %d rounds already (the last evaluation: '
+                   '%s); nothing to run.', workdir, config.rounds.num_rounds,
+                   _summary(done[-1], config.rounds.num_rounds))
+      return done
 
   train_np, test_np, num_classes = build_data(config)
   fmc.data.validate(train_np, test_np, num_classes)
@@ -308,12 +404,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   upload = float(counters['upload_bytes'])
   download = float(counters['download_bytes'])
-  round_times = []
   # A bar with rounds done, rounds/s and ETA on terminals (off in logs).
   progress = tqdm.tqdm(total=num_rounds, initial=start, unit='round',
                        disable=None, dynamic_ncols=True, leave=False)
-  round_number = start
-  while round_number < num_rounds:
+  round_times = []
+
+  def save(round_number, state, upload, download, force=False):
+    checkpointer.save(round_number, {
+        'state': state,
+        'counters': {'upload_bytes': np.float64(upload),
+                     'download_bytes': np.float64(download)},
+    }, force=force)
+
+  def one_call(round_number, state, upload, download):
+    """Runs the next call's rounds, then evaluates and checkpoints if due."""
     num = rounds_in_call(round_number)
     run = rounds_fn(num)  # compiled before the clock starts
     tic = time.perf_counter()
@@ -341,20 +445,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       record['comm/upload_bytes'] = upload
       record['comm/download_bytes'] = download
       record['time/round_s'] = float(np.mean(round_times))
-      round_times = []
+      round_times.clear()
       writer.write(record)
       board.write(round_number, {k: v for k, v in record.items()
                                  if k != 'round'})
-      progress.set_postfix(accuracy=f'{record["eval/accuracy"]:.3f}',
-                           refresh=False)
+      progress.set_postfix_str(
+          f'accuracy {record["eval/accuracy"]:.3f} at round {round_number}',
+          refresh=False)
       logging.info('%s', _summary(record, num_rounds))
     if round_number % checkpoint_every == 0 or last:
-      checkpointer.save(round_number, {
-          'state': state,
-          'counters': {'upload_bytes': np.float64(upload),
-                       'download_bytes': np.float64(download)},
-      }, force=last)
+      save(round_number, state, upload, download, force=last)
+    return round_number, state, upload, download
+
+  round_number = start
+  with _deferred_interrupt() as stop, _logs_through(progress):
+    while round_number < num_rounds:
+      round_number, state, upload, download = one_call(
+          round_number, state, upload, download)
+      if stop.is_set() and round_number < num_rounds:
+        if checkpointer.latest_round() != round_number:
+          save(round_number, state, upload, download, force=True)
+        progress.close()
+        checkpointer.close()
+        board.close()
+        raise Interrupted(round_number)
   progress.close()
   board.close()
   checkpointer.close()
   return writer.read()
+

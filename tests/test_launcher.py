@@ -338,3 +338,48 @@ def test_launcher_rejects_unwritable_workdir(tmp_path):
   assert last.startswith(f"error: --workdir='{blocker / 'run'}' is not a "
                          'writable directory')
   assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('args, message', [
+    (('--config.client.lrr=0.1',),
+     'error: --config.client.lrr: the config has no field client.lrr; did '
+     'you mean client.lr?'),
+    (('--config.clent.lr=0.1',),
+     'error: --config.clent.lr: the config has no field clent.lr; did you '
+     'mean client.lr?'),
+    (('--config=experiments/configs/defualt.py',),
+     'error: --config=experiments/configs/defualt.py: no such file; did you '
+     'mean experiments/configs/default.py?'),
+    (('--nope',), "error: Unknown command line flag 'nope' (see --helpshort)"),
+])
+def test_command_line_mistakes_get_one_line_and_leave_nothing(tmp_path, args,
+                                                              message):
+  workdir = tmp_path / 'run'
+  command = [sys.executable, '-m', 'experiments.main',
+             '--config=experiments/configs/default.py',
+             f'--workdir={workdir}', *args]
+  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [message]
+  assert not workdir.exists()
+
+
+def test_a_missing_extra_names_the_install_and_leaves_no_workdir(tmp_path):
+  workdir = tmp_path / 'run'
+  # As without the `data` extra: importing tensorflow_datasets fails.
+  script = ('import sys; sys.modules["tensorflow_datasets"] = None\n'
+            'from absl import app\n'
+            'from experiments import cli, main\n'
+            'app.run(main.main, flags_parser=cli.flags_parser("config"))')
+  result = subprocess.run(
+      [sys.executable, '-c', script,
+       '--config=experiments/configs/av_digits_fedavg.py',
+       f'--workdir={workdir}'], cwd=ROOT, capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: config.data.name='av_digits' needs tensorflow_datasets, which "
+      "is not installed: pip install -e '.[data]'")
+  assert 'Traceback' not in result.stderr
+  assert not workdir.exists()

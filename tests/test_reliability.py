@@ -41,38 +41,56 @@ def _final_params(workdir):
   return manager.latest_step(), restored['state']['params']
 
 
-def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
+def test_sigkill_or_ctrl_c_then_rerun_equals_an_uninterrupted_run(tmp_path):
   straight = subprocess.run(_command(tmp_path / 'straight'), cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
   assert straight.returncode == 0, straight.stderr[-2000:]
-  workdir = tmp_path / 'killed'
-  metrics = workdir / 'metrics.jsonl'
-  process = subprocess.Popen(_command(workdir), cwd=ROOT,
-                             stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  # Kill somewhere after the first checkpoint (round 25) and before the end.
-  while time.time() < deadline:
-    if metrics.exists() and len(metrics.read_text().splitlines()) >= 9:
-      break
-    time.sleep(0.01)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  lines = metrics.read_text().splitlines()
-  assert len(lines) < 30, 'the run finished before it could be killed'
-  again = subprocess.run(_command(workdir), cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
-  assert again.returncode == 0, again.stderr[-2000:]
-  assert 'Resumed from the checkpoint of round' in again.stderr
-  records = [json.loads(l) for l in metrics.read_text().splitlines()]
   expected = [json.loads(l) for l in
               (tmp_path / 'straight' / 'metrics.jsonl').read_text().splitlines()]
-  assert [r['round'] for r in records] == list(range(10, 301, 10))
-  assert without_times(records) == without_times(expected)
   step_a, params_a = _final_params(tmp_path / 'straight')
-  step_b, params_b = _final_params(workdir)
-  assert step_a == step_b == 300
-  jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+  for name, sig in (('killed', signal.SIGKILL), ('ctrl_c', signal.SIGINT)):
+    workdir = tmp_path / name
+    metrics = workdir / 'metrics.jsonl'
+    process = subprocess.Popen(_command(workdir), cwd=ROOT,
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    # Stop somewhere after the first checkpoint (round 25), before the end.
+    while time.time() < deadline:
+      if metrics.exists() and len(metrics.read_text().splitlines()) >= 9:
+        break
+      time.sleep(0.01)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    lines = metrics.read_text().splitlines()
+    assert len(lines) < 30, 'the run finished before it could be stopped'
+    if sig == signal.SIGINT:
+      # One line, status 130, and a checkpoint of the round it names.
+      assert process.returncode == 130, stderr[-2000:]
+      assert 'Traceback' not in stderr
+      last = stderr.strip().splitlines()[-1]
+      assert last.startswith('interrupted after round '), last
+      stopped = int(last.split()[3].rstrip(';'))
+      assert last.endswith(f'resume from round {stopped}')
+      assert (workdir / 'checkpoints' / str(stopped)).is_dir()
+    again = subprocess.run(_command(workdir), cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert 'Resumed from the checkpoint of round' in again.stderr
+    if sig == signal.SIGINT:
+      assert f'checkpoint of round {stopped} ' in again.stderr
+    records = [json.loads(l) for l in metrics.read_text().splitlines()]
+    assert [r['round'] for r in records] == list(range(10, 301, 10))
+    assert without_times(records) == without_times(expected)
+    step_b, params_b = _final_params(workdir)
+    assert step_a == step_b == 300
+    jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+  # A finished run asked again says so and compiles nothing.
+  again = subprocess.run(_command(workdir), cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+  assert again.returncode == 0
+  assert 'holds all 300 rounds already' in again.stderr
+  assert 'Compiled' not in again.stderr
 
 
 def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):

@@ -1,0 +1,101 @@
+"""What the command-line entry points share: one-line errors for the
+mistakes made on a command line, a quiet console and a workdir that a failed
+start does not leave behind.
+
+  app.run(main, flags_parser=cli.flags_parser('config'))
+"""
+
+import contextlib
+import difflib
+import glob
+import logging as std_logging
+import os
+import re
+import sys
+
+from absl import flags
+
+# Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report.
+INTERRUPTED = 130
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           'configs')
+_EXTRAS = {'tensorflow_datasets': 'data', 'array_record': 'data',
+           'importlib_resources': 'data', 'matplotlib': 'plot'}
+
+
+def quiet_platform_probe() -> None:
+  """Silences JAX's INFO lines about accelerator platforms a CPU machine
+  does not have ("Unable to initialize backend 'tpu'")."""
+  std_logging.getLogger('jax._src.xla_bridge').setLevel(std_logging.WARNING)
+
+
+def missing_extra(error: ModuleNotFoundError) -> str | None:
+  """'pip install ...' for a module an optional extra provides, or None."""
+  extra = _EXTRAS.get((error.name or '').split('.')[0])
+  return None if extra is None else f"pip install -e '.[{extra}]'"
+
+
+def _override_error(argv, error) -> str:
+  """One line for a `--config.a.b=...` naming a field the config lacks."""
+  text = str(error.args[0] if error.args else error)
+  suggestion = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)
+  key = re.search(r"(\w+)\\?'", text)
+  key = (suggestion.group(2) if suggestion else
+         key.group(1) if key else text.strip())
+  for arg in argv[1:]:
+    name = arg.lstrip('-').split('=', 1)[0]
+    parts = name.split('.')
+    if len(parts) > 1 and key in parts[1:]:
+      field = '.'.join(parts[1:])
+      line = f'error: {arg.split("=", 1)[0]}: the config has no field {field}'
+      if suggestion:
+        fixed = parts[1:]
+        fixed[fixed.index(key)] = suggestion.group(1)
+        line += f'; did you mean {".".join(fixed)}?'
+      return line
+  return f'error: a config override names no field of the config ({key})'
+
+
+def _config_file_error(name: str, path: str) -> str:
+  configs = sorted(os.path.relpath(p) for p in
+                   glob.glob(os.path.join(CONFIGS_DIR, '*.py'))
+                   if not p.endswith('__init__.py'))
+  close = difflib.get_close_matches(path, configs, n=1)
+  hint = (f'did you mean {close[0]}?' if close else
+          f'configs are {", ".join(configs)}')
+  return f'error: --{name}={path}: no such file; {hint}'
+
+
+def flags_parser(*config_flags: str):
+  """An `app.run(flags_parser=...)` that ends a bad command line with one
+  line on stderr and status 1: an unknown or malformed flag, a config
+  override naming no field (with the closest field), a config file that
+  does not exist (with the closest one). A config file that exists but
+  fails to load keeps its traceback: the error is in that file."""
+
+  def parse(argv):
+    try:
+      rest = flags.FLAGS(argv)
+    except flags.Error as e:
+      sys.exit(f'error: {e} (see --helpshort)')
+    except (AttributeError, KeyError) as e:
+      sys.exit(_override_error(argv, e))
+    for name in config_flags:
+      path = flags.FLAGS[name].config_filename
+      if path and not os.path.exists(path):
+        sys.exit(_config_file_error(name, path))
+    return rest
+
+  return parse
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(workdir: str):
+  """Removes `workdir` on the way out if this run created it and nothing
+  was written there (a start that failed leaves nothing behind)."""
+  created = not os.path.exists(workdir)
+  try:
+    yield
+  finally:
+    if created and os.path.isdir(workdir) and not os.listdir(workdir):
+      os.rmdir(workdir)
