@@ -34,7 +34,11 @@ def load_run(workdir: str) -> tuple[str, list[dict]]:
 
 
 def plot(runs: list[tuple[str, list[dict]]], out: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+  except ModuleNotFoundError:
+    raise SystemExit('error: plotting needs matplotlib, which is not '
+                     "installed: pip install -e '.[plot]'") from None
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   import matplotlib.ticker  # pylint: disable=g-import-not-at-top

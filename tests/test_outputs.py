@@ -215,3 +215,13 @@ def test_saved_sweeps_compare_only_the_sections_their_algorithm_reads():
   changed['fedmchain']['normalize'] = config['fedmchain']['normalize']
   changed['ogm']['alpha'] = 2.0
   assert study._read_by(config) == study._read_by(changed)
+
+
+def test_plot_without_matplotlib_names_the_install(monkeypatch, tmp_path):
+  import sys
+  from experiments import plot
+  monkeypatch.setitem(sys.modules, 'matplotlib', None)
+  with pytest.raises(SystemExit, match=r"^error: plotting needs matplotlib, "
+                     r"which is not installed: pip install -e '\.\[plot\]'$"):
+    plot.plot([('a', [{'round': 1, 'eval/accuracy': 0.5,
+                       'comm/upload_bytes': 1.0}])], str(tmp_path / 'x.png'))
