@@ -25,6 +25,9 @@ sees half the examples under the chain); 'examples' gives each chain phase
 `num_local_steps` steps, so each encoder sees as many examples a round as
 under joint training. Every run reports uploaded and downloaded bytes
 counted the same way for every method (`comm/*`, docs/algorithm.md).
+Equal bytes (`--equal_bytes`): a method that uploads less than FedAvg in
+the study's rounds runs again for up to `MAX_ROUNDS_FACTOR` times the
+rounds and is read at the last evaluation within FedAvg's upload.
 
 Every finished sweep stays in --study_dir and is not rerun (an interrupted
 study resumes where it stopped); the report is rewritten after each, so it
