@@ -267,3 +267,25 @@ def test_real_av_digits_counts(tmp_path):
   assert len(builder.info.metadata['speakers']) == 6
   assert set(train['label']) == set(range(10))
   assert not set(train['image_id']) & set(test['image_id'])
+
+
+def test_a_cut_or_tiny_wav_is_refused_with_its_reason(tmp_path):
+  path = str(tmp_path / '1_bob_0.wav')
+  with wave.open(path, 'wb') as f:
+    f.setnchannels(1)
+    f.setsampwidth(2)
+    f.setframerate(av_raw.SAMPLE_RATE)
+    f.writeframes(np.zeros(800, '<i2').tobytes())
+  assert av_raw.read_wav(path).shape == (800,)
+  data = open(path, 'rb').read()
+  with open(path, 'wb') as f:  # Cut in half: the header still says 800.
+    f.write(data[:44 + 800])
+  with pytest.raises(av_raw.RawDataError, match=r"^wav file '.*1_bob_0\.wav' "
+                     r"is cut short: its header declares 800 samples, the "
+                     r"file holds 400$"):
+    av_raw.read_wav(path)
+  with open(path, 'wb') as f:
+    f.write(data[:30])
+  with pytest.raises(av_raw.RawDataError,
+                     match=r"^cannot read wav file '.*1_bob_0\.wav': \S"):
+    av_raw.read_wav(path)

@@ -15,3 +15,20 @@ def test_readme_library_example_runs(capsys):
        {})
   assert 'eval/accuracy/weak' in capsys.readouterr().out
 
+
+
+def test_readme_study_rows_are_the_reports():
+  """Every row of README's study table is a row of docs/RESULTS.md (the
+  study writes it), so README cannot drift from the report."""
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    readme = f.read()
+  with open(os.path.join(ROOT, 'docs', 'RESULTS.md')) as f:
+    report = f.read().splitlines()
+  header = ('| dataset | alpha | missing | fedavg | best baseline | fedmchain '
+            '| test s.e. |')
+  assert header in readme
+  rows = readme.split(header, 1)[1].strip().splitlines()[1:]
+  rows = [r for r in rows[:rows.index('')] if r] if '' in rows else rows
+  assert rows and all(r.startswith('| ') for r in rows)
+  for row in rows:
+    assert row in report, row

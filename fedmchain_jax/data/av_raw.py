@@ -75,9 +75,17 @@ def read_wav(path: str) -> np.ndarray:
     with wave.open(path, 'rb') as f:
       channels, width, rate = (f.getnchannels(), f.getsampwidth(),
                                f.getframerate())
-      frames = f.readframes(f.getnframes())
+      declared = f.getnframes()
+      frames = f.readframes(declared)
   except (wave.Error, EOFError, OSError) as e:
-    raise RawDataError(f'cannot read wav file {path!r}: {e}') from None
+    reason = str(e) or ('the file ends inside its header' if isinstance(
+        e, EOFError) else type(e).__name__)
+    raise RawDataError(f'cannot read wav file {path!r}: {reason}') from None
+  if len(frames) < declared * channels * width:
+    # A cut file: its header promises more samples than it holds.
+    raise RawDataError(
+        f'wav file {path!r} is cut short: its header declares {declared} '
+        f'samples, the file holds {len(frames) // max(channels * width, 1)}')
   if (channels, width, rate) != (1, 2, SAMPLE_RATE):
     raise RawDataError(
         f'wav file {path!r} is {channels} channel(s), {8 * width}-bit, '
