@@ -289,3 +289,17 @@ def test_a_cut_or_tiny_wav_is_refused_with_its_reason(tmp_path):
   with pytest.raises(av_raw.RawDataError,
                      match=r"^cannot read wav file '.*1_bob_0\.wav': \S"):
     av_raw.read_wav(path)
+
+
+def test_building_says_where_from_and_to_and_no_download(built, tmp_path,
+                                                         caplog, capsys):
+  import logging
+  root, _ = built
+  caplog.set_level(logging.INFO, logger='absl')
+  av_digits.build(str(root / 'raw'), str(tmp_path / 'data'))
+  assert f'from {root / "raw"} into {tmp_path / "data"}' in caplog.text
+  assert 'Downloading' not in capsys.readouterr().out
+  caplog.clear()
+  av_digits.build(str(root / 'raw'), str(tmp_path / 'data'))
+  assert f'Reading av_digits' in caplog.text
+  assert str(tmp_path / 'data') in caplog.text

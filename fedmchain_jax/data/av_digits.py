@@ -33,8 +33,11 @@ waveform before the spectrogram; None = clean) and `image_energy_removed`
 `data_dir`.
 """
 
+import contextlib
 import dataclasses
 import functools
+import io
+import logging
 import os
 from typing import Any, Mapping
 
@@ -239,10 +242,32 @@ def build(manual_dir: str, data_dir: str,
                      file_format='array_record')
   if not builder.is_prepared():
     find_raw_dirs(manual_dir)  # A clear error before TFDS starts.
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=os.path.expanduser(manual_dir)))
+    logging.getLogger('absl').info(
+        'Building av_digits (%s) from %s into %s (once; later runs read it '
+        'from there).', config.name, manual_dir, builder.data_dir)
+    with _without_download_lines():
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(
+              manual_dir=os.path.expanduser(manual_dir)))
+  else:
+    logging.getLogger('absl').info('Reading av_digits (%s) from %s.',
+                                   config.name, builder.data_dir)
   return builder
+
+
+@contextlib.contextmanager
+def _without_download_lines():
+  """Keeps TFDS's 'Downloading and preparing dataset' lines (printed to
+  stdout) off the console: nothing is downloaded, the builder reads the
+  manual directory. They go to the debug log instead."""
+  printed = io.StringIO()
+  try:
+    with contextlib.redirect_stdout(printed):
+      yield
+  finally:
+    for line in printed.getvalue().splitlines():
+      if line.strip():
+        logging.getLogger('absl').debug('tfds: %s', line)
 
 
 def read_split(builder: 'AvDigits', split: str) -> dict[str, np.ndarray]:
