@@ -12,8 +12,9 @@ experiments.train.SWEEPABLE. A config file may instead define `sweep()`
 returning the same {field: [values]} mapping.
 
 Writes DIR/member_<i>/metrics.jsonl (the single-run schema) and
-DIR/member_<i>/settings.json, DIR/summary.md (final fused and per-modality
-accuracy, mean and spread over seeds per setting) and DIR/sweep.json with
+DIR/member_<i>/settings.json, DIR/summary.md (per setting: rounds, final
+fused and per-modality accuracy as mean and spread over seeds, uploaded and
+downloaded MiB) and DIR/sweep.json with
 the timing: the sweep's wall time against running one member alone times
 the number of members.
 """
@@ -34,6 +35,7 @@ from ml_collections import config_flags
 
 import fedmchain_jax as fmc
 from fedmchain_jax import data as fdata
+from experiments import cli
 from experiments import config_checks
 from experiments import distributed
 from experiments import train
@@ -302,15 +304,20 @@ def summarize(results, modalities) -> str:
                        if k != 'seed'))
     groups.setdefault(key, []).append(result['final'])
   columns = ['eval/accuracy'] + [f'eval/accuracy/{m}' for m in modalities]
-  lines = ['| setting | seeds | ' + ' | '.join(columns) + ' |',
-           '| --- | --- | ' + ' | '.join('---' for _ in columns) + ' |']
+  lines = ['| setting | seeds | rounds | ' + ' | '.join(columns) +
+           ' | upload MiB | download MiB |',
+           '| --- | --- | --- | ' + ' | '.join('---' for _ in columns) +
+           ' | --- | --- |']
   for key, finals in groups.items():
     name = ', '.join(f'{k}={v}' for k, v in key) or '(config)'
     cells = []
     for column in columns:
       values = [f[column] for f in finals]
       cells.append(f'{np.mean(values):.3f} ± {np.std(values):.3f}')
-    lines.append(f'| {name} | {len(finals)} | ' + ' | '.join(cells) + ' |')
+    mib = lambda field: np.mean([f[field] for f in finals]) / 2**20
+    lines.append(f'| {name} | {len(finals)} | {finals[0]["round"]} | ' +
+                 ' | '.join(cells) + f' | {mib("comm/upload_bytes"):.1f} | '
+                 f'{mib("comm/download_bytes"):.1f} |')
   return '\n'.join(lines)
 
 
@@ -318,6 +325,7 @@ def main(argv):
   del argv
   distributed.initialize()
   logging.set_verbosity(logging.INFO)
+  cli.quiet_platform_probe()
   logging.get_absl_handler().addFilter(
       lambda r: '/orbax/' not in r.pathname)
   config = _CONFIG.value
@@ -342,4 +350,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser('config'))

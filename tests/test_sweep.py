@@ -68,7 +68,10 @@ def test_member_equals_the_single_run(tmp_path, algorithm, field, values):
   finals = [m['final']['eval/loss'] for m in result['members']]
   assert len(set(finals)) == 4
   summary = (tmp_path / 'sweep' / 'summary.md').read_text()
-  assert f'{field}={values[0]}' in summary and '| 2 |' in summary
+  assert f'{field}={values[0]}' in summary and '| 2 | 4 |' in summary
+  mib = result['members'][0]['final']['comm/upload_bytes'] / 2**20
+  assert '| upload MiB | download MiB |' in summary
+  assert f' | {mib:.1f} | ' in summary
 
 
 def test_sweep_on_sweep_by_clients_meshes_matches_one_device():
