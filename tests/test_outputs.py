@@ -225,3 +225,26 @@ def test_plot_without_matplotlib_names_the_install(monkeypatch, tmp_path):
                      r"which is not installed: pip install -e '\.\[plot\]'$"):
     plot.plot([('a', [{'round': 1, 'eval/accuracy': 0.5,
                        'comm/upload_bytes': 1.0}])], str(tmp_path / 'x.png'))
+
+
+def test_plot_labels_sweep_members_by_settings_and_groups_seeds(tmp_path):
+  from experiments import plot
+  for i, (lr, seed) in enumerate([(0.02, 0), (0.02, 1), (0.1, 0)]):
+    member = tmp_path / f'member_{i}'
+    member.mkdir()
+    (member / 'settings.json').write_text(
+        json.dumps({'client.lr': lr, 'seed': seed}))
+    (member / 'metrics.jsonl').write_text(''.join(
+        json.dumps({'round': r, 'eval/accuracy': 0.5 + 0.1 * r + seed,
+                    'eval/accuracy/a': 0.4, 'comm/upload_bytes': r * 2**20})
+        + '\n' for r in (1, 2)))
+  runs = [plot.load_run(str(tmp_path / f'member_{i}')) for i in range(3)]
+  assert [label for label, _ in runs] == [
+      'client.lr=0.02, seed 0', 'client.lr=0.02, seed 1',
+      'client.lr=0.1, seed 0']
+  groups = plot.group_seeds(runs)
+  assert [(label, len(m)) for label, m in groups] == [
+      ('client.lr=0.02 (2 seeds)', 2), ('client.lr=0.1, seed 0', 1)]
+  out = tmp_path / 'sweep.png'
+  plot.plot(runs, str(out))
+  assert out.read_bytes()[:4] == b'\x89PNG'
