@@ -19,6 +19,7 @@ gradient modulation). `apply_fn(params, features, modality_mask, only)` is
 the model (see `models.LateFusionClassifier`).
 """
 
+import inspect
 from typing import Callable, NamedTuple, Sequence
 
 import jax
@@ -233,6 +234,22 @@ def _phase(apply_fn, modalities, optimizer, regularizer, order, j,
       lambda x: determinism.fixed_order_sum(x) / steps_per_phase, metrics)
 
 
+def check_apply_fn(apply_fn: Callable, user: str) -> None:
+  """Raises TypeError, in one line, unless `apply_fn` can be called as
+  `apply_fn(params, features, modality_mask, only)`."""
+  try:
+    signature = inspect.signature(apply_fn)
+  except (TypeError, ValueError):
+    return  # Not introspectable (a C function): left to the call.
+  try:
+    signature.bind(None, None, None, None)
+  except TypeError:
+    raise TypeError(
+        f'{user} calls apply_fn(params, features, modality_mask, only) -> '
+        f'(fused logits, {{modality: logits}}); the apply_fn given takes '
+        f'{signature}') from None
+
+
 def chain(apply_fn: Callable, modalities: Sequence[str],
           optimizer: optax.GradientTransformation,
           steps_per_phase: int,
@@ -265,6 +282,7 @@ def chain(apply_fn: Callable, modalities: Sequence[str],
     ...                [('image', 'audio'), ('audio', 'image')])
     >>> trained, metrics = update.update(params, batches, present, key, 0)
   """
+  check_apply_fn(apply_fn, 'chain')
   if regularizer.kind not in REGULARIZERS:
     raise ValueError(f'regularizer must be one of {REGULARIZERS}, '
                      f'got {regularizer.kind!r}')
@@ -390,6 +408,7 @@ def ogm_ge(apply_fn: Callable, modalities: Sequence[str],
     A `ClientUpdate` of `num_steps` steps; metrics add
     'ogm/coefficient/<m>'.
   """
+  check_apply_fn(apply_fn, 'ogm_ge')
   grad_fn = jax.grad(_ogm_loss(apply_fn), has_aux=True)
 
   def step(carry, inputs):

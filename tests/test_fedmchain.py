@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import fedmchain_jax as fmc
 from tests import common
@@ -280,3 +281,18 @@ def test_fedmchain_lifts_the_weak_modality(tmp_path):
           accuracy['fedavg']['eval/accuracy/weak'] + 0.1)
   assert (accuracy['fedmchain']['comm/upload_bytes'] <
           0.3 * accuracy['fedavg']['comm/upload_bytes'])
+
+
+def test_an_apply_fn_of_the_wrong_arity_is_refused_when_built():
+  import re
+  wrong = lambda params, features, mask: None
+  message = ('chain calls apply_fn(params, features, modality_mask, only) -> '
+             '(fused logits, {modality: logits}); the apply_fn given takes '
+             '(params, features, mask)')
+  with pytest.raises(TypeError, match='^' + re.escape(message) + '$'):
+    fmc.client.chain(wrong, ('a', 'b'), optax.sgd(0.1), 1, [('a', 'b')])
+  with pytest.raises(TypeError, match='^ogm_ge calls apply_fn'):
+    fmc.client.ogm_ge(wrong, ('a', 'b'), optax.sgd(0.1), 1, 0.5)
+  # Defaults count: (params, features, modality_mask=None, only=None) is fine.
+  fmc.client.chain(lambda p, f, m=None, o=None: None, ('a', 'b'),
+                   optax.sgd(0.1), 1, [('a', 'b')])
