@@ -96,7 +96,9 @@ def test_sigkill_or_ctrl_c_then_rerun_equals_an_uninterrupted_run(tmp_path):
 def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
   config = tiny_config(**{'rounds.num_rounds': 4,
                           'rounds.checkpoint_every': 2})
-  straight = train.train_and_evaluate(config, str(tmp_path / 'a'))
+  longer = tiny_config(**{'rounds.num_rounds': 6,
+                          'rounds.checkpoint_every': 2})
+  straight = train.train_and_evaluate(longer, str(tmp_path / 'a'))
   workdir = tmp_path / 'b'
   train.train_and_evaluate(config, str(workdir))
   # Damage every array file of the round-4 checkpoint.
@@ -105,7 +107,8 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):
       if not name.endswith('.json') and 'metadata' not in name:
         with open(os.path.join(root, name), 'r+b') as f:
           f.truncate(3)
-  again = train.train_and_evaluate(config, str(workdir))
+  # Going on past round 4 (a finished run would not be read again).
+  again = train.train_and_evaluate(longer, str(workdir))
   assert 'checkpoint of round 4' in caplog.text
   assert 'trying the one before' in caplog.text
   assert without_times(again) == without_times(straight)
