@@ -282,11 +282,14 @@ def tune(dataset, algorithm, alpha, seeds, rounds, root, data_dir=None,
 
 
 def run_cell(dataset, algorithm, alpha, missing, seeds, rounds, root,
-             data_dir=None, report_only=False, chosen=None, budget='steps'):
+             data_dir=None, report_only=False, chosen=None, budget='steps',
+             under=''):
   """The final runs of one algorithm on one setting, evaluated on test:
-  (workdir, records per seed, seconds), or None if not run (report_only)."""
+  (workdir, records per seed, seconds), or None if not run (report_only).
+  `under`: a folder of the setting's for runs of other rounds (equal
+  bytes)."""
   workdir = os.path.join(root, dataset, budget, f'alpha{alpha}',
-                         f'missing{missing}', algorithm)
+                         f'missing{missing}', under, algorithm)
   config = sweep.with_settings(
       study_config(dataset, algorithm, alpha, missing, rounds, data_dir,
                    budget), chosen or {})
@@ -311,23 +314,6 @@ def equal_bytes_rounds(rounds: int, own_mib: float,
     return None
   return rounds * min(MAX_ROUNDS_FACTOR,
                       int(np.ceil(reference_mib / own_mib)))
-
-
-def run_equal_bytes(dataset, algorithm, alpha, missing, seeds, rounds, root,
-                    data_dir=None, report_only=False, chosen=None,
-                    budget='steps'):
-  """The final runs of one algorithm for `rounds` (its equal-bytes
-  rounds): (records per seed, seconds), or None if not run."""
-  workdir = os.path.join(root, dataset, budget, f'alpha{alpha}',
-                         f'missing{missing}', 'equal_bytes', algorithm)
-  config = sweep.with_settings(
-      study_config(dataset, algorithm, alpha, missing, rounds, data_dir,
-                   budget), chosen or {})
-  result = _run_sweep(config, {'seed': seeds}, workdir, report_only)
-  if result is None:
-    return None
-  _, runs, seconds = result
-  return runs, seconds
 
 
 def equal_bytes(by_algorithm, rounds, run) -> float:
@@ -686,10 +672,12 @@ def main(argv):
             curves.append(os.path.join(workdir, 'member_0'))
           write_report()
       for missing in missing_rates if _EQUAL_BYTES.value else ():
-        run = lambda algorithm, longer: run_equal_bytes(
-            dataset, algorithm, alpha, missing, seeds, longer, root,
-            _DATA_DIR.value, report_only,
-            tuned[algorithm][0] if algorithm in tuned else None, budget)
+        def run(algorithm, longer, missing=missing):
+          cell = run_cell(dataset, algorithm, alpha, missing, seeds, longer,
+                          root, _DATA_DIR.value, report_only,
+                          tuned[algorithm][0] if algorithm in tuned else None,
+                          budget, under='equal_bytes')
+          return None if cell is None else cell[1:]
         seconds += equal_bytes(cells.get((alpha, missing), {}), num_rounds,
                                run)
         write_report()
