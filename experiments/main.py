@@ -44,8 +44,10 @@ def _check_workdir(workdir: str) -> None:
 
 
 def _log_to_file(workdir: str) -> None:
-  """Copies the log lines into DIR/log.txt (appended across reruns)."""
-  handler = std_logging.FileHandler(os.path.join(workdir, 'log.txt'))
+  """Copies the log lines into DIR/log.txt (appended across reruns; made
+  at the first line, so a start that fails before one leaves no file)."""
+  handler = std_logging.FileHandler(os.path.join(workdir, 'log.txt'),
+                                    delay=True)
   handler.setFormatter(std_logging.Formatter(
       '%(asctime)s %(levelname)s %(message)s'))
   handler.addFilter(_not_orbax)
@@ -83,33 +85,20 @@ def _run(config, workdir):
     train.train_and_evaluate(config, workdir)
   except (config_checks.ConfigError,  # Checks that need the data.
           train.ResumeError, fmc_data.DataError) as e:
-    _remove_log_if_alone(workdir)
     sys.exit(f'error: {e}')
   except ModuleNotFoundError as e:
     fix = cli.missing_extra(e)
     if fix is None:
       raise
-    _remove_log_if_alone(workdir)
     sys.exit(f'error: config.data.name={config.data.name!r} needs '
              f'{e.name}, which is not installed: {fix}')
   except train.Interrupted as e:
     print(e, file=sys.stderr)
     sys.exit(cli.INTERRUPTED)
   except KeyboardInterrupt:
-    _remove_log_if_alone(workdir)
     print('interrupted before a round of this run ended; rerun the same '
           'command to go on', file=sys.stderr)
     sys.exit(cli.INTERRUPTED)
-
-
-def _remove_log_if_alone(workdir):
-  """A start that failed before writing anything leaves no log behind."""
-  if os.listdir(workdir) == ['log.txt']:
-    for handler in std_logging.getLogger().handlers[:]:
-      if isinstance(handler, std_logging.FileHandler):
-        handler.close()
-        std_logging.getLogger().removeHandler(handler)
-    os.remove(os.path.join(workdir, 'log.txt'))
 
 
 if __name__ == '__main__':

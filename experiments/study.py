@@ -318,12 +318,14 @@ def equal_bytes_rounds(rounds: int, own_mib: float,
 
 def equal_bytes(by_algorithm, rounds, run) -> float:
   """Fills each cell's 'equal_bytes' (fused accuracy per seed at the last
-  evaluation within FedAvg's upload) and 'equal_bytes_rounds' (that
-  evaluation's round, the mean over seeds): methods uploading less than FedAvg run `run(algorithm,
-  rounds)` -> (records, seconds) or None. Returns the seconds spent."""
+  evaluation within FedAvg's upload, its largest over seeds) and
+  'equal_bytes_rounds' (that evaluation's round, the mean over seeds):
+  methods uploading less than FedAvg run `run(algorithm, rounds)` ->
+  (records, seconds) or None. Returns the seconds spent."""
   if 'fedavg' not in by_algorithm:
     return 0.0
-  reference = by_algorithm['fedavg'][0]['total_mib']
+  reference = max(r[-1]['comm/upload_bytes']
+                  for r in by_algorithm['fedavg'][0]['runs']) / 2**20
   seconds = 0.0
   for algorithm, (cell, _) in by_algorithm.items():
     runs, longer = cell['runs'], equal_bytes_rounds(
@@ -383,12 +385,6 @@ def last_within(records, budget_bytes):
   the first evaluation already spent more)."""
   within = [r for r in records if r['comm/upload_bytes'] <= budget_bytes]
   return within[-1] if within else None
-
-
-def at_bytes(records, budget_bytes):
-  """Fused accuracy at the last evaluation within `budget_bytes`."""
-  record = last_within(records, budget_bytes)
-  return record['eval/accuracy'] if record else None
 
 
 def summarize_cell(runs, target):
@@ -500,8 +496,8 @@ def _setting_table(by_algorithm, seeds, test_size) -> list[str]:
     rounds_text = (f'{np.mean(cell["rounds"]):.0f} ({reached}/'
                    f'{len(seeds)})' if reached else '—')
     mib_text = f'{np.mean(cell["mib"]):.1f}' if reached else '—'
-    at_budget = [at_bytes(r, budget_bytes * 1.0001) for r in cell['runs']]
-    at_budget = [a for a in at_budget if a is not None]
+    at_budget = [last_within(r, budget_bytes * 1.0001) for r in cell['runs']]
+    at_budget = [a['eval/accuracy'] for a in at_budget if a is not None]
     budget_text = fmt(at_budget) if len(at_budget) == len(seeds) else '—'
     fedavg_text = (f'{fmt(cell["equal_bytes"])} '
                    f'({cell["equal_bytes_rounds"]})'

@@ -458,19 +458,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     return round_number, state, upload, download
 
   round_number = start
-  with _deferred_interrupt() as stop, _logs_through(progress):
-    while round_number < num_rounds:
-      round_number, state, upload, download = one_call(
-          round_number, state, upload, download)
-      if stop.is_set() and round_number < num_rounds:
-        if checkpointer.latest_round() != round_number:
-          save(round_number, state, upload, download, force=True)
-        progress.close()
-        checkpointer.close()
-        board.close()
-        raise Interrupted(round_number)
-  progress.close()
-  board.close()
-  checkpointer.close()
+  try:
+    with _deferred_interrupt() as stop, _logs_through(progress):
+      while round_number < num_rounds:
+        round_number, state, upload, download = one_call(
+            round_number, state, upload, download)
+        if stop.is_set() and round_number < num_rounds:
+          if checkpointer.latest_round() != round_number:
+            save(round_number, state, upload, download, force=True)
+          raise Interrupted(round_number)
+  finally:
+    progress.close()
+    board.close()
+    checkpointer.close()
   return writer.read()
-
