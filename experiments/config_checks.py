@@ -10,6 +10,7 @@ import numbers
 
 import ml_collections
 
+from fedmchain_jax import models as fmc_models
 from fedmchain_jax import placement
 from fedmchain_jax.data import federated
 from fedmchain_jax import ssca
@@ -164,6 +165,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       isinstance(w, numbers.Integral) and w >= 1 for w in hidden):
     raise ConfigError('model.hidden', hidden,
                       'must be a tuple of integers >= 1 (layer widths)')
+  _choice(config, 'model.encoder', tuple(fmc_models.ENCODERS))
+  _choice(config, 'model.dtype', tuple(fmc_models.DTYPES))
   _integer(config, 'rounds.num_rounds')
   cohort_size = _integer(config, 'rounds.cohort_size')
   if config.data.name == 'synthetic' and cohort_size > num_clients:

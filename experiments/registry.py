@@ -220,7 +220,8 @@ DATASETS = {'synthetic': _synthetic, 'av_digits': _av_digits}
 def _late_fusion(config, modalities, num_classes):
   return fmc.models.LateFusionClassifier(
       modalities=tuple(modalities), hidden=tuple(config.model.hidden),
-      num_classes=num_classes)
+      num_classes=num_classes, encoder=config.model.encoder,
+      dtype=fmc.models.DTYPES[config.model.dtype])
 
 
 MODELS = {'late_fusion_mlp': _late_fusion}

@@ -10,14 +10,28 @@ which equals a linear classifier over the concatenated features [h_1; ...; h_M]
 with the missing blocks dropped. The unimodal logits are what modality
 competition is measured with (per-modality accuracy), and FedMChain trains the
 blocks `encoder_<m>` / `head_<m>` of one modality at a time.
+
+Encoders: 'mlp' (flatten, Dense + ReLU layers), 'conv1d' (sensor windows
+[T, C]) and 'conv2d' (spectrograms [T, F] or frame stacks [H, W, C]); the
+conv encoders pool their last feature map to one vector, so the head sees the
+last width whatever the input length.
+
+Mixed precision: `dtype` is the compute type of every layer (bfloat16 matmuls
+and convolutions, say); parameters stay float32, so gradients, optimizer
+state, uploads and the server's aggregation are float32, and the logits are
+cast back to float32 before any loss or metric.
 """
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from fedmchain_jax.types import Array
+
+# The compute types `LateFusionClassifier.dtype` accepts, by config name.
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16,
+          'float16': jnp.float16}
 
 
 def encoder_name(modality: str) -> str:
@@ -31,33 +45,87 @@ def head_name(modality: str) -> str:
 class MLPEncoder(nn.Module):
   """Flattens its input and applies Dense + ReLU layers."""
   hidden: Sequence[int]
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    x = x.reshape(x.shape[:1] + (-1,)).astype(jnp.float32)
+    x = x.reshape(x.shape[:1] + (-1,)).astype(self.dtype)
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width)(x))
+      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
     return x
 
 
+class Conv1DEncoder(nn.Module):
+  """Windows [B, T, C] (or [B, T]): per width, a length-5 convolution, ReLU
+  and max-pooling by 2 over time; then the mean over time, [B, last width].
+  """
+  hidden: Sequence[int]
+  dtype: Any = jnp.float32
+  kernel_size: int = 5
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    x = x.astype(self.dtype)
+    if x.ndim == 2:
+      x = x[..., None]
+    for width in self.hidden:
+      x = nn.relu(nn.Conv(width, (self.kernel_size,), dtype=self.dtype)(x))
+      x = nn.max_pool(x, (2,), strides=(2,), padding='SAME')
+    return x.mean(axis=1)
+
+
+class Conv2DEncoder(nn.Module):
+  """Maps [B, H, W, C] (or [B, H, W], one channel): per width, a 3 x 3
+  convolution, ReLU and max-pooling by 2; then the spatial mean,
+  [B, last width].
+  """
+  hidden: Sequence[int]
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    x = x.astype(self.dtype)
+    if x.ndim == 3:
+      x = x[..., None]
+    for width in self.hidden:
+      x = nn.relu(nn.Conv(width, (3, 3), dtype=self.dtype)(x))
+      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding='SAME')
+    return x.mean(axis=(1, 2))
+
+
+ENCODERS = {'mlp': MLPEncoder, 'conv1d': Conv1DEncoder,
+            'conv2d': Conv2DEncoder}
+
+
 class LateFusionClassifier(nn.Module):
-  """Per-modality MLP encoders and heads, fused by summing logits.
+  """Per-modality encoders and heads, fused by summing logits.
 
   Attributes:
     modalities: modality names; parameters live under `encoder_<m>` and
       `head_<m>`.
-    hidden: encoder layer widths, one tuple for every modality, or a mapping
-      {modality: widths}.
+    hidden: encoder layer widths (Dense widths, or conv channels), one tuple
+      for every modality, or a mapping {modality: widths}.
     num_classes: K.
+    encoder: a key of `ENCODERS` for every modality, or a mapping
+      {modality: key}.
+    dtype: the compute type (parameters are float32 whatever it is).
   """
   modalities: Sequence[str]
   hidden: Sequence[int] | Mapping[str, Sequence[int]]
   num_classes: int
+  encoder: str | Mapping[str, str] = 'mlp'
+  dtype: Any = jnp.float32
 
   def _widths(self, modality: str) -> Sequence[int]:
     if isinstance(self.hidden, Mapping):
       return self.hidden[modality]
     return self.hidden
+
+  def _encoder(self, modality: str) -> nn.Module:
+    kind = (self.encoder[modality] if isinstance(self.encoder, Mapping)
+            else self.encoder)
+    return ENCODERS[kind](self._widths(modality), dtype=self.dtype,
+                          name=encoder_name(modality))
 
   @nn.compact
   def __call__(self, features: Mapping[str, Array],
@@ -76,8 +144,9 @@ class LateFusionClassifier(nn.Module):
     unimodal = {}
     fused = jnp.zeros((), jnp.float32)
     for m in (self.modalities if only is None else only):
-      h = MLPEncoder(self._widths(m), name=encoder_name(m))(features[m])
-      z = nn.Dense(self.num_classes, name=head_name(m))(h)
+      h = self._encoder(m)(features[m])
+      z = nn.Dense(self.num_classes, dtype=self.dtype,
+                   name=head_name(m))(h).astype(jnp.float32)
       unimodal[m] = z
       if modality_mask is None:
         fused = fused + z

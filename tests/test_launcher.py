@@ -70,6 +70,29 @@ def test_metrics_contract(tmp_path):
   assert json.loads((tmp_path / 'config.json').read_text())['seed'] == 0
 
 
+def test_bfloat16_compute_trains_as_well_as_float32(tmp_path):
+  # The embedded data's full default run: mixed precision changes the
+  # products, not what is learned, stored or sent.
+  finals = {}
+  for dtype in ('float32', 'bfloat16'):
+    config = default.get_config()
+    config.algorithm = 'fedmchain'
+    config.model.dtype = dtype
+    finals[dtype] = train.train_and_evaluate(config,
+                                             str(tmp_path / dtype))[-1]
+  assert abs(finals['bfloat16']['eval/accuracy'] -
+             finals['float32']['eval/accuracy']) <= 0.01
+  # float32 values either way (the sparse upload's non-zero count moves).
+  assert finals['bfloat16']['comm/upload_bytes'] == pytest.approx(
+      finals['float32']['comm/upload_bytes'], rel=0.01)
+  checkpointer = fmc.checkpointing.Checkpointer(
+      str(tmp_path / 'bfloat16' / 'checkpoints'), 1)
+  state = checkpointer.restore(None)['state']
+  checkpointer.close()
+  assert {leaf.dtype for leaf in jax.tree.leaves(state)} <= {
+      np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.uint32)}
+
+
 def test_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path):
   straight = train.train_and_evaluate(
       tiny_config(**{'rounds.num_rounds': 4}), str(tmp_path / 'straight'))
@@ -260,6 +283,10 @@ def test_fedprox_runs(tmp_path):
      'with one entry per modality (2 entries)'),
     ('model.hidden', (8, 0), 'config.model.hidden=(8, 0) is invalid: must be a '
      'tuple of integers >= 1 (layer widths)'),
+    ('model.dtype', 'float64', "config.model.dtype='float64' is invalid: must "
+     'be one of float32, bfloat16, float16'),
+    ('model.encoder', 'cnn', "config.model.encoder='cnn' is invalid: must be "
+     'one of mlp, conv1d, conv2d'),
     ('rounds.mesh_reduction', 'psum', "config.rounds.mesh_reduction='psum' is "
      'invalid: must be one of replicated, sharded'),
     ('rounds.agreement_dtype', 'float16',

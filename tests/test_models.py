@@ -63,3 +63,39 @@ def test_evaluation_matches_numpy():
   np.testing.assert_allclose(
       metrics['eval/loss'],
       -np.mean(np.asarray(log_probs)[np.arange(4), labels]), rtol=1e-5)
+
+
+def test_conv_encoders_pool_to_their_last_width():
+  model = fmc.models.LateFusionClassifier(
+      ('acc', 'spec'), (4, 6), 5, encoder={'acc': 'conv1d', 'spec': 'conv2d'})
+  features = {'acc': np.ones((3, 128, 3), np.float32),
+              'spec': np.ones((3, 20, 16), np.float32)}
+  params = model.init(jax.random.key(0), features)['params']
+  assert params['encoder_acc']['Conv_0']['kernel'].shape == (5, 3, 4)
+  assert params['encoder_spec']['Conv_1']['kernel'].shape == (3, 3, 4, 6)
+  assert params['head_acc']['kernel'].shape == (6, 5)
+  # A shorter window goes through the same parameters.
+  fused, _ = model.apply({'params': params},
+                         {'acc': np.ones((3, 50, 3), np.float32),
+                          'spec': np.ones((3, 9, 16), np.float32)})
+  assert fused.shape == (3, 5)
+
+
+def test_compute_dtype_runs_the_products_in_it_with_float32_parameters():
+  features = {'a': np.ones((4, 6), np.float32),
+              'b': np.ones((4, 8, 3), np.float32)}
+  for encoder in ('mlp', 'conv1d'):
+    model = fmc.models.LateFusionClassifier(
+        ('a', 'b'), {'a': (5,), 'b': (4,)}, 3,
+        encoder={'a': 'mlp', 'b': encoder}, dtype=jnp.bfloat16)
+    params = model.init(jax.random.key(0), features)['params']
+    loss = lambda p: jnp.sum(model.apply({'params': p}, features)[0] ** 2)
+    products = [e for e in jax.make_jaxpr(loss)(params).eqns
+                if e.primitive.name in ('dot_general', 'conv_general_dilated')]
+    assert products and all(e.invars[0].aval.dtype == jnp.bfloat16
+                            for e in products)
+    fused, unimodal = model.apply({'params': params}, features)
+    assert fused.dtype == jnp.float32 and unimodal['b'].dtype == jnp.float32
+    grads = jax.grad(loss)(params)
+    assert {leaf.dtype for leaf in jax.tree.leaves((params, grads))} == {
+        jnp.dtype(jnp.float32)}

@@ -63,7 +63,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.image_energy_removed = 0.0
 
   config.model = ml_collections.ConfigDict()
+  # Encoder layer widths (Dense widths for 'mlp', channels for the conv
+  # encoders).
   config.model.hidden = (64,)
+  # Every modality's encoder: mlp | conv1d (sensor windows [T, C]) | conv2d
+  # (spectrograms [T, F], frame stacks [H, W, C]); fedmchain_jax/models.py.
+  config.model.encoder = 'mlp'
+  # Compute type of the model's layers: float32 | bfloat16 | float16.
+  # Parameters, optimizer state, uploads and aggregation stay float32.
+  config.model.dtype = 'float32'
 
   config.rounds = ml_collections.ConfigDict()
   config.rounds.num_rounds = 100
