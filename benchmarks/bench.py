@@ -28,9 +28,9 @@ on the default device:
                          example-step 6 W for trained kernel entries W, 4 W
                          for the layer reading the data, which has no input
                          gradient, 2 W for forward-only logits) against...
-  peak_tflops            ...a float32 matrix product on this device (2048^3
-                         on CPU, 8192^3 elsewhere; default precision, as in
-                         training)
+  peak_tflops            ...a matrix product on this device in the run's
+                         --dtype (2048^3 on CPU, 8192^3 elsewhere; default
+                         precision, as in training)
   products_tflops, local_share_of_products
                          the FLOP/s of one training step's matrix products
                          alone (every kernel's forward, weight gradient and
@@ -170,6 +170,10 @@ _ROUNDS_PER_CALL = flags.DEFINE_integer(
     'rounds_per_call', 1, 'rounds.rounds_per_call: rounds per jitted call '
     '(a lax.scan of rounds when > 1); round figures are per round.',
     lower_bound=1)
+_DTYPE = flags.DEFINE_enum(
+    'dtype', 'float32', ['float32', 'bfloat16'], 'model.dtype: the compute '
+    'type of local training (the peak and products rates are measured in '
+    'it too).')
 _JSON = flags.DEFINE_bool('json', False,
                           'Print one JSON object per line and run.')
 _MESH_REDUCTION = flags.DEFINE_enum(
@@ -302,8 +306,8 @@ def chained(step, state):
   return run
 
 
-def peak_flops(size=None, repeats=5):
-  """FLOP/s of a size^3 float32 matrix product on the default device.
+def peak_flops(size=None, repeats=5, dtype='float32'):
+  """FLOP/s of a size^3 matrix product of `dtype` on the default device.
 
   size defaults to 2048 on CPU and 8192 on accelerators (where a 2048^3
   product takes well under a millisecond and timing it measures dispatch).
@@ -311,8 +315,8 @@ def peak_flops(size=None, repeats=5):
   """
   if size is None:
     size = 2048 if jax.default_backend() == 'cpu' else 8192
-  a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-  b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+  b = jax.random.normal(jax.random.key(1), (size, size), dtype)
   product = jax.jit(jnp.dot)
   return 2 * size**3 / median_seconds(lambda: product(a, b), repeats, 1)
 
@@ -394,7 +398,7 @@ def product_shapes(params, modalities):
 
 
 def products_flops(params, modalities, width: int, batch_size: int,
-                   options=None, repeats=5):
+                   options=None, repeats=5, dtype='float32'):
   """(FLOP/s, FLOPs per call) of one training step's matrix products alone,
   as vmapped local training runs them: for `width` clients at once (a
   chunk), every kernel [K, N]'s forward [B, K] x [K, N], weight gradient
@@ -409,7 +413,7 @@ def products_flops(params, modalities, width: int, batch_size: int,
   keys = iter(jax.random.split(jax.random.key(2), 3 * len(shapes)))
 
   def normal(*shape):
-    return jax.random.normal(next(keys), (width,) + shape, jnp.float32)
+    return jax.random.normal(next(keys), (width,) + shape, dtype)
 
   operands = [(normal(batch_size, k), normal(k, n), normal(batch_size, n))
               for k, n, _ in shapes]
@@ -451,8 +455,9 @@ def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
                 batch_size, chunk_size, rho, agreement_dtype='auto',
                 agreement_row_groups=0, agreement_materialize=False,
                 mesh_reduction='replicated', layout_independent_bits=True,
-                regularizer='boost', reg_lambda=1.0):
+                regularizer='boost', reg_lambda=1.0, dtype='float32'):
   config = default.get_config()
+  config.model.dtype = dtype
   config.rounds.mesh_reduction = mesh_reduction
   config.algorithm = algorithm
   config.model.hidden = tuple(hidden)
@@ -481,7 +486,8 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                   agreement_materialize=False,
                   mesh_reduction='replicated',
                   layout_independent_bits=True, regularizer='boost',
-                  reg_lambda=1.0, rounds_per_call=1) -> dict:
+                  reg_lambda=1.0, rounds_per_call=1,
+                  dtype='float32') -> dict:
   preset = WORKLOADS[workload]
   hidden = tuple(hidden or preset['hidden'])
   cohort_size = cohort_size or preset['cohort_size']
@@ -489,7 +495,8 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                        steps_per_phase, batch_size, chunk_size, rho,
                        agreement_dtype, agreement_row_groups,
                        agreement_materialize, mesh_reduction,
-                       layout_independent_bits, regularizer, reg_lambda)
+                       layout_independent_bits, regularizer, reg_lambda,
+                       dtype)
   modalities = tuple(sorted(INPUTS))
   model = runner.build_model(config, modalities, NUM_CLASSES)
   apply_fn = runner.apply_fn_of(model)
@@ -535,14 +542,14 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
   flops = local_flops(params, algorithm, modalities, steps_per_phase,
                       batch_size, cohort_size, regularizer,
                       registry.fedmchain_setting(config, 'reg_lambda'))
-  peak = peak_flops()
+  peak = peak_flops(dtype=dtype)
   # Clients a device trains at once: a chunk (at least 2, as
   # `placement.map_clients` runs it) or the cohort, shared out over the devices.
   devices = 1 if mesh is None else mesh.size
   width = runner.chunk_size_of(config, mesh, params) or cohort_size
   products, _ = products_flops(params, modalities,
                                max(-(-width // devices), 2), batch_size,
-                               options)
+                               options, dtype=dtype)
   memory = round_fn.memory_analysis()
   memory_bytes = None
   if memory is not None:
@@ -554,7 +561,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'cohort_size': cohort_size, 'steps_per_phase': steps_per_phase,
       'local_steps': num_steps, 'batch_size': batch_size,
       'chunk_size': chunk_size, 'rho': rho,
-      'rounds_per_call': rounds_per_call,
+      'rounds_per_call': rounds_per_call, 'dtype': dtype,
       'chunk_clients': runner.chunk_size_of(config, mesh, params) or 0,
       'agreement_dtype': agreement_dtype,
       'agreement_row_groups': agreement_row_groups,
@@ -680,7 +687,7 @@ def main(argv):
             _AGREEMENT_DTYPE.value, _AGREEMENT_ROW_GROUPS.value,
             _AGREEMENT_MATERIALIZE.value, _MESH_REDUCTION.value,
             _LAYOUT_INDEPENDENT.value, _REGULARIZER.value, _REG_LAMBDA.value,
-            _ROUNDS_PER_CALL.value)
+            _ROUNDS_PER_CALL.value, _DTYPE.value)
       except Exception as error:  # pylint: disable=broad-except
         # Out of memory at one size should not lose the others.
         failed += 1

@@ -13,7 +13,8 @@ for each (algorithm, C, chunk) (several runs of the same setting: the
 median and the range). `--baseline` adds the same settings measured from
 another commit, alternating with the current one on the same machine. The
 accelerator rows are the last device run's (`benchmarks/gpu.sh`), with its
-date and commit, until a new one replaces them.
+date and commit, until a new one replaces them: pass that run's
+`OUT_DIR/gpu.jsonl` as `--device_runs` (and its date as `--device_date`).
 """
 
 import json
@@ -28,6 +29,11 @@ _BASELINE = flags.DEFINE_list('baseline', [],
 _BASELINE_LABEL = flags.DEFINE_string('baseline_label', 'baseline',
                                       'What the baseline is (a commit).')
 _OUT = flags.DEFINE_string('out', 'benchmarks/RESULTS.md', 'The report.')
+_DEVICE_RUNS = flags.DEFINE_list(
+    'device_runs', [], "A device run's gpu.jsonl (`benchmarks/gpu.sh`): its "
+    'rows and targets replace the recorded H200 ones.')
+_DEVICE_DATE = flags.DEFINE_string('device_date', None,
+                                   'The day the device run was made.')
 flags.mark_flags_as_required(['runs'])
 
 COMMAND = ('python -m benchmarks.bench --workload={workload} '
@@ -110,12 +116,105 @@ LIMITS_TEXT = '''\
 '''
 
 
-def read(paths):
+def read(paths, keep_errors=False):
   rows = []
   for path in paths:
     with open(path) as f:
       rows += [json.loads(line) for line in f if line.strip().startswith('{')]
-  return [r for r in rows if 'error' not in r]
+  return [r for r in rows if keep_errors or 'error' not in r]
+
+
+def _num(value, digits=1):
+  return '' if value is None else f'{value:,.{digits}f}'
+
+
+def device_tables(rows, date):
+  """Markdown for one `gpu.sh` run: its rounds, its sweep and the targets."""
+  rounds = [r for r in rows if r.get('kind') != 'sweep' and 'error' not in r]
+  sweeps = [r for r in rows if r.get('kind') == 'sweep']
+  first = (rounds or sweeps)[0]
+  device = first['device']
+  commits = ', '.join(sorted({r.get('commit', '') for r in rows} - {''}))
+  lines = [f'## Accelerator: {device} ({date or "date not given"}, commit '
+           f'{commits})\n',
+           f'`bash benchmarks/gpu.sh DIR` on a lent {device}, Python '
+           f'{first.get("python", "?")}, jax {first.get("jax", "?")} '
+           f'({first.get("backend", "gpu")}); rendered with `python -m '
+           'benchmarks.report --device_runs=DIR/gpu.jsonl`.\n',
+           '| algorithm | workload | C | dtype | chunk | rounds / call | '
+           'round ms | local ms | aggregation ms | loop ms | vmap / loop | '
+           'local TFLOP/s | local / peak | memory MB |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | '
+           '--- | --- | --- | --- |']
+  for r in rounds:
+    per_call = str(r.get('rounds_per_call', 1))
+    if 'command_buffer' in r.get('xla_flags', ''):
+      per_call += ' (CUDA graphs)'
+    lines.append(
+        f'| {r["algorithm"]} | {r["workload"]} | {r["cohort_size"]:,} | '
+        f'{r.get("dtype", "float32")} | {r.get("chunk_clients") or "all"} | '
+        f'{per_call} | {_num(r["round_ms"], 2)} | '
+        f'{_num(r.get("local_ms"), 2)} | {_num(r.get("aggregate_ms"), 2)} | '
+        f'{_num(r.get("loop_round_ms"))} | {_num(r.get("vmap_speedup"))} | '
+        f'{_num(r.get("local_tflops"), 2)} | '
+        f'{_num(r.get("local_share_of_peak"), 3)} | '
+        f'{_num(r.get("memory_mb"), 0)} |')
+  failed = [r for r in rows if 'error' in r]
+  for r in failed:
+    lines.append(f'| {r.get("algorithm")} | | {r.get("cohort_size"):,} | | | '
+                 f'| failed: {r["error"][:80]} | | | | | | | |')
+  if sweeps:
+    lines += ['', '| sweep members | C | rounds | sweep s | one member s | '
+              'members x one member s | speed-up |',
+              '| --- | --- | --- | --- | --- | --- | --- |']
+    for r in sweeps:
+      lines.append(f'| {r["members"]} | {r["cohort_size"]} | {r["rounds"]} | '
+                   f'{_num(r["sweep_s"], 2)} | {_num(r["one_member_s"], 2)} | '
+                   f'{_num(r["sequential_estimate_s"], 2)} | '
+                   f'{_num(r["speedup"])}x |')
+  return '\n'.join(lines) + '\n', device_targets(rounds, sweeps, device,
+                                                  date)
+
+
+def device_targets(rounds, sweeps, device, date):
+  """Target rows read from a device run ('not measured' where it lacks one)."""
+  where = f'{device} ({date})' if date else device
+
+  def one(algorithm, size, dtype='float32'):
+    found = [r for r in rounds if r['algorithm'] == algorithm and
+             r['cohort_size'] == size and r.get('dtype', 'float32') == dtype
+             and r.get('rounds_per_call', 1) == 1 and r['workload'] ==
+             'reference']
+    return min(found, key=lambda r: r['round_ms']) if found else None
+
+  rows = []
+  for algorithm, label, limit in (('fedmchain', 'FedMChain', 60),
+                                  ('fedavg', 'FedAvg', 50)):
+    r = one(algorithm, 4096)
+    rows.append((f'{label} round at C = 4,096 <= {limit} ms',
+                 '' if r is None else f'{r["round_ms"]:.1f} ms',
+                 None if r is None else r['round_ms'] <= limit))
+  shares = [(r.get('local_share_of_peak'), r.get('dtype', 'float32'),
+             r['algorithm']) for r in rounds
+            if r['cohort_size'] == 4096 and r.get('local_share_of_peak')]
+  best = max(shares, default=None)
+  rows.append(('local training at C = 4,096 >= 25% of the matrix peak in '
+               'its dtype', '' if best is None else
+               f'{best[0]:.1%} ({best[2]}, {best[1]})',
+               None if best is None else best[0] >= 0.25))
+  sweep = max(sweeps, key=lambda r: r['members'], default=None)
+  rows.append(('8-member sweep >= 4x faster than 8 single runs',
+               '' if sweep is None else
+               f'{sweep["speedup"]:.1f}x ({sweep["members"]} members)',
+               None if sweep is None else sweep['speedup'] >= 4))
+  huge = [r for r in rounds if r['cohort_size'] >= 100_000]
+  rows.append(('100,000-client tiny round completes',
+               '' if not huge else f'{huge[0]["round_ms"] / 1e3:,.1f} s, '
+               f'{_num(huge[0].get("memory_mb"), 0)} MB',
+               True if huge else None))
+  return [f'| {what} | {where} | {today or "not measured"} | '
+          f'{"not measured" if met is None else ("met" if met else "not met")}'
+          ' |' for what, today, met in rows]
 
 
 def key(row):
@@ -206,7 +305,7 @@ def h200_table():
   return '\n'.join(lines)
 
 
-def write(runs, baseline, label, out):
+def write(runs, baseline, label, out, device_rows=(), device_date=None):
   groups = grouped(runs)
   first = runs[0]
   machine = (f'{first.get("cpu_model") or first["machine"]}, '
@@ -237,15 +336,22 @@ def write(runs, baseline, label, out):
     if worst is not None:
       regression = f'worst ratio {worst:.2f}'
       verdict = 'met' if worst <= 1.10 else 'not met'
-  parts += ['## Reference workload, one NVIDIA H200 (2026-11-28, commit '
-            '1319fd2)\n',
-            '`bash benchmarks/gpu.sh DIR` on a lent H200, Python 3.12.3, '
-            'jax 0.11.2 with CUDA. Rerun it on a device to replace these '
-            'rows (BUILD.md, "Benchmark").\n', h200_table() + '\n',
-            '## Targets\n',
-            TARGETS_TEXT.format(machine=machine, regression=regression,
-                                regression_verdict=verdict),
-            LIMITS_TEXT, PATHS_TEXT]
+  targets = TARGETS_TEXT.format(machine=machine, regression=regression,
+                                regression_verdict=verdict)
+  if device_rows:
+    tables, rows = device_tables(device_rows, device_date)
+    head, *recorded = targets.rstrip('\n').split('\n')
+    # The device run's rows replace the recorded device targets; the CPU
+    # regression row stays.
+    targets = '\n'.join([head, recorded[0]] + rows + [recorded[-1]]) + '\n'
+    parts += [tables]
+  else:
+    parts += ['## Reference workload, one NVIDIA H200 (2026-11-28, commit '
+              '1319fd2)\n',
+              '`bash benchmarks/gpu.sh DIR` on a lent H200, Python 3.12.3, '
+              'jax 0.11.2 with CUDA. Rerun it on a device to replace these '
+              'rows (BUILD.md, "Benchmark").\n', h200_table() + '\n']
+  parts += ['## Targets\n', targets, LIMITS_TEXT, PATHS_TEXT]
   with open(out, 'w') as f:
     f.write('\n'.join(parts))
 
@@ -253,7 +359,8 @@ def write(runs, baseline, label, out):
 def main(argv):
   del argv
   write(read(_RUNS.value), read(_BASELINE.value) if _BASELINE.value else [],
-        _BASELINE_LABEL.value, _OUT.value)
+        _BASELINE_LABEL.value, _OUT.value,
+        read(_DEVICE_RUNS.value, keep_errors=True), _DEVICE_DATE.value)
 
 
 if __name__ == '__main__':

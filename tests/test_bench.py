@@ -17,6 +17,7 @@ import fedmchain_jax as fmc
 from tests import common
 
 from benchmarks import bench
+from benchmarks import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(hidden=[8], steps_per_phase=1, batch_size=2, repeats=1)
@@ -285,6 +286,47 @@ def test_gpu_script_refuses_an_unknown_section_before_running_anything(
        'small', 'everything'], capture_output=True, text=True, timeout=60)
   assert process.returncode == 2
   assert process.stderr.strip() == (
-      "unknown section 'everything': allowed are small, big, variants, "
-      'parts, middle')
+      "unknown section 'everything': allowed are small, big, bf16, sweep, "
+      'huge, variants, parts, middle')
   assert not list(tmp_path.iterdir())
+
+
+def test_report_renders_a_device_run_and_reads_its_targets(tmp_path):
+  def round_row(algorithm, size, round_ms, **extra):
+    return {'algorithm': algorithm, 'workload': 'reference',
+            'cohort_size': size, 'round_ms': round_ms, 'device': 'H100',
+            'jax': '0.11.2', 'python': '3.12.3', 'commit': 'abc1234',
+            'backend': 'gpu', **extra}
+  device = [
+      round_row('fedmchain', 4096, 58.0, local_share_of_peak=0.1),
+      round_row('fedavg', 4096, 61.5, local_share_of_peak=0.3,
+                dtype='bfloat16'),
+      {'algorithm': 'fedavg', 'cohort_size': 100_000, 'error': 'OOM'},
+      {'kind': 'sweep', 'members': 8, 'cohort_size': 64, 'rounds': 100,
+       'sweep_s': 2.0, 'one_member_s': 1.5, 'sequential_estimate_s': 12.0,
+       'speedup': 6.0, 'device': 'H100', 'commit': 'abc1234'}]
+  cpu = [{'workload': 'reference', 'algorithm': 'fedavg', 'cohort_size': 64,
+          'round_ms': 700.0, 'machine': 'x86_64', 'cpu_count': 2,
+          'python': '3.11', 'jax': '0.10', 'backend': 'cpu'}]
+  paths = {}
+  for name, rows in (('device', device), ('cpu', cpu)):
+    paths[name] = tmp_path / f'{name}.jsonl'
+    paths[name].write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  out = tmp_path / 'RESULTS.md'
+  report.write(report.read([paths['cpu']]), [], 'x', str(out),
+               report.read([paths['device']], keep_errors=True), '2026-12-06')
+  text = out.read_text()
+  assert 'NVIDIA H200 (2026-11-28' not in text  # The recorded rows replaced.
+  targets = {line.split(' | ')[0].lstrip('| '): line
+             for line in text.splitlines() if 'H100 (2026-12-06)' in line}
+  assert targets['FedMChain round at C = 4,096 <= 60 ms'].endswith(
+      '58.0 ms | met |')
+  assert targets['FedAvg round at C = 4,096 <= 50 ms'].endswith(
+      'not measured | not measured |')  # Only a bfloat16 row.
+  assert targets['local training at C = 4,096 >= 25% of the matrix peak in '
+                 'its dtype'].endswith('30.0% (fedavg, bfloat16) | met |')
+  assert targets['8-member sweep >= 4x faster than 8 single runs'].endswith(
+      '6.0x (8 members) | met |')
+  assert targets['100,000-client tiny round completes'].endswith(
+      'not measured | not measured |')
+  assert '| fedavg | | 100,000 | | | | failed: OOM |' in text
