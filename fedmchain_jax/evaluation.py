@@ -45,8 +45,11 @@ def make_evaluate(apply_fn: Callable) -> Callable[[Params, dict], Metrics]:
 
   Returns:
     A traceable function; its metrics are 'eval/loss', 'eval/accuracy'
-    (fused), 'eval/accuracy/<modality>' (that modality's head alone) and
-    'eval/examples' (how many were evaluated: the split's size).
+    (fused), 'eval/accuracy/<modality>' (that modality's head alone),
+    'eval/f1' (the fused prediction's macro-F1: the mean over the classes
+    that occur as label or prediction of 2 TP / (predicted + actual), as
+    the multimodal-FL benchmarks report it) and 'eval/examples' (how many
+    were evaluated: the split's size).
     Batches are visited with `lax.map`, so memory is one batch's worth.
   """
 
@@ -61,13 +64,24 @@ def make_evaluate(apply_fn: Callable) -> Callable[[Params, dict], Metrics]:
       loss = optax.softmax_cross_entropy_with_integer_labels(fused, label)
       sums['eval/loss'] = jnp.sum(jnp.where(mask, loss, 0.0))
       sums['count'] = mask.sum()
+      classes = jnp.arange(fused.shape[-1])
+      predicted = (fused.argmax(-1)[:, None] == classes) & mask[:, None]
+      actual = (label[:, None] == classes) & mask[:, None]
+      sums['f1/true_positives'] = jnp.sum(predicted & actual, 0)
+      sums['f1/predicted_plus_actual'] = (jnp.sum(predicted, 0) +
+                                          jnp.sum(actual, 0))
       return sums
 
     sums = jax.tree.map(lambda x: x.sum(0),
                         jax.lax.map(one_batch, batches))
     count = sums.pop('count')
+    true_positives = sums.pop('f1/true_positives')
+    occurring = sums.pop('f1/predicted_plus_actual')
+    f1 = 2 * true_positives / jnp.maximum(occurring, 1)
+    macro_f1 = jnp.sum(f1) / jnp.maximum(jnp.sum(occurring > 0), 1)
     metrics = {k: v.astype(jnp.float32) / jnp.maximum(count, 1)
                for k, v in sums.items()}
+    metrics['eval/f1'] = macro_f1.astype(jnp.float32)
     metrics['eval/examples'] = count.astype(jnp.float32)
     return metrics
 

@@ -65,6 +65,23 @@ def test_evaluation_matches_numpy():
       -np.mean(np.asarray(log_probs)[np.arange(4), labels]), rtol=1e-5)
 
 
+def test_macro_f1_counts_the_classes_that_occur_and_skips_padding():
+  labels = np.array([0, 0, 1, 2, 2, 2])
+  predicted = np.array([0, 1, 1, 2, 2, 0])
+  logits = np.eye(4, dtype=np.float32)[predicted]  # Class 3 never occurs.
+  test = fdata.TestData({'x': np.arange(6, dtype=np.float32)[:, None]},
+                        labels)
+  apply_fn = lambda p, f, m: (jnp.asarray(logits)[f['x'][:, 0].astype(int)],
+                              {})
+  # Batches of 4: the last holds 2 padding rows, which must not count.
+  batches = fmc.evaluation.batch_test_data(test, 4)
+  metrics = jax.jit(fmc.evaluation.make_evaluate(apply_fn))(None, batches)
+  # Per class 2 TP / (predicted + actual): 2/4, 2/3, 4/5.
+  np.testing.assert_allclose(metrics['eval/f1'], (0.5 + 2 / 3 + 0.8) / 3,
+                             rtol=1e-6)
+  np.testing.assert_allclose(metrics['eval/accuracy'], 4 / 6, rtol=1e-6)
+
+
 def test_conv_encoders_pool_to_their_last_width():
   model = fmc.models.LateFusionClassifier(
       ('acc', 'spec'), (4, 6), 5, encoder={'acc': 'conv1d', 'spec': 'conv2d'})
