@@ -33,17 +33,15 @@ waveform before the spectrogram; None = clean) and `image_energy_removed`
 `data_dir`.
 """
 
-import contextlib
 import dataclasses
 import functools
-import io
-import logging
 import os
 from typing import Any, Mapping
 
 import numpy as np
 
 from fedmchain_jax.data import av_raw
+from fedmchain_jax.data import builders
 from fedmchain_jax.data import federated
 
 MODALITIES = ('audio', 'image')
@@ -77,12 +75,6 @@ def find_raw_dirs(manual_dir: str) -> tuple[str, str]:
       f'MNIST images not found: expected {manual_dir}/mnist/'
       f'{av_raw.IMAGE_FILES[0]}[.gz] and {av_raw.IMAGE_FILES[1]}[.gz] (idx '
       f'format, from {av_raw.MNIST_URL})')
-
-
-@functools.cache
-def _tfds():
-  import tensorflow_datasets  # pylint: disable=g-import-not-at-top
-  return tensorflow_datasets
 
 
 def _config_fields(pairing_seed: int, audio_snr_db: float | None,
@@ -164,7 +156,7 @@ def build_records(clips, images, image_labels, test_images, test_labels,
 @functools.cache
 def builder_classes():
   """(AvDigitsConfig, AvDigits), defined (and registered with TFDS) once."""
-  tfds = _tfds()
+  tfds = builders.tfds()
 
   @dataclasses.dataclass
   class AvDigitsConfig(tfds.core.BuilderConfig):
@@ -232,7 +224,7 @@ def __getattr__(name: str):
 def build(manual_dir: str, data_dir: str,
           config: 'AvDigitsConfig | None' = None) -> 'AvDigits':
   """Builds (once; later calls reuse `data_dir`) and returns the builder."""
-  tfds = _tfds()
+  tfds = builders.tfds()
   _, AvDigits = builder_classes()  # pylint: disable=invalid-name
   config = config or make_config()
   # TFDS refuses a config object named like a registered one: pass the name.
@@ -242,41 +234,12 @@ def build(manual_dir: str, data_dir: str,
                      file_format='array_record')
   if not builder.is_prepared():
     find_raw_dirs(manual_dir)  # A clear error before TFDS starts.
-    logging.getLogger('absl').info(
-        'Building av_digits (%s) from %s into %s (once; later runs read it '
-        'from there).', config.name, manual_dir, builder.data_dir)
-    with _without_download_lines():
-      builder.download_and_prepare(
-          download_config=tfds.download.DownloadConfig(
-              manual_dir=os.path.expanduser(manual_dir)))
-  else:
-    logging.getLogger('absl').info('Reading av_digits (%s) from %s.',
-                                   config.name, builder.data_dir)
-  return builder
-
-
-@contextlib.contextmanager
-def _without_download_lines():
-  """Keeps TFDS's 'Downloading and preparing dataset' lines (printed to
-  stdout) off the console: nothing is downloaded, the builder reads the
-  manual directory. They go to the debug log instead."""
-  printed = io.StringIO()
-  try:
-    with contextlib.redirect_stdout(printed):
-      yield
-  finally:
-    for line in printed.getvalue().splitlines():
-      if line.strip():
-        logging.getLogger('absl').debug('tfds: %s', line)
+  return builders.prepare(builder, manual_dir, f'av_digits ({config.name})')
 
 
 def read_split(builder: 'AvDigits', split: str) -> dict[str, np.ndarray]:
   """A whole split as arrays, sorted by clip_id (independent of storage)."""
-  source = builder.as_data_source()[split]
-  records = [source[i] for i in range(len(source))]
-  arrays = {k: np.stack([r[k] for r in records]) for k in records[0]}
-  order = np.argsort(arrays['clip_id'])
-  return {k: v[order] for k, v in arrays.items()}
+  return builders.read_split(builder, split, 'clip_id')
 
 
 def _features(split: Mapping[str, np.ndarray], audio_stats) -> dict:
@@ -368,7 +331,7 @@ def records_from_tfds_catalog(data_dir: str | None = None,
   same pairing (`build_records`). TFDS' `spoken_digit` has 2,500 clips from
   5 speakers; speaker and take come from its file names.
   """
-  tfds = _tfds()
+  tfds = builders.tfds()
   config = config or make_config()
   spoken = tfds.as_numpy(tfds.load('spoken_digit', split='train',
                                    data_dir=data_dir))

@@ -10,6 +10,7 @@ Hann-windowed frames of `FRAME` samples with no overlap, and each frame's
 (HTK mel scale, 0 to 4 kHz), then log(energy + 1e-6).
 """
 
+import functools
 import gzip
 import os
 import re
@@ -69,8 +70,9 @@ def find_clips(directory: str) -> list[Clip]:
   return clips
 
 
-def read_wav(path: str) -> np.ndarray:
-  """A mono 16-bit 8 kHz wav file as float32 samples in [-1, 1)."""
+def read_wav(path: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+  """A mono 16-bit wav file of `sample_rate` Hz as float32 samples in
+  [-1, 1)."""
   try:
     with wave.open(path, 'rb') as f:
       channels, width, rate = (f.getnchannels(), f.getsampwidth(),
@@ -86,10 +88,10 @@ def read_wav(path: str) -> np.ndarray:
     raise RawDataError(
         f'wav file {path!r} is cut short: its header declares {declared} '
         f'samples, the file holds {len(frames) // max(channels * width, 1)}')
-  if (channels, width, rate) != (1, 2, SAMPLE_RATE):
+  if (channels, width, rate) != (1, 2, sample_rate):
     raise RawDataError(
         f'wav file {path!r} is {channels} channel(s), {8 * width}-bit, '
-        f'{rate} Hz; expected mono 16-bit {SAMPLE_RATE} Hz')
+        f'{rate} Hz; expected mono 16-bit {sample_rate} Hz')
   if not frames:
     raise RawDataError(f'wav file {path!r} holds no samples')
   return np.frombuffer(frames, '<i2').astype(np.float32) / 32768.0
@@ -161,33 +163,38 @@ def has_mnist_test(directory: str) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def _mel_filterbank() -> np.ndarray:
-  """[FFT_SIZE // 2 + 1, NUM_MELS] triangular filters on the HTK mel scale."""
+@functools.cache
+def mel_filterbank(sample_rate: int = SAMPLE_RATE, num_mels: int = NUM_MELS,
+                   fft_size: int = FFT_SIZE) -> np.ndarray:
+  """[fft_size // 2 + 1, num_mels] triangular filters on the HTK mel scale."""
   to_mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)
   to_hz = lambda m: 700.0 * (10.0**(m / 2595.0) - 1.0)
-  edges = to_hz(np.linspace(0.0, to_mel(SAMPLE_RATE / 2), NUM_MELS + 2))
-  bins = np.linspace(0.0, SAMPLE_RATE / 2, FFT_SIZE // 2 + 1)
+  edges = to_hz(np.linspace(0.0, to_mel(sample_rate / 2), num_mels + 2))
+  bins = np.linspace(0.0, sample_rate / 2, fft_size // 2 + 1)
   low, centre, high = edges[:-2, None], edges[1:-1, None], edges[2:, None]
   rising = (bins[None] - low) / (centre - low)
   falling = (high - bins[None]) / (high - centre)
   return np.maximum(0.0, np.minimum(rising, falling)).T
 
 
-_MEL = _mel_filterbank()
-
-
-def fit_clip(samples: np.ndarray) -> np.ndarray:
-  """Cuts or zero-pads a clip to CLIP_SAMPLES."""
-  clip = np.zeros(CLIP_SAMPLES, np.float32)
-  clip[:min(len(samples), CLIP_SAMPLES)] = samples[:CLIP_SAMPLES]
+def fit_clip(samples: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
+  """Cuts or zero-pads a clip to `length` samples."""
+  clip = np.zeros(length, np.float32)
+  clip[:min(len(samples), length)] = samples[:length]
   return clip
 
 
-def log_mel(samples: np.ndarray) -> np.ndarray:
-  """[NUM_FRAMES, NUM_MELS] float32 log-mel spectrogram of one clip."""
-  frames = fit_clip(samples).reshape(NUM_FRAMES, FRAME) * np.hanning(FRAME)
-  power = np.abs(np.fft.rfft(frames, FFT_SIZE))**2
-  return np.log(power @ _MEL + 1e-6).astype(np.float32)
+def log_mel(samples: np.ndarray, sample_rate: int = SAMPLE_RATE,
+            num_frames: int = NUM_FRAMES, frame: int = FRAME,
+            num_mels: int = NUM_MELS, fft_size: int = FFT_SIZE) -> np.ndarray:
+  """[num_frames, num_mels] float32 log-mel spectrogram of one clip: its
+  first num_frames x frame samples (zero-padded), in non-overlapping
+  Hann-windowed frames. The defaults are AV-digits' (1 s at 8 kHz)."""
+  frames = (fit_clip(samples, num_frames * frame).reshape(num_frames, frame)
+            * np.hanning(frame))
+  power = np.abs(np.fft.rfft(frames, fft_size))**2
+  return np.log(power @ mel_filterbank(sample_rate, num_mels, fft_size) +
+                1e-6).astype(np.float32)
 
 
 def add_noise(samples: np.ndarray, snr_db: float,
