@@ -248,17 +248,6 @@ def _features(split: Mapping[str, np.ndarray], audio_stats) -> dict:
           'image': (split['image'].astype(np.float32) / 255.0)}
 
 
-def natural_partition(speakers: np.ndarray, clients_per_speaker: int,
-                      rng: np.random.Generator) -> list[np.ndarray]:
-  """One client per speaker, each split at random into `clients_per_speaker`."""
-  parts = []
-  for speaker in np.unique(speakers):
-    members = rng.permutation(np.flatnonzero(speakers == speaker))
-    parts.extend(np.sort(p) for p in np.array_split(members,
-                                                    clients_per_speaker))
-  return parts
-
-
 def load_federated(manual_dir: str | None, data_dir: str, *, seed: int = 0,
                    partition: str = 'natural', clients_per_speaker: int = 1,
                    num_clients: int = 10, dirichlet_alpha: float = 1.0,
@@ -300,26 +289,14 @@ def load_federated(manual_dir: str | None, data_dir: str, *, seed: int = 0,
   else:
     raise ValueError(f"source must be 'manual' or 'catalog', got {source!r}")
   stats = (train['audio'].mean(), train['audio'].std() + 1e-6)
-  rng = np.random.default_rng([seed, 21])
-  if partition == 'natural':
-    parts = natural_partition(train['speaker'], clients_per_speaker, rng)
-  elif partition == 'dirichlet':
-    parts = federated.dirichlet_partition(train['label'], num_clients,
-                                          dirichlet_alpha, rng, min_examples)
-  else:
-    raise ValueError(f"partition must be 'natural' or 'dirichlet', got "
-                     f'{partition!r}')
-  mask = federated.draw_modality_mask(MODALITIES, len(parts),
-                                      missing_modality_rate, rng)
-  parts, validation = federated.hold_out(
-      parts, validation_fraction, np.random.default_rng([seed, 22]))
-  features = _features(train, stats)
-  data = federated.from_partition(features, train['label'], parts, mask)
-  if held_out == 'validation':
-    return data, federated.held_out_split(features, train['label'],
-                                          validation)
-  return data, federated.TestData(_features(test, stats),
-                                  test['label'].astype(np.int32))
+  return builders.federate(
+      train, test, lambda split: _features(split, stats), MODALITIES,
+      'speaker', seed=seed, partition=partition,
+      clients_per_group=clients_per_speaker, num_clients=num_clients,
+      dirichlet_alpha=dirichlet_alpha,
+      missing_modality_rate=missing_modality_rate,
+      min_examples=min_examples, validation_fraction=validation_fraction,
+      held_out=held_out)
 
 
 def records_from_tfds_catalog(data_dir: str | None = None,

@@ -13,8 +13,11 @@ import functools
 import io
 import logging
 import os
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from fedmchain_jax.data import federated
 
 
 @functools.cache
@@ -66,11 +69,60 @@ def read_split(builder, split: str, order: str) -> dict[str, np.ndarray]:
   return {k: v[ids] for k, v in arrays.items()}
 
 
-def standardize(train: np.ndarray, *others: np.ndarray,
-                axis=None) -> list[np.ndarray]:
-  """Every array standardized with `train`'s mean and standard deviation
-  (over `axis`: None for one scalar, or the axes reduced, e.g. all but the
-  channel axis), as float32."""
-  mean = train.mean(axis=axis, keepdims=axis is not None)
-  std = train.std(axis=axis, keepdims=axis is not None) + 1e-6
-  return [((x - mean) / std).astype(np.float32) for x in (train,) + others]
+def natural_partition(groups: np.ndarray, clients_per_group: int,
+                      rng: np.random.Generator) -> list[np.ndarray]:
+  """One client per group (speaker, subject, actor), each split at random
+  into `clients_per_group` clients."""
+  parts = []
+  for group in np.unique(groups):
+    members = rng.permutation(np.flatnonzero(groups == group))
+    parts.extend(np.sort(p) for p in np.array_split(members,
+                                                    clients_per_group))
+  return parts
+
+
+def federate(train: Mapping[str, np.ndarray],
+             test: Mapping[str, np.ndarray] | None,
+             features: Callable[[Mapping[str, np.ndarray]],
+                                dict[str, np.ndarray]],
+             modalities: Sequence[str], group: str, *, seed: int,
+             partition: str, clients_per_group: int, num_clients: int,
+             dirichlet_alpha: float, missing_modality_rate: float,
+             min_examples: int, validation_fraction: float, held_out: str,
+             ) -> tuple[federated.FederatedData, federated.TestData]:
+  """A built dataset's train split as clients, and the held-out split.
+
+  Args:
+    train, test: a split's arrays (`read_split`), with 'label' and the
+      `group` feature; test may be None when held_out is 'validation'.
+    features: split arrays -> {modality: model input}.
+    modalities: the names `features` returns (for the missing-modality draw).
+    group: the feature a natural client is made of (speaker, subject, ...).
+    seed: the client split, missing-modality and validation draws.
+    partition: 'natural' (groups x clients_per_group clients) or
+      'dirichlet' (num_clients clients, Dirichlet(dirichlet_alpha) labels,
+      at least min_examples each).
+    missing_modality_rate: per client and modality.
+    validation_fraction, held_out: `federated.hold_out`; 'test' or
+      'validation'.
+  """
+  federated.check_held_out(held_out)
+  rng = np.random.default_rng([seed, 21])
+  if partition == 'natural':
+    parts = natural_partition(train[group], clients_per_group, rng)
+  elif partition == 'dirichlet':
+    parts = federated.dirichlet_partition(train['label'], num_clients,
+                                          dirichlet_alpha, rng, min_examples)
+  else:
+    raise ValueError(f"partition must be 'natural' or 'dirichlet', got "
+                     f'{partition!r}')
+  mask = federated.draw_modality_mask(modalities, len(parts),
+                                      missing_modality_rate, rng)
+  parts, validation = federated.hold_out(
+      parts, validation_fraction, np.random.default_rng([seed, 22]))
+  inputs = features(train)
+  data = federated.from_partition(inputs, train['label'], parts, mask)
+  if held_out == 'validation':
+    return data, federated.held_out_split(inputs, train['label'], validation)
+  return data, federated.TestData(features(test),
+                                  test['label'].astype(np.int32))
