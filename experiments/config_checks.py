@@ -146,14 +146,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError('data.synthetic.noise_scale',
                           config.data.synthetic.noise_scale,
                           'every entry must be >= 0')
-  if config.data.name == 'av_digits':
+  if config.data.name in registry.RAW_DATASETS:
     for field in ('manual_dir', 'data_dir'):
       value = _get(config, f'data.{field}')
       if not isinstance(value, str) or not value:
         raise ConfigError(f'data.{field}', value, 'must be a directory path')
     _choice(config, 'data.partition', ('natural', 'dirichlet'))
-    _choice(config, 'data.source', ('manual', 'catalog'))
     _integer(config, 'data.clients_per_speaker')
+  if config.data.name == 'av_digits':
+    _choice(config, 'data.source', ('manual', 'catalog'))
     _integer(config, 'data.pairing_seed', low=0)
     snr = _get(config, 'data.audio_snr_db')
     if snr is not None and not _is_number(snr):

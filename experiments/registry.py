@@ -214,7 +214,36 @@ def _av_digits(config):
   return train, test, 10
 
 
-DATASETS = {'synthetic': _synthetic, 'av_digits': _av_digits}
+def _raw_dataset(module_name, group_argument):
+  """A raw-file TFDS dataset's loader from the config's common fields."""
+
+  def load(config):
+    # pylint: disable=g-import-not-at-top
+    import importlib
+    import tensorflow_datasets as tfds
+    module = importlib.import_module(f'fedmchain_jax.data.{module_name}')
+    tfds.disable_progress_bar()
+    train, test = module.load_federated(
+        config.data.manual_dir, config.data.data_dir, seed=config.seed,
+        partition=config.data.partition,
+        num_clients=config.data.num_clients,
+        dirichlet_alpha=config.data.dirichlet_alpha,
+        missing_modality_rate=config.data.missing_modality_rate,
+        min_examples=config.data.min_examples,
+        validation_fraction=config.data.validation_fraction,
+        held_out=config.eval.split,
+        **{group_argument: config.data.clients_per_speaker})
+    return train, test, len(module.LABELS)
+
+  return load
+
+
+DATASETS = {'synthetic': _synthetic, 'av_digits': _av_digits,
+            'uci_har': _raw_dataset('uci_har', 'clients_per_subject'),
+            'crema_d': _raw_dataset('crema_d', 'clients_per_actor')}
+# Datasets read from raw files through a TFDS builder (`data.manual_dir`,
+# `data.data_dir`, `data.partition`, `data.clients_per_speaker`).
+RAW_DATASETS = ('av_digits', 'uci_har', 'crema_d')
 
 
 def _late_fusion(config, modalities, num_classes):

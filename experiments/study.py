@@ -50,6 +50,7 @@ from experiments import diagnosis
 from experiments import plot
 from experiments import registry
 from experiments import sweep
+from experiments import train
 from experiments.configs import av_digits_fedavg
 from experiments.configs import default
 
@@ -175,6 +176,9 @@ def _read_by(config: dict) -> dict:
                                     and _SECTIONS[k](name))}
   read['eval'] = {k: v for k, v in read.get('eval', {}).items()
                   if k != 'aggregation_metrics'}
+  # Fields added later, at the value a sweep saved before them ran with.
+  read['model'] = {k: v for k, v in read.get('model', {}).items()
+                   if train.SAVED_DEFAULTS.get(f'model.{k}', ()) != v}
   return read
 
 

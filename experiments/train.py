@@ -44,7 +44,8 @@ RESUMABLE_CHANGES = ('rounds.num_rounds', 'rounds.checkpoint_every',
 SAVED_DEFAULTS = {'rounds.layout_independent_bits': True,
                   'fedmchain.aggregator': 'ssca',
                   'fedmchain.normalize': 'senders',  # Saved before it existed.
-                  'data.validation_fraction': 0.0, 'eval.split': 'test'}
+                  'data.validation_fraction': 0.0, 'eval.split': 'test',
+                  'model.encoder': 'mlp', 'model.dtype': 'float32'}
 
 
 class ResumeError(ValueError):

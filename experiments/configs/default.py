@@ -56,7 +56,10 @@ def get_config() -> ml_collections.ConfigDict:
                             os.path.expanduser('~/fedmchain_data/raw'))
   config.data.data_dir = os.path.expanduser('~/fedmchain_data/tfds')
   config.data.source = 'manual'  # manual | catalog (needs TensorFlow).
-  config.data.partition = 'natural'  # natural (by speaker) | dirichlet.
+  # natural (by speaker, subject or actor) | dirichlet (num_clients).
+  config.data.partition = 'natural'
+  # Natural clients per speaker (av_digits), subject (uci_har) or actor
+  # (crema_d): each one's examples split at random this many ways.
   config.data.clients_per_speaker = 5
   config.data.pairing_seed = 0
   config.data.audio_snr_db = ml_collections.config_dict.placeholder(float)

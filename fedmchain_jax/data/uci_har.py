@@ -36,6 +36,7 @@ URL = 'https://archive.ics.uci.edu/dataset/240'
 LICENSE = 'CC BY 4.0'
 ACTIVITIES = ('walking', 'walking_upstairs', 'walking_downstairs', 'sitting',
               'standing', 'laying')
+LABELS = ACTIVITIES
 MODALITIES = ('acc', 'gyro')
 WINDOW = 128
 SIGNALS = {'acc': 'body_acc', 'gyro': 'body_gyro'}
