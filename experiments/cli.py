@@ -20,7 +20,8 @@ INTERRUPTED = 130
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            'configs')
 _EXTRAS = {'tensorflow_datasets': 'data', 'array_record': 'data',
-           'importlib_resources': 'data', 'matplotlib': 'plot'}
+           'importlib_resources': 'data', 'imageio_ffmpeg': 'data',
+           'matplotlib': 'plot'}
 
 
 def quiet_platform_probe() -> None:
