@@ -146,3 +146,21 @@ def test_damaged_files_fail_with_one_line_naming_the_file(tmp_path, damage,
   builder = crema_d.CremaD(config='audio_video', data_dir=str(tmp_path / 'tfds'),
                            file_format='array_record')
   assert not builder.is_prepared()
+
+
+def test_config_trains_on_the_generated_files(raw, tmp_path):
+  # pylint: disable=g-import-not-at-top
+  from experiments import train
+  from experiments.configs import crema_d_fedmchain
+  config = crema_d_fedmchain.get_config()
+  config.data.manual_dir = str(raw)
+  config.data.data_dir = str(tmp_path / 'tfds')
+  config.model.hidden = (4, 8)
+  config.rounds.num_rounds = 2
+  config.rounds.cohort_size = 3
+  config.rounds.eval_every = 2
+  config.client.batch_size = 4
+  final = train.train_and_evaluate(config, str(tmp_path / 'run'))[-1]
+  assert final['round'] == 2 and final['eval/examples'] == 24
+  assert {'eval/accuracy/audio', 'eval/accuracy/video',
+          'eval/f1'} <= set(final)

@@ -156,3 +156,26 @@ def test_dirichlet_clients_and_validation_split(tmp_path):
   assert data.num_clients == 4
   assert data.example_mask.sum() + len(validation.labels) == 36
   assert len(validation.labels) >= 4
+
+
+@pytest.mark.parametrize('algorithm', ['fedavg', 'fedmchain'])
+def test_configs_train_on_the_generated_files(tmp_path, algorithm):
+  # pylint: disable=g-import-not-at-top
+  from experiments import train
+  from experiments.configs import uci_har_fedavg
+  make_raw(tmp_path / 'raw')
+  config = uci_har_fedavg.get_config()
+  config.algorithm = algorithm
+  config.data.manual_dir = str(tmp_path / 'raw')
+  config.data.data_dir = str(tmp_path / 'tfds')
+  config.data.clients_per_speaker = 2
+  config.model.hidden = (4, 8)
+  config.rounds.num_rounds = 2
+  config.rounds.cohort_size = 3
+  config.rounds.eval_every = 2
+  config.client.batch_size = 4
+  records = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  final = records[-1]
+  assert final['round'] == 2 and final['eval/examples'] == 24
+  assert 0 <= final['eval/f1'] <= 1
+  assert {'eval/accuracy/acc', 'eval/accuracy/gyro'} <= set(final)
