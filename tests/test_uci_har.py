@@ -179,3 +179,31 @@ def test_configs_train_on_the_generated_files(tmp_path, algorithm):
   assert final['round'] == 2 and final['eval/examples'] == 24
   assert 0 <= final['eval/f1'] <= 1
   assert {'eval/accuracy/acc', 'eval/accuracy/gyro'} <= set(final)
+
+
+def test_study_skips_it_without_files_and_builds_it_with_them(tmp_path,
+                                                             monkeypatch):
+  # pylint: disable=g-import-not-at-top
+  from experiments import study
+  from experiments.configs import uci_har_fedavg
+
+  def config_at(manual_dir):
+    def get_config():
+      config = uci_har_fedavg.get_config()
+      config.data.manual_dir = str(manual_dir)
+      return config
+    return get_config
+
+  entry = study.DATASETS['uci_har']
+  monkeypatch.setitem(study.DATASETS, 'uci_har',
+                      (config_at(tmp_path / 'absent'),) + entry[1:])
+  reason = study.missing_data('uci_har', str(tmp_path / 'tfds'))
+  assert reason.startswith('UCI-HAR raw files not found')
+  make_raw(tmp_path / 'raw')
+  monkeypatch.setitem(study.DATASETS, 'uci_har',
+                      (config_at(tmp_path / 'raw'),) + entry[1:])
+  assert study.missing_data('uci_har', str(tmp_path / 'tfds')) is None
+  config = study.study_config('uci_har', 'fedavg', 5.0, 0.0, 10,
+                              str(tmp_path / 'tfds'))
+  assert (config.data.partition, config.data.num_clients) == ('dirichlet',
+                                                              105)
