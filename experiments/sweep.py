@@ -3,11 +3,14 @@ r"""Many runs in one compiled program: a sweep over seeds and numeric fields.
   python -m experiments.sweep --config=experiments/configs/default.py \
       --workdir=/tmp/sweep --sweep='client.lr=[0.01,0.03,0.1];seed=[0,1,2]'
 
-The product of the listed values gives the members. Every member's whole
-training run (all rounds, with evaluation every `rounds.eval_every` rounds)
-is one `lax.scan`, and the members are one `vmap` over a leading sweep axis
-of the hyper-parameters, the data (one population per seed) and the keys:
-one XLA program for the whole sweep. Fields that may be swept:
+The product of the listed values gives the members. The members are one
+`vmap` over a leading sweep axis of the hyper-parameters, the data (one
+population per seed) and the keys: one XLA program advances every member by
+`rounds.eval_every` rounds (a `lax.scan`) and evaluates them, called once
+per block under a progress bar. The stacked state and the metrics so far
+are checkpointed every `rounds.checkpoint_every` rounds (on one host), so
+Ctrl-C stops after the current block with a checkpoint and rerunning the
+same sweep in the same workdir resumes. Fields that may be swept:
 experiments.train.SWEEPABLE. A config file may instead define `sweep()`
 returning the same {field: [values]} mapping.
 
@@ -23,6 +26,7 @@ import ast
 import itertools
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -32,6 +36,7 @@ from absl import logging
 import jax
 import numpy as np
 from ml_collections import config_flags
+import tqdm
 
 import fedmchain_jax as fmc
 from fedmchain_jax import data as fdata
@@ -180,26 +185,26 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
   seeds_array = np.array(member_seeds, np.uint32)
   sample = {m: np.asarray(x[:1]) for m, x in per_seed[seeds[0]][1]
             .features.items()}
-  blocks = config.rounds.num_rounds // config.rounds.eval_every
+  eval_every = config.rounds.eval_every
+  blocks = config.rounds.num_rounds // eval_every
 
-  def run_member(member_hparams, member_data, member_test, seed):
-    init_key, run_key = jax.random.split(jax.random.key(seed))
+  def algorithm_of(member_hparams, params):
+    return train.build_algorithm(config, apply_fn, modalities, num_clients,
+                                 mesh=client_mesh, hparams=member_hparams,
+                                 params=params)
+
+  def init_member(member_hparams, seed):
+    init_key, _ = jax.random.split(jax.random.key(seed))
     params = model.init(init_key, sample)['params']
-    algorithm = train.build_algorithm(config, apply_fn, modalities,
-                                      num_clients, mesh=client_mesh,
-                                      hparams=member_hparams, params=params)
-    state = algorithm.init(params)
+    return algorithm_of(member_hparams, params).init(params)
 
-    run_rounds = fmc.algorithms.scan_rounds(algorithm.run_round,
-                                            config.rounds.eval_every)
-
-    def block(state, _):
-      state, metrics = run_rounds(state, member_data, run_key)
-      return state, (metrics, evaluate(state.params, member_test))
-
-    state, (metrics, evals) = jax.lax.scan(block, state, None,
-                                           length=blocks)
-    return metrics, evals, state.params
+  def block_member(state, member_hparams, member_data, member_test, seed):
+    """eval_every rounds (one lax.scan), then the evaluation."""
+    _, run_key = jax.random.split(jax.random.key(seed))
+    run_rounds = fmc.algorithms.scan_rounds(
+        algorithm_of(member_hparams, state.params).run_round, eval_every)
+    state, metrics = run_rounds(state, member_data, run_key)
+    return state, metrics, evaluate(state.params, member_test)
 
   count = len(members)
   client_mesh = None
@@ -220,32 +225,105 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
     client_mesh = mesh
     replicated = jax.sharding.NamedSharding(mesh,
                                             jax.sharding.PartitionSpec())
-    # Results come back replicated, so every process can read them.
-    program = jax.jit(jax.vmap(run_member, spmd_axis_name='sweep'),
-                      out_shardings=replicated, compiler_options=options)
+    # Metrics come back replicated, so every process can read them.
+    init_program = jax.jit(jax.vmap(init_member, spmd_axis_name='sweep'),
+                           out_shardings=by_member, compiler_options=options)
+    block_program = jax.jit(
+        jax.vmap(block_member, spmd_axis_name='sweep'),
+        out_shardings=(by_member, replicated, replicated), donate_argnums=0,
+        compiler_options=options)
   else:
-    program = jax.jit(jax.vmap(run_member), compiler_options=options)
+    init_program = jax.jit(jax.vmap(init_member), compiler_options=options)
+    block_program = jax.jit(jax.vmap(block_member), donate_argnums=0,
+                            compiler_options=options)
   tic = time.perf_counter()
-  compiled = program.lower(hparams, data, tests, seeds_array).compile()
+  state = init_program(hparams, seeds_array)
+  step = block_program.lower(state, hparams, data, tests,
+                             seeds_array).compile()
   compile_s = time.perf_counter() - tic
-  tic = time.perf_counter()
-  metrics, evals, params = jax.block_until_ready(
-      compiled(hparams, data, tests, seeds_array))
-  sweep_s = time.perf_counter() - tic
-  metrics, evals, params = jax.tree.map(lambda x: x[:count],
-                                        (metrics, evals, params))
-  metrics, evals = jax.device_get((metrics, evals))
-  # [members, blocks, eval_every] -> [members, rounds].
-  metrics = {k: v.reshape(v.shape[0], -1) for k, v in metrics.items()}
+  # Each block's metrics [members, eval_every] and evaluation [members],
+  # kept for all blocks (and checkpointed with the state) as lists in the
+  # order of `names` (orbax keys cannot hold the metrics' slashes).
+  shapes = jax.eval_shape(block_program, state, hparams, data, tests,
+                          seeds_array)[1:]
+  names = [sorted(part) for part in shapes]
+  history = [[np.zeros((blocks,) + part[k].shape, part[k].dtype)
+              for k in keys] for part, keys in zip(shapes, names)]
+  done, sweep_s = 0, 0.0
+  # Checkpoints on one process (a multi-host sweep reruns from its start).
+  checkpointer = None
+  if jax.process_count() == 1:
+    checkpointer = fmc.checkpointing.Checkpointer(
+        os.path.join(workdir, 'checkpoints'), save_every=1)
+    done, state, history, sweep_s = _resume(checkpointer, workdir, config,
+                                            sweep, state, history)
+  progress = tqdm.tqdm(total=config.rounds.num_rounds,
+                       initial=done * eval_every, unit='round', disable=None,
+                       dynamic_ncols=True, leave=False,
+                       desc=f'{count} members')
+
+  def save(done, state, history, sweep_s):
+    if checkpointer is not None:
+      checkpointer.save(done * eval_every, {
+          'state': state, 'history': history,
+          'sweep_s': np.float64(sweep_s)}, force=True)
+
+  checkpoint_every = config.rounds.checkpoint_every
+  try:
+    with train.deferred_interrupt() as stop, train.logs_through(progress):
+      while done < blocks:
+        tic = time.perf_counter()
+        state, *block = jax.block_until_ready(
+            step(state, hparams, data, tests, seeds_array))
+        sweep_s += time.perf_counter() - tic
+        block = jax.device_get(block)
+        for stored, part, keys in zip(history, block, names):
+          for array, key in zip(stored, keys):
+            array[done] = part[key]
+        done += 1
+        progress.update(eval_every)
+        accuracy = block[1]['eval/accuracy'][:count]
+        progress.set_postfix_str(
+            f'best accuracy {accuracy.max():.3f} at round '
+            f'{done * eval_every}', refresh=False)
+        if (done * eval_every) % checkpoint_every < eval_every or (
+            done == blocks):
+          save(done, state, history, sweep_s)
+        if stop.is_set() and done < blocks:
+          if checkpointer is not None and (
+              checkpointer.latest_round() != done * eval_every):
+            save(done, state, history, sweep_s)
+          raise train.Interrupted(done * eval_every)
+  finally:
+    progress.close()
+    if checkpointer is not None:
+      checkpointer.close()
+  params = jax.tree.map(lambda x: x[:count], state.params)
+  metrics, evals = (dict(zip(keys, stored))
+                    for stored, keys in zip(history, names))
+  # [blocks, members, eval_every] -> [members, rounds]; [blocks, members]
+  # -> [members, blocks].
+  metrics = {k: np.moveaxis(v, 0, 1)[:count].reshape(count, -1)
+             for k, v in metrics.items()}
+  evals = {k: np.moveaxis(v, 0, 1)[:count] for k, v in evals.items()}
 
   timing = {'members': len(members), 'compile_s': compile_s,
             'sweep_s': sweep_s}
   if sequential_baseline and mesh is None:
-    one = jax.jit(run_member, compiler_options=options)
+    init_one = jax.jit(init_member, compiler_options=options)
+    step_one = jax.jit(block_member, donate_argnums=0,
+                       compiler_options=options)
     first = jax.tree.map(lambda x: x[0], (hparams, data, tests, seeds_array))
-    jax.block_until_ready(one(*first))  # Compile and warm up.
+
+    def one_member():
+      one = init_one(first[0], first[3])
+      for _ in range(blocks):
+        one = step_one(one, *first)[0]
+      return jax.block_until_ready(one)
+
+    one_member()  # Compile and warm up.
     tic = time.perf_counter()
-    jax.block_until_ready(one(*first))
+    one_member()
     timing['one_member_s'] = time.perf_counter() - tic
     timing['sequential_estimate_s'] = timing['one_member_s'] * len(members)
     timing['speedup'] = timing['sequential_estimate_s'] / sweep_s
@@ -294,6 +372,35 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
                f'{timing["speedup"]:.1f}x)' if 'speedup' in timing else '')
   return {'timing': timing, 'members': results, 'summary': summary,
           'params': params}
+
+
+def _resume(checkpointer, workdir, config, sweep, state, history):
+  """(blocks done, state, history, seconds so far): from the workdir's
+  latest checkpoint when it holds this sweep, else from the start."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, 'sweep_config.json')
+  wanted = {'config': json.loads(config.to_json()),
+            'sweep': {k: list(v) for k, v in sweep.items()}}
+  wanted = json.loads(json.dumps(wanted))
+  if checkpointer.rounds():
+    with open(path) as f:
+      saved = json.load(f)
+    if saved != wanted:
+      raise config_checks.ConfigError(
+          'workdir', workdir, 'it holds a sweep of another config or grid; '
+          'rerun that sweep to resume it, or use a new workdir')
+    latest, restored = checkpointer.restore_latest_valid(
+        {'state': state, 'history': history, 'sweep_s': np.float64(0)},
+        warn=logging.warning)
+    done = latest // config.rounds.eval_every
+    if done:
+      logging.info('Resuming the sweep in %s from round %d.', workdir, latest)
+    return (done, restored['state'],
+            [[np.array(x) for x in part] for part in restored['history']],
+            float(restored['sweep_s']))
+  with open(path, 'w') as f:
+    json.dump(wanted, f, indent=2, sort_keys=True)
+  return 0, state, history, 0.0
 
 
 def summarize(results, modalities) -> str:
@@ -345,6 +452,10 @@ def main(argv):
                        make_mesh(_SWEEP_DEVICES.value))
   except (config_checks.ConfigError, fdata.DataError) as e:
     raise SystemExit(f'error: {e}') from None
+  except train.Interrupted as e:
+    print(str(e).replace('rerun the same command', 'rerun the same sweep'),
+          file=sys.stderr)
+    sys.exit(cli.INTERRUPTED)
   print(result['summary'])
 
 

@@ -63,7 +63,7 @@ class Interrupted(Exception):
 
 
 @contextlib.contextmanager
-def _deferred_interrupt():
+def deferred_interrupt():
   """Within it, a first Ctrl-C only sets the returned event (the loop
   stops at the end of its call, with a checkpoint); a second one
   interrupts at once. Off the main thread, Ctrl-C is left alone."""
@@ -103,7 +103,7 @@ class _ThroughBar:
 
 
 @contextlib.contextmanager
-def _logs_through(progress):
+def logs_through(progress):
   """absl's console lines go through the bar (tqdm.write) while it shows,
   so the two do not share a line."""
   handler = getattr(logging.get_absl_handler(), 'python_handler', None)
@@ -460,7 +460,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   round_number = start
   try:
-    with _deferred_interrupt() as stop, _logs_through(progress):
+    with deferred_interrupt() as stop, logs_through(progress):
       while round_number < num_rounds:
         round_number, state, upload, download = one_call(
             round_number, state, upload, download)

@@ -17,7 +17,6 @@ import fedmchain_jax as fmc
 from tests import common
 
 from benchmarks import bench
-from benchmarks import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(hidden=[8], steps_per_phase=1, batch_size=2, repeats=1)
@@ -313,8 +312,11 @@ def test_report_renders_a_device_run_and_reads_its_targets(tmp_path):
     paths[name] = tmp_path / f'{name}.jsonl'
     paths[name].write_text(''.join(json.dumps(r) + '\n' for r in rows))
   out = tmp_path / 'RESULTS.md'
-  report.write(report.read([paths['cpu']]), [], 'x', str(out),
-               report.read([paths['device']], keep_errors=True), '2026-12-06')
+  process = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.report', f'--runs={paths["cpu"]}',
+       f'--device_runs={paths["device"]}', '--device_date=2026-12-06',
+       f'--out={out}'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert process.returncode == 0, process.stderr[-2000:]
   text = out.read_text()
   assert 'NVIDIA H200 (2026-11-28' not in text  # The recorded rows replaced.
   targets = {line.split(' | ')[0].lstrip('| '): line

@@ -268,7 +268,7 @@ def test_fedprox_runs(tmp_path):
     ('fedmchain.max_groups', 0, 'config.fedmchain.max_groups=0 is '
      'invalid: must be an integer >= 1'),
     ('data.name', 'cifar', "config.data.name='cifar' is invalid: must be one "
-     'of synthetic, av_digits'),
+     'of synthetic, av_digits, uci_har, crema_d'),
     ('data.missing_modality_rate', 1.0,
      'config.data.missing_modality_rate=1.0 is invalid: must be in [0, 1)'),
     ('data.dirichlet_alpha', 0.0,

@@ -159,5 +159,47 @@ def test_sweep_from_the_config_files_sweep_function(tmp_path):
       cwd=root, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert sorted(os.listdir(tmp_path)) == sorted(
-      [f'member_{i}' for i in range(6)] + ['summary.md', 'sweep.json'])
+      [f'member_{i}' for i in range(6)] +
+      ['checkpoints', 'summary.md', 'sweep.json', 'sweep_config.json'])
   assert '| client.lr=0.02 | 3 |' in result.stdout
+
+
+def test_interrupted_sweep_resumes_to_the_same_results(tmp_path, monkeypatch):
+  import contextlib
+  import threading
+  config = tiny_config(algorithm='fedmchain', **{'rounds.num_rounds': 6,
+                                                 'rounds.eval_every': 2,
+                                                 'rounds.checkpoint_every': 4})
+  grid = {'client.lr': [0.02, 0.1]}
+  straight = sweep.run_sweep(config, grid, str(tmp_path / 'straight'),
+                             sequential_baseline=False)
+
+  @contextlib.contextmanager
+  def ctrl_c_pressed():
+    event = threading.Event()
+    event.set()
+    yield event
+
+  # Ctrl-C during the first block: it ends, is checkpointed (though not a
+  # checkpoint round) and the sweep stops, saying where it resumes.
+  workdir = str(tmp_path / 'resumed')
+  with monkeypatch.context() as patch:
+    patch.setattr(train, 'deferred_interrupt', ctrl_c_pressed)
+    with pytest.raises(train.Interrupted, match='after round 2;'):
+      sweep.run_sweep(config, grid, workdir, sequential_baseline=False)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2']
+  assert not os.path.exists(os.path.join(workdir, 'summary.md'))
+  # Another grid in the same workdir is refused in one line.
+  with pytest.raises(config_checks.ConfigError, match='holds a sweep of '
+                     'another config or grid'):
+    sweep.run_sweep(config, {'client.lr': [0.05, 0.1]}, workdir,
+                    sequential_baseline=False)
+  resumed = sweep.run_sweep(config, grid, workdir, sequential_baseline=False)
+  for a, b in zip(straight['members'], resumed['members']):
+    assert without_times([a['final']]) == without_times([b['final']])
+  jax.tree.map(np.testing.assert_array_equal, straight['params'],
+               resumed['params'])
+  for i in range(2):
+    lines = [json.loads(line) for line in open(
+        os.path.join(workdir, f'member_{i}', 'metrics.jsonl'))]
+    assert [r['round'] for r in lines] == [2, 4, 6]
