@@ -11,9 +11,11 @@ import glob
 import logging as std_logging
 import os
 import re
+import shutil
 import sys
 
 from absl import flags
+from absl import logging
 
 # Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report.
 INTERRUPTED = 130
@@ -28,6 +30,20 @@ def quiet_platform_probe() -> None:
   """Silences JAX's INFO lines about accelerator platforms a CPU machine
   does not have ("Unable to initialize backend 'tpu'")."""
   std_logging.getLogger('jax._src.xla_bridge').setLevel(std_logging.WARNING)
+
+
+def not_library_chatter(record) -> bool:
+  """A log filter: orbax narrates every save and dumps its storage errors,
+  and TFDS reports its builders' internals (config defaults, empty version
+  folders); our own lines say what happened (checkpointing.Checkpointer,
+  data.builders), so theirs show only at --verbosity=1 (debug), TFDS's
+  errors always."""
+  if logging.get_verbosity() >= logging.DEBUG:
+    return True
+  if '/orbax/' in record.pathname:
+    return False
+  return ('/tensorflow_datasets/' not in record.pathname or
+          record.levelno >= std_logging.ERROR)
 
 
 def missing_extra(error: ModuleNotFoundError) -> str | None:
@@ -93,10 +109,18 @@ def flags_parser(*config_flags: str):
 @contextlib.contextmanager
 def removed_if_left_empty(workdir: str):
   """Removes `workdir` on the way out if this run created it and nothing
-  was written there (a start that failed leaves nothing behind)."""
+  was written there, or only its log before it failed: a start that failed
+  (bad data, a missing extra) leaves nothing behind."""
   created = not os.path.exists(workdir)
+  failed = True
   try:
     yield
+    failed = False
+  except SystemExit as e:
+    failed = e.code not in (None, 0)
+    raise
   finally:
-    if created and os.path.isdir(workdir) and not os.listdir(workdir):
-      os.rmdir(workdir)
+    left = (set(os.listdir(workdir)) if created and os.path.isdir(workdir)
+            else None)
+    if left is not None and (not left or (failed and left == {'log.txt'})):
+      shutil.rmtree(workdir, ignore_errors=True)

@@ -50,16 +50,8 @@ def _log_to_file(workdir: str) -> None:
                                     delay=True)
   handler.setFormatter(std_logging.Formatter(
       '%(asctime)s %(levelname)s %(message)s'))
-  handler.addFilter(_not_orbax)
+  handler.addFilter(cli.not_library_chatter)
   std_logging.getLogger().addHandler(handler)
-
-
-def _not_orbax(record) -> bool:
-  """Orbax narrates every save and dumps its storage errors; our own lines
-  say what happened (checkpointing.Checkpointer), so its lines show only
-  at --verbosity=1 (debug)."""
-  return ('/orbax/' not in record.pathname or
-          logging.get_verbosity() >= logging.DEBUG)
 
 
 def main(argv):
@@ -68,7 +60,7 @@ def main(argv):
   if logging.get_verbosity() < logging.INFO:
     logging.set_verbosity(logging.INFO)
   cli.quiet_platform_probe()
-  logging.get_absl_handler().addFilter(_not_orbax)
+  logging.get_absl_handler().addFilter(cli.not_library_chatter)
   config, workdir = _CONFIG.value, _WORKDIR.value
   try:
     config_checks.validate(config)

@@ -433,8 +433,7 @@ def main(argv):
   distributed.initialize()
   logging.set_verbosity(logging.INFO)
   cli.quiet_platform_probe()
-  logging.get_absl_handler().addFilter(
-      lambda r: '/orbax/' not in r.pathname)
+  logging.get_absl_handler().addFilter(cli.not_library_chatter)
   config = _CONFIG.value
   try:
     if _SWEEP.value:

@@ -410,3 +410,21 @@ def test_a_missing_extra_names_the_install_and_leaves_no_workdir(tmp_path):
       "is not installed: pip install -e '.[data]'")
   assert 'Traceback' not in result.stderr
   assert not workdir.exists()
+
+
+def test_absent_raw_files_name_the_setting_and_leave_no_workdir(tmp_path):
+  workdir = tmp_path / 'run'
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.main',
+       '--config=experiments/configs/uci_har_fedavg.py',
+       f'--workdir={workdir}', f'--config.data.manual_dir={tmp_path}/raw',
+       f'--config.data.data_dir={tmp_path}/tfds'], cwd=ROOT,
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  # The error alone: no TFDS chatter about configs or empty folders.
+  assert result.stderr.strip().splitlines() == [
+      f"error: config.data.manual_dir='{tmp_path}/raw' is invalid: UCI-HAR "
+      f"raw files not found: '{tmp_path}/raw' must hold the unpacked 'UCI "
+      "HAR Dataset' folder (train/ and test/ with 'Inertial Signals'; from "
+      'https://archive.ics.uci.edu/dataset/240)']
+  assert not workdir.exists()

@@ -188,7 +188,7 @@ def __getattr__(name: str):
 def build(manual_dir: str, data_dir: str):
   """Builds (once; later calls reuse `data_dir`) and returns the builder."""
   _, UciHar = builder_classes()  # pylint: disable=invalid-name
-  builder = UciHar(data_dir=os.path.expanduser(data_dir),
+  builder = UciHar(config='body', data_dir=os.path.expanduser(data_dir),
                    file_format='array_record')
   if not builder.is_prepared():
     # Every file read before TFDS starts: a clear error, no partial cache.
