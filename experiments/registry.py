@@ -190,34 +190,21 @@ def _synthetic(config):
   return train, test, config.data.num_classes
 
 
-def _av_digits(config):
-  # Imported here: it needs the `data` extra (tensorflow-datasets).
-  # pylint: disable=g-import-not-at-top
-  from fedmchain_jax.data import av_digits
-  import tensorflow_datasets as tfds
-  tfds.disable_progress_bar()
+def _av_digits_options(config, module):
+  """AV-digits' own loader arguments: its builder config and source."""
   snr = config.data.audio_snr_db
-  builder_config = av_digits.make_config(
-      config.data.pairing_seed, None if snr is None else float(snr),
-      config.data.image_energy_removed)
-  train, test = av_digits.load_federated(
-      config.data.manual_dir, config.data.data_dir, seed=config.seed,
-      partition=config.data.partition,
-      clients_per_speaker=config.data.clients_per_speaker,
-      num_clients=config.data.num_clients,
-      dirichlet_alpha=config.data.dirichlet_alpha,
-      missing_modality_rate=config.data.missing_modality_rate,
-      min_examples=config.data.min_examples, config=builder_config,
-      source=config.data.source,
-      validation_fraction=config.data.validation_fraction,
-      held_out=config.eval.split)
-  return train, test, 10
+  return {'config': module.make_config(
+              config.data.pairing_seed, None if snr is None else float(snr),
+              config.data.image_energy_removed),
+          'source': config.data.source}
 
 
-def _raw_dataset(module_name, group_argument):
-  """A raw-file TFDS dataset's loader from the config's common fields."""
+def _raw_dataset(module_name, group_argument, options=None):
+  """A raw-file TFDS dataset's loader from the config's common fields (and
+  `options(config, module)`, its own arguments)."""
 
   def load(config):
+    # Imported here: they need the `data` extra (tensorflow-datasets).
     # pylint: disable=g-import-not-at-top
     import importlib
     import tensorflow_datasets as tfds
@@ -232,13 +219,16 @@ def _raw_dataset(module_name, group_argument):
         min_examples=config.data.min_examples,
         validation_fraction=config.data.validation_fraction,
         held_out=config.eval.split,
-        **{group_argument: config.data.clients_per_speaker})
+        **{group_argument: config.data.clients_per_speaker},
+        **(options(config, module) if options else {}))
     return train, test, len(module.LABELS)
 
   return load
 
 
-DATASETS = {'synthetic': _synthetic, 'av_digits': _av_digits,
+DATASETS = {'synthetic': _synthetic,
+            'av_digits': _raw_dataset('av_digits', 'clients_per_speaker',
+                                      _av_digits_options),
             'uci_har': _raw_dataset('uci_har', 'clients_per_subject'),
             'crema_d': _raw_dataset('crema_d', 'clients_per_actor')}
 # Datasets read from raw files through a TFDS builder (`data.manual_dir`,

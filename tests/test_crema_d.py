@@ -3,7 +3,6 @@ layout at test time, audio-only operation, the readers' errors, the
 speaker-disjoint split and the federated loader."""
 
 import logging
-import wave
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ tfds = pytest.importorskip('tensorflow_datasets')
 imageio_ffmpeg = pytest.importorskip('imageio_ffmpeg')
 
 from fedmchain_jax.data import crema_d  # pylint: disable=g-import-not-at-top
+from tests import test_av_digits  # pylint: disable=g-import-not-at-top
 
 tfds.disable_progress_bar()
 
@@ -19,12 +19,8 @@ ACTORS = tuple(range(1001, 1011))  # Sorted; test actors: 1005 and 1010.
 SENTENCES = ('DFA', 'IEO')
 
 
-def write_wav(path, samples, rate=16000):
-  with wave.open(str(path), 'wb') as f:
-    f.setnchannels(1)
-    f.setsampwidth(2)
-    f.setframerate(rate)
-    f.writeframes((np.clip(samples, -1, 1) * 32767).astype('<i2').tobytes())
+def write_wav(path, samples):
+  test_av_digits.write_wav(path, samples, rate=16000)
 
 
 def write_flv(path, brightness, frames=6, size=(64, 48)):

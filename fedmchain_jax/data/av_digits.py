@@ -44,6 +44,7 @@ from fedmchain_jax.data import av_raw
 from fedmchain_jax.data import builders
 from fedmchain_jax.data import federated
 
+LABELS = tuple(str(d) for d in range(10))
 MODALITIES = ('audio', 'image')
 VERSION = '1.0.0'
 _AUDIO_DIRS = ('fsdd/recordings', 'recordings', 'fsdd')
