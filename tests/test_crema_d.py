@@ -57,8 +57,16 @@ def raw(tmp_path_factory):
   return make_raw(tmp_path_factory.mktemp('crema') / 'raw')
 
 
-def test_builder_reads_audio_and_video_with_disjoint_actors(raw, tmp_path):
-  builder = crema_d.build(str(raw), str(tmp_path / 'tfds'))
+@pytest.fixture(scope='module')
+def built(raw, tmp_path_factory):
+  """The TFDS cache built once from `raw`."""
+  data_dir = tmp_path_factory.mktemp('crema_tfds')
+  crema_d.build(str(raw), str(data_dir))
+  return data_dir
+
+
+def test_builder_reads_audio_and_video_with_disjoint_actors(raw, built):
+  builder = crema_d.build(str(raw), str(built))
   assert builder.builder_config.name == 'audio_video'
   train = crema_d.read_split(builder, 'train')
   test = crema_d.read_split(builder, 'test')
@@ -78,10 +86,9 @@ def test_builder_reads_audio_and_video_with_disjoint_actors(raw, tmp_path):
   assert (np.diff(train['clip_id']) > 0).all()
 
 
-def test_rebuild_is_skipped_when_cached(raw, tmp_path):
-  crema_d.build(str(raw), str(tmp_path / 'tfds'))
+def test_rebuild_is_skipped_when_cached(built, tmp_path):
   # Another manual_dir without any file: the cache alone serves.
-  again = crema_d.build(str(tmp_path / 'gone'), str(tmp_path / 'tfds'))
+  again = crema_d.build(str(tmp_path / 'gone'), str(built))
   assert again.builder_config.name == 'audio_video'
   assert len(crema_d.read_split(again, 'test')['label']) == 24
 
@@ -96,8 +103,8 @@ def test_without_videos_it_builds_audio_only_and_says_so(tmp_path, caplog):
   assert set(test.features) == {'audio'}
 
 
-def test_natural_clients_are_actors(raw, tmp_path):
-  data, test = crema_d.load_federated(str(raw), str(tmp_path / 'tfds'),
+def test_natural_clients_are_actors(raw, built):
+  data, test = crema_d.load_federated(str(raw), str(built),
                                       clients_per_actor=2)
   assert data.num_clients == 8 * 2
   assert sorted(data.modalities) == ['audio', 'video']
@@ -144,14 +151,14 @@ def test_damaged_files_fail_with_one_line_naming_the_file(tmp_path, damage,
   assert not builder.is_prepared()
 
 
-def test_config_trains_on_the_generated_files(raw, tmp_path):
+def test_config_trains_on_the_generated_files(raw, built, tmp_path):
   # pylint: disable=g-import-not-at-top
   from experiments import train
   from experiments.configs import crema_d_fedmchain
   config = crema_d_fedmchain.get_config()
   config.data.manual_dir = str(raw)
-  config.data.data_dir = str(tmp_path / 'tfds')
-  config.model.hidden = (4, 8)
+  config.data.data_dir = str(built)
+  config.model.hidden = (4,)
   config.rounds.num_rounds = 2
   config.rounds.cohort_size = 3
   config.rounds.eval_every = 2
