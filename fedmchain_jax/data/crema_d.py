@@ -249,7 +249,7 @@ def build(manual_dir: str, data_dir: str, with_video: bool | None = None):
       raise RawDataError(
           f'CREMA-D videos not found: expected {manual_dir}/VideoFlash/ with '
           'the .flv files')
-  if not with_video:
+  if found is False:
     logging.getLogger('absl').info(
         'CREMA-D: no VideoFlash folder in %s, so audio only (put the .flv '
         'files there for the video modality).', manual_dir)
