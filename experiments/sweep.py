@@ -238,14 +238,13 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
                             compiler_options=options)
   tic = time.perf_counter()
   state = init_program(hparams, seeds_array)
-  step = block_program.lower(state, hparams, data, tests,
-                             seeds_array).compile()
+  lowered = block_program.lower(state, hparams, data, tests, seeds_array)
+  step = lowered.compile()
   compile_s = time.perf_counter() - tic
   # Each block's metrics [members, eval_every] and evaluation [members],
   # kept for all blocks (and checkpointed with the state) as lists in the
   # order of `names` (orbax keys cannot hold the metrics' slashes).
-  shapes = jax.eval_shape(block_program, state, hparams, data, tests,
-                          seeds_array)[1:]
+  shapes = lowered.out_info[1:]
   names = [sorted(part) for part in shapes]
   history = [[np.zeros((blocks,) + part[k].shape, part[k].dtype)
               for k in keys] for part, keys in zip(shapes, names)]
