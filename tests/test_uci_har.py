@@ -1,8 +1,6 @@
 """UCI-HAR: the TFDS builder on raw files written in the official layout at
 test time, the readers' errors, the splits and the federated loader."""
 
-import os
-
 import numpy as np
 import pytest
 

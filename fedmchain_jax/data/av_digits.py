@@ -225,7 +225,6 @@ def __getattr__(name: str):
 def build(manual_dir: str, data_dir: str,
           config: 'AvDigitsConfig | None' = None) -> 'AvDigits':
   """Builds (once; later calls reuse `data_dir`) and returns the builder."""
-  tfds = builders.tfds()
   _, AvDigits = builder_classes()  # pylint: disable=invalid-name
   config = config or make_config()
   # TFDS refuses a config object named like a registered one: pass the name.
