@@ -451,8 +451,7 @@ def main(argv):
   except (config_checks.ConfigError, fdata.DataError) as e:
     raise SystemExit(f'error: {e}') from None
   except train.Interrupted as e:
-    print(str(e).replace('rerun the same command', 'rerun the same sweep'),
-          file=sys.stderr)
+    print(e, file=sys.stderr)
     sys.exit(cli.INTERRUPTED)
   print(result['summary'])
 

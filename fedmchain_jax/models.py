@@ -30,8 +30,7 @@ import jax.numpy as jnp
 from fedmchain_jax.types import Array
 
 # The compute types `LateFusionClassifier.dtype` accepts, by config name.
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16,
-          'float16': jnp.float16}
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 def encoder_name(modality: str) -> str:

@@ -283,8 +283,8 @@ def test_fedprox_runs(tmp_path):
      'with one entry per modality (2 entries)'),
     ('model.hidden', (8, 0), 'config.model.hidden=(8, 0) is invalid: must be a '
      'tuple of integers >= 1 (layer widths)'),
-    ('model.dtype', 'float64', "config.model.dtype='float64' is invalid: must "
-     'be one of float32, bfloat16, float16'),
+    ('model.dtype', 'float16', "config.model.dtype='float16' is invalid: must "
+     'be one of float32, bfloat16'),
     ('model.encoder', 'cnn', "config.model.encoder='cnn' is invalid: must be "
      'one of mlp, conv1d, conv2d'),
     ('rounds.mesh_reduction', 'psum', "config.rounds.mesh_reduction='psum' is "

@@ -72,7 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Every modality's encoder: mlp | conv1d (sensor windows [T, C]) | conv2d
   # (spectrograms [T, F], frame stacks [H, W, C]); fedmchain_jax/models.py.
   config.model.encoder = 'mlp'
-  # Compute type of the model's layers: float32 | bfloat16 | float16.
+  # Compute type of the model's layers: float32 | bfloat16.
   # Parameters, optimizer state, uploads and aggregation stay float32.
   config.model.dtype = 'float32'
 

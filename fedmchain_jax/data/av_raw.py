@@ -189,7 +189,7 @@ def log_mel(samples: np.ndarray, sample_rate: int = SAMPLE_RATE,
             num_mels: int = NUM_MELS, fft_size: int = FFT_SIZE) -> np.ndarray:
   """[num_frames, num_mels] float32 log-mel spectrogram of one clip: its
   first num_frames x frame samples (zero-padded), in non-overlapping
-  Hann-windowed frames. The defaults are AV-digits' (1 s at 8 kHz)."""
+  Hann-windowed frames. The defaults are AV-digits'."""
   frames = (fit_clip(samples, num_frames * frame).reshape(num_frames, frame)
             * np.hanning(frame))
   power = np.abs(np.fft.rfft(frames, fft_size))**2

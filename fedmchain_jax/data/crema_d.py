@@ -9,7 +9,8 @@ SAD. Without a VideoFlash folder the dataset is built audio-only (config
 'audio'; the log says so); with one, every clip needs its video.
 
 Records: one per clip; features audio [100, 40] float32 (log-mel frames of
-the first 3 s: 100 non-overlapping 30 ms frames, 40 mel bands), video
+the first 48,000 samples: 100 non-overlapping frames of 480 samples, 40 mel
+bands), video
 [32, 32, 3] uint8 (3 evenly spaced frames, grey, the centre square
 downsampled by area; frames as channels; config 'audio_video' only), label
 (ClassLabel: EMOTIONS), actor (int32, e.g. 1001) and clip_id (int32, the
@@ -40,10 +41,10 @@ EMOTIONS = ('ANG', 'DIS', 'FEA', 'HAP', 'NEU', 'SAD')
 LABELS = ('anger', 'disgust', 'fear', 'happy', 'neutral', 'sad')
 NAME = re.compile(r'^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$')
 SAMPLE_RATE = 16000
-AUDIO_SECONDS = 3
-AUDIO_FRAME = 480  # 30 ms
+AUDIO_SAMPLES = 48000  # Of each clip, from its start.
+AUDIO_FRAME = 480  # Samples a frame.
 AUDIO_MELS = 40
-AUDIO_SHAPE = (AUDIO_SECONDS * SAMPLE_RATE // AUDIO_FRAME, AUDIO_MELS)
+AUDIO_SHAPE = (AUDIO_SAMPLES // AUDIO_FRAME, AUDIO_MELS)
 VIDEO_FRAMES = 3
 VIDEO_SIZE = 32
 VIDEO_SHAPE = (VIDEO_SIZE, VIDEO_SIZE, VIDEO_FRAMES)
@@ -94,7 +95,7 @@ def find_clips(manual_dir: str) -> tuple[list[tuple[str, str, str]], bool]:
 
 
 def audio_features(samples: np.ndarray) -> np.ndarray:
-  """[100, 40] log-mel frames of a clip's first 3 s."""
+  """[100, 40] log-mel frames of a clip's first AUDIO_SAMPLES samples."""
   return av_raw.log_mel(samples, SAMPLE_RATE, AUDIO_SHAPE[0], AUDIO_FRAME,
                         AUDIO_MELS, fft_size=512)
 
@@ -152,18 +153,16 @@ def read_raw(manual_dir: str, with_video: bool
     if with_video:
       record['video'] = read_video(flv)
     rows['test' if actor in test_actors else 'train'].append(record)
-  out = {}
-  for split, records in rows.items():
-    keys = ['audio', 'label', 'actor', 'clip_id'] + (['video'] if with_video
-                                                     else [])
-    shapes = {'audio': AUDIO_SHAPE, 'video': VIDEO_SHAPE}
-    dtypes = {'audio': np.float32, 'video': np.uint8, 'label': np.int64,
-              'actor': np.int32, 'clip_id': np.int32}
-    out[split] = {
-        k: (np.stack([r[k] for r in records]).astype(dtypes[k]) if records
-            else np.zeros((0,) + shapes.get(k, ()), dtypes[k]))
-        for k in keys}
-  return out
+  shapes = {'audio': AUDIO_SHAPE, 'video': VIDEO_SHAPE}
+  dtypes = {'audio': np.float32, 'label': np.int64, 'actor': np.int32,
+            'clip_id': np.int32}
+  if with_video:
+    dtypes['video'] = np.uint8
+  return {split: {k: (np.stack([r[k] for r in records]).astype(dtype)
+                      if records else
+                      np.zeros((0,) + shapes.get(k, ()), dtype))
+                  for k, dtype in dtypes.items()}
+          for split, records in rows.items()}
 
 
 @functools.cache

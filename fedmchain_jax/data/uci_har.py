@@ -5,8 +5,8 @@ loader.
 Raw files (`manual_dir`): the official archive unpacked, with its
 `UCI HAR Dataset/` folder (or that folder itself):
   {train,test}/Inertial Signals/body_acc_{x,y,z}_{split}.txt and
-      body_gyro_{x,y,z}_{split}.txt: one window of 128 samples (2.56 s at
-      50 Hz, windows overlapping by half) per line;
+      body_gyro_{x,y,z}_{split}.txt: one window of 128 samples per line
+      (consecutive windows overlap by half);
   {train,test}/y_{split}.txt: the activity of each window, 1-6;
   {train,test}/subject_{split}.txt: its subject, 1-30.
 
@@ -191,12 +191,7 @@ def build(manual_dir: str, data_dir: str):
   builder = UciHar(config='body', data_dir=os.path.expanduser(data_dir),
                    file_format='array_record')
   if not builder.is_prepared():
-    # Every file read before TFDS starts: a clear error, no partial cache.
-    root = find_root(manual_dir)
-    for split in ('train', 'test'):
-      for path in split_files(root, split).values():
-        if not os.path.isfile(path):
-          raise RawDataError(f'UCI-HAR file missing: {path!r}')
+    find_root(manual_dir)  # A clear error before TFDS checks manual_dir.
   return builders.prepare(builder, manual_dir, 'uci_har')
 
 
