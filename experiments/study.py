@@ -26,8 +26,9 @@ sees half the examples under the chain); 'examples' gives each chain phase
 under joint training. Every run reports uploaded and downloaded bytes
 counted the same way for every method (`comm/*`, docs/algorithm.md).
 Equal bytes (`--equal_bytes`): a method that uploads less than FedAvg in
-the study's rounds runs again for up to `MAX_ROUNDS_FACTOR` times the
-rounds and is read at the last evaluation within FedAvg's upload.
+the study's rounds goes on from its final runs' last checkpoint to up to
+`MAX_ROUNDS_FACTOR` times the rounds (in DIR/.../equal_bytes) and is read
+at the last evaluation within FedAvg's upload.
 
 UCI-HAR and CREMA-D run when their raw files are in their configs'
 `data.manual_dir` (or already built into the cache); otherwise the study
@@ -42,6 +43,7 @@ always holds what has finished. Its header states the study's wall time
 import importlib
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -207,9 +209,24 @@ def _read_by(config: dict) -> dict:
   return read
 
 
-def _run_sweep(config, grid, workdir, report_only=False):
+def _seed(workdir, start) -> float:
+  """Copies the last checkpoint of the finished sweep in `start` into the
+  empty `workdir`, where the same sweep of more rounds goes on from it;
+  returns the seconds `start` spent on those rounds."""
+  checkpoints = os.path.join(start, 'checkpoints')
+  latest = max((n for n in os.listdir(checkpoints) if n.isdigit()), key=int)
+  shutil.copytree(os.path.join(checkpoints, latest),
+                  os.path.join(workdir, 'checkpoints', latest))
+  shutil.copy(os.path.join(start, 'sweep_config.json'), workdir)
+  with open(os.path.join(start, 'sweep.json')) as f:
+    return json.load(f)['timing']['sweep_s']
+
+
+def _run_sweep(config, grid, workdir, report_only=False, extends=None):
   """Runs (unless already there) and reads back one sweep:
-  (members' settings, their records, the sweep's seconds)."""
+  (members' settings, their records, the sweep's seconds). `extends`: the
+  workdir of the same sweep of fewer rounds, finished, which this one goes
+  on from (its seconds are not counted again)."""
   done = os.path.join(workdir, 'sweep.json')
   grid = {k: list(v) for k, v in grid.items()}
   # What the saved sweep must have run to be reused: a sweep of another
@@ -226,16 +243,22 @@ def _run_sweep(config, grid, workdir, report_only=False):
   if result is None:
     if report_only:
       return None
+    seeded_s = 0.0
+    if (extends and os.path.exists(os.path.join(extends, 'sweep.json')) and
+        not os.path.isdir(os.path.join(workdir, 'checkpoints')) and
+        sweep.continues(extends, config, grid)):
+      seeded_s = _seed(workdir, extends)
     sweep.run_sweep(config, grid, workdir, sequential_baseline=False)
     with open(done) as f:
       result = json.load(f)
     result['config'] = wanted
+    result['timing']['extends_s'] = seeded_s
     with open(done, 'w') as f:
       json.dump(result, f, indent=2, sort_keys=True)
   timing = result['timing']
   settings = [m['settings'] for m in result['members']]
   return (settings, _read_runs(workdir, len(settings)),
-          timing['compile_s'] + timing['sweep_s'])
+          timing['compile_s'] + timing['sweep_s'] - timing.get('extends_s', 0))
 
 
 # Fields whose grid grows past an edge when the best value lies on it (by
@@ -315,14 +338,18 @@ def run_cell(dataset, algorithm, alpha, missing, seeds, rounds, root,
              under=''):
   """The final runs of one algorithm on one setting, evaluated on test:
   (workdir, records per seed, seconds), or None if not run (report_only).
-  `under`: a folder of the setting's for runs of other rounds (equal
-  bytes)."""
-  workdir = os.path.join(root, dataset, budget, f'alpha{alpha}',
-                         f'missing{missing}', under, algorithm)
+  `under`: a folder of the setting's for runs of more rounds (equal
+  bytes), which go on from the setting's own runs when those finished."""
+  setting = os.path.join(root, dataset, budget, f'alpha{alpha}',
+                         f'missing{missing}')
+  workdir = os.path.join(setting, under, algorithm)
   config = sweep.with_settings(
       study_config(dataset, algorithm, alpha, missing, rounds, data_dir,
                    budget), chosen or {})
-  result = _run_sweep(config, {'seed': seeds}, workdir, report_only)
+  # Longer runs go on from the setting's own (the same rounds first).
+  result = _run_sweep(config, {'seed': seeds}, workdir, report_only,
+                      extends=os.path.join(setting, algorithm) if under
+                      else None)
   if result is None:
     return None
   _, runs, seconds = result

@@ -10,7 +10,8 @@ population per seed) and the keys: one XLA program advances every member by
 per block under a progress bar. The stacked state and the metrics so far
 are checkpointed every `rounds.checkpoint_every` rounds (on one host), so
 Ctrl-C stops after the current block with a checkpoint and rerunning the
-same sweep in the same workdir resumes. Fields that may be swept:
+same sweep in the same workdir resumes (with more `rounds.num_rounds`, a
+finished sweep goes on: `RESUMABLE_CHANGES`). Fields that may be swept:
 experiments.train.SWEEPABLE. A config file may instead define `sweep()`
 returning the same {field: [values]} mapping.
 
@@ -266,6 +267,7 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
       checkpointer.save(done * eval_every, {
           'state': state, 'history': history,
           'sweep_s': np.float64(sweep_s)}, force=True)
+      _write_sweep_config(workdir, config, sweep)
 
   checkpoint_every = config.rounds.checkpoint_every
   try:
@@ -373,33 +375,88 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
           'params': params}
 
 
+# Fields a resumed sweep may change: how long it runs (a finished sweep
+# extended to more rounds goes on from its last checkpoint), how often it
+# saves and where the data lies.
+RESUMABLE_CHANGES = ('rounds.num_rounds', 'rounds.checkpoint_every',
+                     'data.data_dir', 'data.manual_dir')
+
+
+def _wanted(config, sweep) -> dict:
+  """What sweep_config.json holds for this sweep."""
+  return json.loads(json.dumps(
+      {'config': json.loads(config.to_json()),
+       'sweep': {k: list(v) for k, v in sweep.items()}}))
+
+
+def continues(workdir: str, config, sweep) -> bool:
+  """Whether `workdir` holds checkpoints of this sweep, perhaps of fewer
+  rounds (`RESUMABLE_CHANGES`), that running it would go on from."""
+  path = os.path.join(workdir, 'sweep_config.json')
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    saved = json.load(f)
+  wanted = _wanted(config, sweep)
+  rounds = [int(name) for name in
+            _listdir(os.path.join(workdir, 'checkpoints')) if name.isdigit()]
+  return (saved['sweep'] == wanted['sweep'] and
+          not train.changed_fields(saved['config'], wanted['config'],
+                                   RESUMABLE_CHANGES) and
+          bool(rounds) and max(rounds) <= config.rounds.num_rounds)
+
+
+def _listdir(path):
+  return os.listdir(path) if os.path.isdir(path) else []
+
+
 def _resume(checkpointer, workdir, config, sweep, state, history):
   """(blocks done, state, history, seconds so far): from the workdir's
-  latest checkpoint when it holds this sweep, else from the start."""
+  latest checkpoint when it holds this sweep (perhaps run for fewer
+  rounds), else from the start."""
   os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, 'sweep_config.json')
-  wanted = {'config': json.loads(config.to_json()),
-            'sweep': {k: list(v) for k, v in sweep.items()}}
-  wanted = json.loads(json.dumps(wanted))
+  wanted = _wanted(config, sweep)
   if checkpointer.rounds():
-    with open(path) as f:
+    with open(os.path.join(workdir, 'sweep_config.json')) as f:
       saved = json.load(f)
-    if saved != wanted:
+    changes = train.changed_fields(saved['config'], wanted['config'],
+                                   RESUMABLE_CHANGES)
+    if changes or saved['sweep'] != wanted['sweep']:
       raise config_checks.ConfigError(
-          'workdir', workdir, 'it holds a sweep of another config or grid; '
-          'rerun that sweep to resume it, or use a new workdir')
+          'workdir', workdir, 'it holds a sweep of another config or grid '
+          f'({f"config.{changes[0][0]}" if changes else "sweep"} differs; '
+          f'only {", ".join(RESUMABLE_CHANGES)} may change): rerun that '
+          'sweep to resume it, or use a new workdir')
+    latest = checkpointer.latest_round()
+    if latest > config.rounds.num_rounds:
+      raise config_checks.ConfigError(
+          'rounds.num_rounds', config.rounds.num_rounds,
+          f'the sweep in {workdir} has run {latest} rounds already: ask for '
+          'at least as many, or use a new workdir')
+    # The history as saved: one row per block of the saved sweep's length.
+    eval_every = config.rounds.eval_every
+    saved_blocks = saved['config']['rounds']['num_rounds'] // eval_every
+    template = [[np.zeros((saved_blocks,) + x.shape[1:], x.dtype)
+                 for x in part] for part in history]
     latest, restored = checkpointer.restore_latest_valid(
-        {'state': state, 'history': history, 'sweep_s': np.float64(0)},
+        {'state': state, 'history': template, 'sweep_s': np.float64(0)},
         warn=logging.warning)
-    done = latest // config.rounds.eval_every
+    done = latest // eval_every
     if done:
       logging.info('Resuming the sweep in %s from round %d.', workdir, latest)
-    return (done, restored['state'],
-            [[np.array(x) for x in part] for part in restored['history']],
-            float(restored['sweep_s']))
-  with open(path, 'w') as f:
-    json.dump(wanted, f, indent=2, sort_keys=True)
+    for stored, part in zip(history, restored['history']):
+      for array, saved_array in zip(stored, part):
+        array[:done] = np.asarray(saved_array)[:done]
+    return done, restored['state'], history, float(restored['sweep_s'])
+  _write_sweep_config(workdir, config, sweep)
   return 0, state, history, 0.0
+
+
+def _write_sweep_config(workdir, config, sweep):
+  """Records which sweep the checkpoints hold, and so the length of their
+  history (an extended sweep rewrites it with its first checkpoint)."""
+  with open(os.path.join(workdir, 'sweep_config.json'), 'w') as f:
+    json.dump(_wanted(config, sweep), f, indent=2, sort_keys=True)
 
 
 def summarize(results, modalities) -> str:

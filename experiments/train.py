@@ -129,6 +129,20 @@ def _flatten_config(tree, prefix=''):
   return flat
 
 
+def changed_fields(saved: dict, current: dict,
+                   allowed=RESUMABLE_CHANGES) -> list[tuple[str, Any, Any]]:
+  """(field, saved value, current value) for each field of two configs (as
+  JSON dicts) that differs, except the `allowed` ones; a field missing from
+  `saved` is read at its `SAVED_DEFAULTS` value."""
+  saved, current = _flatten_config(saved), _flatten_config(current)
+  changes = []
+  for name in sorted(set(saved) | set(current)):
+    before = saved.get(name, SAVED_DEFAULTS.get(name))
+    if name not in allowed and before != current.get(name):
+      changes.append((name, before, current.get(name)))
+  return changes
+
+
 def check_resumable(config, workdir: str) -> None:
   """Refuses to continue a run in `workdir` with a config that changes it.
 
@@ -139,18 +153,15 @@ def check_resumable(config, workdir: str) -> None:
   if not os.path.exists(path):
     return
   with open(path) as f:
-    saved = _flatten_config(json.load(f))
-  current = _flatten_config(json.loads(config.to_json()))
-  for name in sorted(set(saved) | set(current)):
-    if name in RESUMABLE_CHANGES:
-      continue
-    before = saved.get(name, SAVED_DEFAULTS.get(name))
-    if before != current.get(name):
-      raise ResumeError(
-          f'--workdir={workdir} holds a run with config.{name}='
-          f'{before!r}; this config has {current.get(name)!r}. '
-          'Resume with the same config (only '
-          f'{", ".join(RESUMABLE_CHANGES)} may change) or use a new workdir')
+    saved = json.load(f)
+  changes = changed_fields(saved, json.loads(config.to_json()))
+  if changes:
+    name, before, after = changes[0]
+    raise ResumeError(
+        f'--workdir={workdir} holds a run with config.{name}='
+        f'{before!r}; this config has {after!r}. '
+        'Resume with the same config (only '
+        f'{", ".join(RESUMABLE_CHANGES)} may change) or use a new workdir')
 
 
 def build_data(config

@@ -128,6 +128,28 @@ def test_equal_bytes_runs_the_frugal_method_longer_and_reads_it_at_fedavgs_uploa
   assert '| 0.925 ± 0.025 (80) |' in table
 
 
+def test_equal_bytes_runs_go_on_from_the_settings_own_runs(tmp_path):
+  from experiments import study
+  from tests.test_launcher import without_times
+  root = str(tmp_path)
+  _, base, _ = study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 10, root)
+  _, longer, seconds = study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0],
+                                      20, root, under='equal_bytes')
+  workdir = os.path.join(root, 'synthetic', 'steps', 'alpha1.0',
+                         'missing0.0', 'equal_bytes', 'fedavg')
+  # Started from the 10-round runs' last checkpoint (copied in), not from
+  # round 0, and to the same first 10 rounds.
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints')),
+                key=int) == ['10', '20']
+  assert without_times(longer[0][:1]) == without_times(base[0])
+  assert [r['round'] for r in longer[0]] == [10, 20]
+  with open(os.path.join(workdir, 'sweep.json')) as f:
+    timing = json.load(f)['timing']
+  assert timing['extends_s'] > 0
+  assert seconds == pytest.approx(timing['compile_s'] + timing['sweep_s'] -
+                                  timing['extends_s'])
+
+
 def test_diagnosis_section_states_changes_beyond_the_seed_spread():
   from experiments import diagnosis
   row = lambda fused, ratio: {'fused': fused, **{

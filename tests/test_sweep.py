@@ -203,3 +203,40 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path, monkeypatch):
     lines = [json.loads(line) for line in open(
         os.path.join(workdir, f'member_{i}', 'metrics.jsonl'))]
     assert [r['round'] for r in lines] == [2, 4, 6]
+
+
+def test_finished_sweep_extends_to_more_rounds(tmp_path):
+  """A finished sweep rerun with more rounds goes on from its last
+  checkpoint, to the results of running the longer sweep at once."""
+  grid = {'client.lr': [0.02, 0.1]}
+  longer = tiny_config(algorithm='fedmchain', **{'rounds.num_rounds': 6,
+                                                 'rounds.eval_every': 2})
+  straight = sweep.run_sweep(longer, grid, str(tmp_path / 'straight'),
+                             sequential_baseline=False)
+  shorter = tiny_config(algorithm='fedmchain', **{'rounds.num_rounds': 4,
+                                                  'rounds.eval_every': 2})
+  workdir = str(tmp_path / 'extended')
+  sweep.run_sweep(shorter, grid, workdir, sequential_baseline=False)
+  assert sweep.continues(workdir, longer, grid)
+  assert not sweep.continues(workdir, longer, {'client.lr': [0.02, 0.2]})
+  extended = sweep.run_sweep(longer, grid, workdir, sequential_baseline=False)
+  jax.tree.map(np.testing.assert_array_equal, straight['params'],
+               extended['params'])
+  for i in range(2):
+    lines = [json.loads(line) for line in open(
+        os.path.join(workdir, f'member_{i}', 'metrics.jsonl'))]
+    reference = [json.loads(line) for line in open(
+        tmp_path / 'straight' / f'member_{i}' / 'metrics.jsonl')]
+    assert without_times(lines) == without_times(reference)
+  # Now 6 rounds long: a shorter sweep there is refused in one line, and so
+  # is another config.
+  assert not sweep.continues(workdir, shorter, grid)
+  with pytest.raises(config_checks.ConfigError,
+                     match='has run 6 rounds already'):
+    sweep.run_sweep(shorter, grid, workdir, sequential_baseline=False)
+  other = tiny_config(algorithm='fedmchain', **{'rounds.num_rounds': 8,
+                                                'rounds.eval_every': 2,
+                                                'client.num_local_steps': 3})
+  with pytest.raises(config_checks.ConfigError,
+                     match='config.client.num_local_steps differs'):
+    sweep.run_sweep(other, grid, workdir, sequential_baseline=False)
