@@ -142,7 +142,7 @@ ALGORITHMS = {
     # FedOpt (Reddi et al., ICLR 2021): server Adam / Yogi at server.lr
     # (experiments/configs/fedopt.py: 0.01; the study tunes it).
     'fedopt_adam': Algorithm(_fedavg(server='adam')),
-    'fedopt_yogi': Algorithm(_fedavg(server='yogi'), in_study=False),
+    'fedopt_yogi': Algorithm(_fedavg(server='yogi')),
     'fedmchain': _chain(),
     'fedmchain_noreg': _chain(reg_lambda=0.0, aggregator='ssca'),
     'fedmchain_mean': _chain(aggregator='mean', rho=1.0,
