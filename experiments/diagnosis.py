@@ -32,6 +32,11 @@ VARIANTS = (
     ('server lr 2', REFERENCE, {'server.lr': 2.0}),
     ('server momentum 0.9', REFERENCE, {'server.momentum': 0.9,
                                         'server.lr': 0.1}),
+    # FedOpt's server optimizer on the sparse consensus aggregate.
+    ('server Adam lr 0.003', REFERENCE, {'server.optimizer': 'adam',
+                                         'server.lr': 0.003}),
+    ('server Adam lr 0.01', REFERENCE, {'server.optimizer': 'adam',
+                                        'server.lr': 0.01}),
     ('largest-group combine', REFERENCE, {'fedmchain.combine': 'largest'}),
     ('tau 0.2', REFERENCE, {'fedmchain.tau': 0.2}),
     ('tau 0.5', REFERENCE, {'fedmchain.tau': 0.5}),
@@ -44,6 +49,8 @@ VARIANTS = (
     ('normalized by senders, server lr 0.5', REFERENCE,
      {'fedmchain.normalize': 'senders', 'server.lr': 0.5}),
     ('FedAvg (dense joint, mean)', 'fedavg', {}),
+    ('FedOpt-Adam (dense joint, mean, server Adam lr 0.01)', 'fedopt_adam',
+     {'server.lr': 0.01}),
     ('joint training, same sparse upload, mean', 'joint_sparse_mean', {}),
 )
 # The block whose agg/* metrics the table shows: every client holds it.
