@@ -36,7 +36,12 @@ prints one line saying why and goes on without them.
 
 Every finished sweep stays in --study_dir and is not rerun (an interrupted
 study resumes where it stopped); the report is rewritten after each, so it
-always holds what has finished. Its header states the study's wall time
+always holds what has finished. `--record=FILE` also keeps each finished
+sweep's config, evaluation records and timing as one JSON line (`Record`):
+a study given the same file on another machine reads those sweeps instead
+of running them, so a study longer than one machine's stay goes on where
+it stopped (docs/RESULTS.md is written with docs/study_record.jsonl; the
+report names the commits its sweeps ran at). Its header states the study's wall time
 (the sum of the sweeps' compile and run times).
 """
 
@@ -138,7 +143,12 @@ _DIAGNOSE = flags.DEFINE_bool(
     'validation (experiments/diagnosis.py), after the final runs.')
 _REPORT_ONLY = flags.DEFINE_bool(
     'report_only', False, 'Rewrite the report from the runs already in '
-    '--study_dir without running anything.')
+    '--study_dir and --record without running anything.')
+_RECORD = flags.DEFINE_string(
+    'record', None, 'A JSON-lines file of finished sweeps (`Record`): a '
+    'sweep found there is not run again, and every sweep the study runs or '
+    'reads from --study_dir is added, so a study goes on where another '
+    'machine left it. Omit it to run everything in --study_dir.')
 
 
 def study_config(dataset, algorithm, alpha, missing, rounds, data_dir=None,
@@ -209,6 +219,75 @@ def _read_by(config: dict) -> dict:
   return read
 
 
+def _compact(value):
+  """`value` with its non-integral floats to 6 significant digits (the
+  record's size; the report prints 3)."""
+  if isinstance(value, dict):
+    return {k: _compact(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_compact(v) for v in value]
+  if isinstance(value, float) and not value.is_integer():
+    return float(f'{value:.6g}')
+  return value
+
+
+class Record:
+  """The study's finished sweeps, one JSON line each in `path`: the sweep's
+  folder under the study dir, its config, members' settings, evaluation
+  records, timing and the commit it ran at. A study run with the same
+  record on another machine (its study dir empty) reads a sweep from here
+  instead of running it again; what it runs or reads from its study dir is
+  appended. `path` None keeps nothing and only stamps `commit`."""
+
+  def __init__(self, path, root, commit=''):
+    self.path, self.root, self.commit = path, root, commit
+    self.used = {}  # Commit -> sweeps read or run under it.
+    self._sweeps = {}
+    if path and os.path.exists(path):
+      with open(path) as f:
+        for line in f:
+          if line.strip():
+            entry = json.loads(line)
+            self._sweeps[entry['sweep']] = entry  # The last line wins.
+
+  def _key(self, workdir):
+    return os.path.relpath(workdir, self.root).replace(os.sep, '/')
+
+  def find(self, workdir, wanted, grid):
+    """(result, runs) of the recorded sweep of `workdir` if it ran `wanted`
+    over `grid`, else None."""
+    entry = self._sweeps.get(self._key(workdir))
+    if entry is None or not _same_sweep(entry, wanted, grid):
+      return None
+    return entry, entry['runs']
+
+  def add(self, workdir, result, runs):
+    key = self._key(workdir)
+    commit = result.get('commit') or ''
+    self.used[commit] = self.used.get(commit, 0) + 1
+    if not self.path or key in self._sweeps and _same_sweep(
+        self._sweeps[key], result['config'], result['grid']):
+      return  # Recorded already.
+    entry = _compact({'sweep': key, 'commit': commit,
+                      'config': result['config'], 'grid': result['grid'],
+                      'members': [{'settings': m['settings']}
+                                  for m in result['members']],
+                      'timing': result['timing'], 'runs': runs})
+    self._sweeps[key] = entry
+    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(entry, sort_keys=True, separators=(',', ':')) +
+              '\n')
+
+
+def _same_sweep(result, wanted, grid) -> bool:
+  """Whether a saved sweep ran the config `wanted` over `grid` (in the
+  fields its algorithm reads)."""
+  return (_read_by(result.get('config') or {}) == _read_by(wanted) and
+          [m['settings'] for m in result['members']] ==
+          sweep.expand_settings(grid))
+
+
 def _seed(workdir, start) -> float:
   """Copies the last checkpoint of the finished sweep in `start` into the
   empty `workdir`, where the same sweep of more rounds goes on from it;
@@ -222,24 +301,29 @@ def _seed(workdir, start) -> float:
     return json.load(f)['timing']['sweep_s']
 
 
-def _run_sweep(config, grid, workdir, report_only=False, extends=None):
+def _run_sweep(config, grid, workdir, report_only=False, extends=None,
+               record=None):
   """Runs (unless already there) and reads back one sweep:
   (members' settings, their records, the sweep's seconds). `extends`: the
   workdir of the same sweep of fewer rounds, finished, which this one goes
-  on from (its seconds are not counted again)."""
+  on from (its seconds are not counted again). `record`: a `Record` read
+  before running and added to after."""
+  record = record or Record(None, os.path.dirname(workdir))
   done = os.path.join(workdir, 'sweep.json')
   grid = {k: list(v) for k, v in grid.items()}
   # What the saved sweep must have run to be reused: a sweep of another
   # config or grid (the study's grids or a tuned choice changed) runs again.
   wanted = json.loads(config.to_json())
-  result = None
+  result = runs = None
   if os.path.exists(done):
     with open(done) as f:
       result = json.load(f)
-    if (_read_by(result.get('config') or {}) != _read_by(wanted) or
-        [m['settings'] for m in result['members']] !=
-        sweep.expand_settings(grid)):
+    if not _same_sweep(result, wanted, grid):
       result = None
+  if result is None:
+    found = record.find(workdir, wanted, grid)
+    if found is not None:
+      result, runs = found
   if result is None:
     if report_only:
       return None
@@ -251,13 +335,17 @@ def _run_sweep(config, grid, workdir, report_only=False, extends=None):
     sweep.run_sweep(config, grid, workdir, sequential_baseline=False)
     with open(done) as f:
       result = json.load(f)
-    result['config'] = wanted
+    result.update(config=wanted, grid=grid, commit=record.commit)
     result['timing']['extends_s'] = seeded_s
     with open(done, 'w') as f:
       json.dump(result, f, indent=2, sort_keys=True)
-  timing = result['timing']
   settings = [m['settings'] for m in result['members']]
-  return (settings, _read_runs(workdir, len(settings)),
+  if runs is None:
+    runs = _read_runs(workdir, len(settings))
+  result.setdefault('grid', grid)
+  record.add(workdir, result, runs)
+  timing = result['timing']
+  return (settings, runs,
           timing['compile_s'] + timing['sweep_s'] - timing.get('extends_s', 0))
 
 
@@ -284,7 +372,7 @@ def _edge_steps(grid, tried, best) -> dict:
 
 
 def tune(dataset, algorithm, alpha, seeds, rounds, root, data_dir=None,
-         budget='steps', report_only=False):
+         budget='steps', report_only=False, record=None):
   """Chooses the algorithm's values on validation (`GRIDS`).
 
   Each stage sweeps its grid from the earlier stages' choice; while the
@@ -309,7 +397,7 @@ def tune(dataset, algorithm, alpha, seeds, rounds, root, data_dir=None,
       suffix = f'_past_edge{extension}' if extension else ''
       result = _run_sweep(config, {**sweep_grid, 'seed': seeds},
                           os.path.join(base, f'stage{stage}{suffix}'),
-                          report_only)
+                          report_only, record=record)
       if result is None:
         return None
       settings, runs, spent = result
@@ -335,7 +423,7 @@ def tune(dataset, algorithm, alpha, seeds, rounds, root, data_dir=None,
 
 def run_cell(dataset, algorithm, alpha, missing, seeds, rounds, root,
              data_dir=None, report_only=False, chosen=None, budget='steps',
-             under=''):
+             under='', record=None):
   """The final runs of one algorithm on one setting, evaluated on test:
   (workdir, records per seed, seconds), or None if not run (report_only).
   `under`: a folder of the setting's for runs of more rounds (equal
@@ -349,7 +437,7 @@ def run_cell(dataset, algorithm, alpha, missing, seeds, rounds, root,
   # Longer runs go on from the setting's own (the same rounds first).
   result = _run_sweep(config, {'seed': seeds}, workdir, report_only,
                       extends=os.path.join(setting, algorithm) if under
-                      else None)
+                      else None, record=record)
   if result is None:
     return None
   _, runs, seconds = result
@@ -402,7 +490,8 @@ def equal_bytes(by_algorithm, rounds, run) -> float:
 
 
 def diagnose(dataset, seeds, rounds, root, data_dir=None, budget='steps',
-             report_only=False, rows_by_missing=None, done=lambda: None):
+             report_only=False, rows_by_missing=None, done=lambda: None,
+             record=None):
   """The diagnosis's variants (`diagnosis.VARIANTS`) on validation: fills
   and returns {missing: {variant: row}}, calling `done()` after each
   variant; also returns the seconds spent."""
@@ -417,7 +506,8 @@ def diagnose(dataset, seeds, rounds, root, data_dir=None, budget='steps',
       workdir = os.path.join(root, dataset, budget, 'diagnosis',
                              f'missing{missing}',
                              diagnosis.variant_dir(name))
-      result = _run_sweep(config, {'seed': seeds}, workdir, report_only)
+      result = _run_sweep(config, {'seed': seeds}, workdir, report_only,
+                          record=record)
       if result is None:
         continue
       _, runs, spent = result
@@ -580,8 +670,14 @@ def report(results, seeds, rounds, choices=None, seconds=0.0,
   machine = machine or {}
   choices = choices or {}
   test_sizes = test_sizes or {}
+  commits = machine.get('sweep_commits') or {}
+  ran_at = ('; its sweeps ran at ' + ', '.join(
+      f'{c or "an unrecorded commit"} ({n} sweeps)'
+      for c, n in sorted(commits.items(), key=lambda item: -item[1]))
+            if commits else '')
   lines = ['# Results', '',
-           f'Written by `{command}` at commit {machine.get("commit", "?")} on '
+           f'Written by `{command}` at commit {machine.get("commit", "?")}'
+           f'{ran_at} on '
            f'{machine.get("cpu_count", "?")} cores of '
            f'{machine.get("cpu_model", "?")} (budget {budget}; rounds: '
            f'{", ".join(f"{d} {r}" for d, r in rounds.items())}; '
@@ -655,13 +751,10 @@ def check_lists(datasets, algorithms, seeds, alphas=('1.0',),
 
 
 def _plot(curves, out, dataset):
+  """`curves`: [(algorithm, records)]."""
   if not curves:
     return
-  runs = []
-  for path in curves:
-    _, records = plot.load_run(path)
-    runs.append((path.split(os.sep)[-2], records))
-  plot.plot(runs, os.path.join(os.path.dirname(os.path.abspath(out)),
+  plot.plot(curves, os.path.join(os.path.dirname(os.path.abspath(out)),
                                f'RESULTS_{dataset}.png'))
 
 
@@ -682,6 +775,8 @@ def main(argv):
   command = 'python -m experiments.study ' + ' '.join(sys.argv[1:])
   host = {'commit': bench.commit(), 'cpu_count': os.cpu_count(),
           'cpu_model': bench.cpu_model()}
+  record = Record(_RECORD.value, root, host['commit'])
+  host['sweep_commits'] = record.used
 
   def write_report():
     with open(_OUT.value, 'w') as f:
@@ -702,7 +797,7 @@ def main(argv):
         chosen = None
         if _TUNE.value:
           chosen = tune(dataset, algorithm, alpha, tune_seeds, num_rounds,
-                        root, _DATA_DIR.value, budget, report_only)
+                        root, _DATA_DIR.value, budget, report_only, record)
           if chosen is None:
             continue  # Not tuned yet: its final runs wait.
           seconds += chosen[2]
@@ -712,10 +807,11 @@ def main(argv):
         for missing in missing_rates:
           cell = run_cell(dataset, algorithm, alpha, missing, seeds,
                           num_rounds, root, _DATA_DIR.value, report_only,
-                          chosen[0] if chosen else None, budget)
+                          chosen[0] if chosen else None, budget,
+                          record=record)
           if cell is None:
             continue
-          workdir, runs, spent = cell
+          _, runs, spent = cell
           seconds += spent
           rounds[dataset] = runs[0][-1]['round']
           test_sizes[dataset] = int(runs[0][-1].get('eval/examples', 0))
@@ -725,14 +821,14 @@ def main(argv):
                 fmt(cells[(alpha, missing)][algorithm][0]['fused']),
                 flush=True)
           if alpha == 1.0 and missing == 0.3:
-            curves.append(os.path.join(workdir, 'member_0'))
+            curves.append((algorithm, runs[0]))
           write_report()
       for missing in missing_rates if _EQUAL_BYTES.value else ():
         def run(algorithm, longer, missing=missing):
           cell = run_cell(dataset, algorithm, alpha, missing, seeds, longer,
                           root, _DATA_DIR.value, report_only,
                           tuned[algorithm][0] if algorithm in tuned else None,
-                          budget, under='equal_bytes')
+                          budget, under='equal_bytes', record=record)
           return None if cell is None else cell[1:]
         seconds += equal_bytes(cells.get((alpha, missing), {}), num_rounds,
                                run)
@@ -741,7 +837,8 @@ def main(argv):
     if _DIAGNOSE.value:
       _, spent = diagnose(dataset, seeds, num_rounds, root, _DATA_DIR.value,
                           budget, report_only,
-                          diagnoses.setdefault(dataset, {}), write_report)
+                          diagnoses.setdefault(dataset, {}), write_report,
+                          record)
       seconds += spent
       write_report()
   write_report()

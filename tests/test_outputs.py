@@ -270,3 +270,53 @@ def test_plot_labels_sweep_members_by_settings_and_groups_seeds(tmp_path):
   out = tmp_path / 'sweep.png'
   plot.plot(runs, str(out))
   assert out.read_bytes()[:4] == b'\x89PNG'
+
+
+def test_study_record_carries_finished_sweeps_to_an_empty_study_dir(
+    tmp_path, monkeypatch):
+  from experiments import study
+  path = str(tmp_path / 'record.jsonl')
+  first = study.Record(path, str(tmp_path / 'a'), commit='abc1234')
+  _, runs, seconds = study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0, 1],
+                                    2, str(tmp_path / 'a'), record=first)
+  with open(path) as f:
+    lines = [json.loads(line) for line in f]
+  assert [e['sweep'] for e in lines] == [
+      'synthetic/steps/alpha1.0/missing0.0/fedavg']
+  assert lines[0]['commit'] == 'abc1234'
+  # Another machine: an empty study dir, the same record. Nothing runs.
+  monkeypatch.setattr(study.sweep, 'run_sweep', lambda *a, **k: 1 / 0)
+  second = study.Record(path, str(tmp_path / 'b'), commit='def5678')
+  _, again, again_seconds = study.run_cell(
+      'synthetic', 'fedavg', 1.0, 0.0, [0, 1], 2, str(tmp_path / 'b'),
+      record=second)
+  assert again_seconds == pytest.approx(seconds, rel=1e-5)
+  assert second.used == {'abc1234': 1}  # The report names that commit.
+  for mine, theirs in zip(runs, again):
+    assert [r['round'] for r in mine] == [r['round'] for r in theirs]
+    assert mine[-1]['eval/accuracy'] == pytest.approx(
+        theirs[-1]['eval/accuracy'], rel=1e-5)
+    assert mine[-1]['comm/upload_bytes'] == theirs[-1]['comm/upload_bytes']
+  # Another choice is not the recorded sweep.
+  assert study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0, 1], 2,
+                        str(tmp_path / 'b'), chosen={'client.lr': 0.01},
+                        report_only=True, record=second) is None
+  with open(path) as f:
+    assert len(f.readlines()) == 1  # Reading it adds nothing.
+
+
+def test_study_record_takes_in_sweeps_already_in_the_study_dir(tmp_path):
+  from experiments import study
+  root = str(tmp_path)
+  study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2, root)
+  path = str(tmp_path / 'record.jsonl')
+  record = study.Record(path, root, commit='abc1234')
+  assert study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2, root,
+                        report_only=True, record=record) is not None
+  with open(path) as f:
+    (entry,) = [json.loads(line) for line in f]
+  assert entry['commit'] == ''  # It ran without a record: commit unknown.
+  text = study.report({}, [0], {}, machine={
+      'commit': 'def5678', 'sweep_commits': record.used})
+  assert 'at commit def5678; its sweeps ran at an unrecorded commit (1 ' \
+         'sweeps)' in text
