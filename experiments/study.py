@@ -141,6 +141,9 @@ _EQUAL_BYTES = flags.DEFINE_bool(
 _DIAGNOSE = flags.DEFINE_bool(
     'diagnose', True, "Run FedMChain's parts one at a time under skew on "
     'validation (experiments/diagnosis.py), after the final runs.')
+_FINAL = flags.DEFINE_bool(
+    'final', True, 'Tune and run the final runs; --nofinal --diagnose runs '
+    'the diagnosis alone.')
 _REPORT_ONLY = flags.DEFINE_bool(
     'report_only', False, 'Rewrite the report from the runs already in '
     '--study_dir and --record without running anything.')
@@ -791,7 +794,7 @@ def main(argv):
     num_rounds = _ROUNDS.value or DATASETS[dataset][2]
     cells = results.setdefault(dataset, {})
     curves = []
-    for alpha in alphas:
+    for alpha in alphas if _FINAL.value else ():
       tuned = choices.setdefault((dataset, alpha), {})
       for algorithm in _ALGORITHMS.value:
         chosen = None

@@ -301,5 +301,5 @@ def test_building_says_where_from_and_to_and_no_download(built, tmp_path,
   assert 'Downloading' not in capsys.readouterr().out
   caplog.clear()
   av_digits.build(str(root / 'raw'), str(tmp_path / 'data'))
-  assert f'Reading av_digits' in caplog.text
+  assert 'Reading av_digits' in caplog.text
   assert str(tmp_path / 'data') in caplog.text
