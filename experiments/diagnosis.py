@@ -86,6 +86,8 @@ def section(rows_by_missing, seeds, dataset) -> list[str]:
            'of their weight kept, ||U|| / ||dense mean of e_c||).', '']
   findings = []
   for missing, rows in rows_by_missing.items():
+    if not rows:
+      continue  # Not run yet.
     lines += [f'### Missing-modality rate {missing}', '',
               '| variant | validation fused | ' + ' | '.join(AGG_COLUMNS) +
               ' |', '| --- | --- | ' + ' | '.join('---' for _ in AGG_COLUMNS)

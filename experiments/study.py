@@ -561,13 +561,16 @@ def standard_error(accuracy, count):
   return float(np.sqrt(accuracy * (1 - accuracy) / count))
 
 
-def verdicts(results) -> list[str]:
-  """Plain sentences: where FedMChain wins on fused accuracy, where not."""
+def verdicts(results, incomplete=frozenset()) -> list[str]:
+  """Plain sentences: where FedMChain wins on fused accuracy, where not
+  (settings in `incomplete`, (dataset, alpha, missing), left out)."""
   lines = []
   for dataset, cells in results.items():
     wins, losses = [], []
     for (alpha, missing), by_algorithm in cells.items():
-      if 'fedmchain' not in by_algorithm or 'fedavg' not in by_algorithm:
+      if ('fedmchain' not in by_algorithm or 'fedavg' not in by_algorithm
+          or {(dataset, alpha, missing), (dataset, alpha, None)} &
+          incomplete):
         continue
       ours = np.mean(by_algorithm['fedmchain'][0]['fused'])
       theirs = np.mean(by_algorithm['fedavg'][0]['fused'])
@@ -579,6 +582,8 @@ def verdicts(results) -> list[str]:
       if best_name != 'fedmchain':
         text += f' (best: {best_name} {best:.3f})'
       (wins if ours > theirs else losses).append(text)
+    if not wins and not losses:
+      continue
     lines.append(f'- **{dataset}**: FedMChain beats FedAvg on final fused '
                  f'accuracy in {len(wins)} of {len(wins) + len(losses)} '
                  'settings.')
@@ -594,15 +599,18 @@ BASELINES = ('fedavg', 'fedprox', 'fedavg_ogm', 'fedopt_adam',
              'fedavg_trimmed_mean')
 
 
-def glance(results, test_sizes) -> list[str]:
+def glance(results, test_sizes, incomplete=frozenset()) -> list[str]:
   """One table: per dataset and setting, FedAvg, the best tuned baseline
   and FedMChain (final fused test accuracy, mean ± std over seeds), with
-  the test split's standard error. README.md quotes its rows."""
+  the test split's standard error; settings in `incomplete` left out.
+  README.md quotes its rows."""
   lines = ['| dataset | alpha | missing | fedavg | best baseline | fedmchain '
            '| test s.e. |', '| --- | --- | --- | --- | --- | --- | --- |']
   for dataset, cells in results.items():
     for (alpha, missing), by_algorithm in cells.items():
-      if 'fedmchain' not in by_algorithm or 'fedavg' not in by_algorithm:
+      if ('fedmchain' not in by_algorithm or 'fedavg' not in by_algorithm
+          or {(dataset, alpha, missing), (dataset, alpha, None)} &
+          incomplete):
         continue
       mean = lambda a: np.mean(by_algorithm[a][0]['fused'])
       baselines = [a for a in by_algorithm if a in BASELINES]
@@ -662,14 +670,46 @@ def _setting_table(by_algorithm, seeds, test_size) -> list[str]:
   return lines
 
 
+_PARTS = {'data': '{d}: skipped, {names}',
+          'tuning': '{d}, alpha {a}: not tuned yet (nor run): {names}',
+          'final': '{d}, alpha {a}, missing {m}: final runs of {names}',
+          'equal bytes': '{d}, alpha {a}, missing {m}: equal-bytes runs of '
+                         '{names}',
+          'diagnosis': '{d} diagnosis, missing {m}: {names}'}
+
+
+def not_run_yet(pending, empty=()) -> tuple[list[str], set]:
+  """Lines naming what the report lacks, and the settings whose final runs
+  are not all in: (dataset, alpha, missing), or (dataset, alpha, None) for
+  every missing rate of an alpha. `pending`: {(dataset, alpha, missing,
+  part): [names]}, part one of `_PARTS` (alpha, missing None where they do
+  not apply); `empty`: datasets with nothing run yet, one line each."""
+  lines, incomplete, said = [], set(), set()
+  for (d, a, m, part), names in pending.items():
+    if part in ('tuning', 'final'):
+      incomplete.add((d, a, m))
+    if d in empty and part != 'data':
+      if d not in said:
+        lines.append(f'- {d}: nothing has run yet.')
+        said.add(d)
+      continue
+    lines.append('- ' + _PARTS[part].format(d=d, a=a, m=m,
+                                            names=', '.join(names)) + '.')
+  return lines, incomplete
+
+
 def report(results, seeds, rounds, choices=None, seconds=0.0,
            budget='steps', test_sizes=None,
            command='python -m experiments.study', machine=None,
-           diagnoses=None) -> str:
+           diagnoses=None, pending=None) -> str:
   """The study as markdown. `choices`: {(dataset, alpha): {algorithm:
   (values, validation accuracy)}}; `machine`: commit, cpu_count,
-  cpu_model; `diagnoses`: {dataset: `diagnose(...)`'s rows}."""
+  cpu_model; `diagnoses`: {dataset: `diagnose(...)`'s rows}; `pending`:
+  what has not run yet (`not_run_yet`)."""
   diagnoses = diagnoses or {}
+  ran = lambda d: results.get(d) or any(diagnoses.get(d, {}).values())
+  missing_lines, incomplete = not_run_yet(
+      pending or {}, [d for d in results if not ran(d)])
   machine = machine or {}
   choices = choices or {}
   test_sizes = test_sizes or {}
@@ -701,8 +741,16 @@ def report(results, seeds, rounds, choices=None, seconds=0.0,
            'sends (values plus positions or a bitmap) and downloads (the '
            'dense model). The best mean fused accuracy of each setting is '
            'in bold.', '', '## Summary', '']
-  lines += verdicts(results) + [''] + glance(results, test_sizes) + ['']
+  if missing_lines:
+    lines[-2:-2] = ['## Not run yet', '',
+                    'The summary leaves out the settings whose final runs '
+                    'are not all in.', ''] + missing_lines + ['']
+  table = glance(results, test_sizes, incomplete)
+  lines += (verdicts(results, incomplete) + [''] + table + [''] if
+            table[2:] else ['No setting has all its final runs yet.', ''])
   for dataset, cells in results.items():
+    if not ran(dataset):
+      continue  # Nothing run yet (said under 'Not run yet').
     target = DATASETS[dataset][1]
     lines += [f'## {dataset}', '', f'Target fused accuracy: {target}.', '']
     for alpha in sorted({a for a, _ in cells}):
@@ -720,10 +768,10 @@ def report(results, seeds, rounds, choices=None, seconds=0.0,
                   f'{missing}', '']
         lines += _setting_table(by_algorithm, seeds,
                                 test_sizes.get(dataset)) + ['']
-    figure = f'RESULTS_{dataset}.png'
-    lines += [f'Curves (seed {seeds[0]}, alpha 1.0, missing rate 0.3):', '',
-              f'![{dataset}]({figure})', '']
-    if diagnoses.get(dataset):
+    if (1.0, 0.3) in cells:  # The figure main() draws.
+      lines += [f'Curves (seed {seeds[0]}, alpha 1.0, missing rate 0.3):',
+                '', f'![{dataset}](RESULTS_{dataset}.png)', '']
+    if any(diagnoses.get(dataset, {}).values()):
       lines += diagnosis.section(diagnoses[dataset], seeds, dataset)
   return '\n'.join(lines)
 
@@ -773,6 +821,11 @@ def main(argv):
   root, budget, report_only = (_WORKDIR.value, _BUDGET.value,
                                _REPORT_ONLY.value)
   results, rounds, choices, test_sizes, diagnoses = {}, {}, {}, {}, {}
+  pending = {}  # What has not run yet: see `not_run_yet`.
+
+  def lacks(dataset, alpha, missing, part, name):
+    pending.setdefault((dataset, alpha, missing, part), []).append(name)
+
   seconds, tic = 0.0, time.perf_counter()
 
   command = 'python -m experiments.study ' + ' '.join(sys.argv[1:])
@@ -784,12 +837,13 @@ def main(argv):
   def write_report():
     with open(_OUT.value, 'w') as f:
       f.write(report(results, seeds, rounds, choices, seconds, budget,
-                     test_sizes, command, host, diagnoses) + '\n')
+                     test_sizes, command, host, diagnoses, pending) + '\n')
 
   for dataset in _DATASETS.value:
     absent = missing_data(dataset, _DATA_DIR.value)
     if absent is not None:
       print(f'{dataset}: skipped, {absent}', flush=True)
+      lacks(dataset, None, None, 'data', absent)
       continue
     num_rounds = _ROUNDS.value or DATASETS[dataset][2]
     cells = results.setdefault(dataset, {})
@@ -801,8 +855,9 @@ def main(argv):
         if _TUNE.value:
           chosen = tune(dataset, algorithm, alpha, tune_seeds, num_rounds,
                         root, _DATA_DIR.value, budget, report_only, record)
-          if chosen is None:
-            continue  # Not tuned yet: its final runs wait.
+          if chosen is None:  # Not tuned yet: its final runs wait.
+            lacks(dataset, alpha, None, 'tuning', algorithm)
+            continue
           seconds += chosen[2]
           tuned[algorithm] = chosen[:2]
           print(dataset, alpha, algorithm, 'chose',
@@ -813,6 +868,7 @@ def main(argv):
                           chosen[0] if chosen else None, budget,
                           record=record)
           if cell is None:
+            lacks(dataset, alpha, missing, 'final', algorithm)
             continue
           _, runs, spent = cell
           seconds += spent
@@ -832,17 +888,24 @@ def main(argv):
                           root, _DATA_DIR.value, report_only,
                           tuned[algorithm][0] if algorithm in tuned else None,
                           budget, under='equal_bytes', record=record)
-          return None if cell is None else cell[1:]
+          if cell is None:
+            lacks(dataset, alpha, missing, 'equal bytes', algorithm)
+            return None
+          return cell[1:]
         seconds += equal_bytes(cells.get((alpha, missing), {}), num_rounds,
                                run)
         write_report()
     _plot(curves, _OUT.value, dataset)
     if _DIAGNOSE.value:
-      _, spent = diagnose(dataset, seeds, num_rounds, root, _DATA_DIR.value,
-                          budget, report_only,
-                          diagnoses.setdefault(dataset, {}), write_report,
-                          record)
+      rows, spent = diagnose(dataset, seeds, num_rounds, root,
+                             _DATA_DIR.value, budget, report_only,
+                             diagnoses.setdefault(dataset, {}), write_report,
+                             record)
       seconds += spent
+      for missing in diagnosis.MISSING:
+        for name, _, _ in diagnosis.VARIANTS:
+          if name not in rows.get(missing, {}):
+            lacks(dataset, None, missing, 'diagnosis', name)
       write_report()
   write_report()
   print(f'wrote {_OUT.value} ({(time.perf_counter() - tic) / 60:.1f} min)')

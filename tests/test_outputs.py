@@ -320,3 +320,35 @@ def test_study_record_takes_in_sweeps_already_in_the_study_dir(tmp_path):
       'commit': 'def5678', 'sweep_commits': record.used})
   assert 'at commit def5678; its sweeps ran at an unrecorded commit (1 ' \
          'sweeps)' in text
+
+
+def test_report_names_what_has_not_run_and_leaves_it_out_of_the_summary():
+  from experiments import study
+  pending = {('synthetic', 1.0, 0.3, 'final'): ['fedprox'],
+             ('synthetic', 0.1, None, 'tuning'): ['fedavg'],
+             ('av_digits', None, 0.5, 'diagnosis'): ['tau 0.2'],
+             ('crema_d', None, None, 'data'): ['its raw files are absent']}
+  lines, incomplete = study.not_run_yet(pending, empty=['av_digits'])
+  assert lines == [
+      '- synthetic, alpha 1.0, missing 0.3: final runs of fedprox.',
+      '- synthetic, alpha 0.1: not tuned yet (nor run): fedavg.',
+      '- av_digits: nothing has run yet.',
+      '- crema_d: skipped, its raw files are absent.']
+  assert incomplete == {('synthetic', 1.0, 0.3), ('synthetic', 0.1, None)}
+  run = lambda accuracy: [{'round': 10, 'eval/accuracy': accuracy,
+                           'comm/upload_bytes': 2**20,
+                           'comm/download_bytes': 2**20}]
+  cells = {(alpha, missing): {
+      name: study.summarize_cell([run(a)], target=0.5)
+      for name, a in (('fedavg', 0.6), ('fedmchain', 0.7))}
+           for alpha, missing in ((1.0, 0.0), (1.0, 0.3), (0.1, 0.0))}
+  text = study.report({'synthetic': cells, 'av_digits': {}}, [0],
+                      {'synthetic': 10}, pending=pending)
+  assert '## Not run yet' in text and '## av_digits' not in text
+  summary = text.split('## Summary')[1].split('## synthetic')[0]
+  assert '| synthetic | 1.0 | 0.0 |' in summary  # All its runs are in.
+  assert '| synthetic | 1.0 | 0.3 |' not in summary
+  assert '| synthetic | 0.1 |' not in summary
+  assert 'in 1 of 1 settings' in summary
+  # The per-setting tables still show what has run.
+  assert '### Dirichlet alpha 1.0, missing-modality rate 0.3' in text
