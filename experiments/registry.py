@@ -11,6 +11,7 @@ config choice; give it a config file whose docstring states its command and
 expected result.
 """
 
+import functools
 from typing import Callable, NamedTuple
 
 import optax
@@ -98,7 +99,7 @@ def fedmchain_setting(config, name: str, value=None):
 
 
 def _fedmchain(config, value, apply_fn, modalities, num_clients, placement,
-               faults):
+               faults, server=None):
   def setting(name):
     return fedmchain_setting(config, name, value)
 
@@ -112,7 +113,7 @@ def _fedmchain(config, value, apply_fn, modalities, num_clients, placement,
         materialize=config.rounds.agreement_materialize,
         normalize=setting('normalize'))
   return fmc.algorithms.fedmchain(
-      apply_fn, modalities, *_optimizers(config, value),
+      apply_fn, modalities, *_optimizers(config, value, server),
       steps_per_phase=config.client.steps_per_phase,
       cohort_size=config.rounds.cohort_size,
       batch_size=config.client.batch_size, num_clients=num_clients,
@@ -127,9 +128,13 @@ def _fedmchain(config, value, apply_fn, modalities, num_clients, placement,
       faults=faults)
 
 
-def _chain(**fixed) -> Algorithm:
+def _chain(server=None, **fixed) -> Algorithm:
+  """A FedMChain preset: `fixed` settings over `config.fedmchain`; `server`
+  names the server optimizer in place of `config.server.optimizer`."""
   fixed = {'local_training': 'chain', **fixed}
-  return Algorithm(_fedmchain, fixed['local_training'], fixed)
+  build = (functools.partial(_fedmchain, server=server) if server
+           else _fedmchain)
+  return Algorithm(build, fixed['local_training'], fixed)
 
 
 # Trimmed mean's share cut from each end: up to 20% attackers removed.
@@ -144,6 +149,9 @@ ALGORITHMS = {
     'fedopt_adam': Algorithm(_fedavg(server='adam')),
     'fedopt_yogi': Algorithm(_fedavg(server='yogi')),
     'fedmchain': _chain(),
+    # FedOpt's server Adam on FedMChain's sparse consensus aggregate (the
+    # diagnosis's largest gain on validation, docs/RESULTS.md).
+    'fedmchain_adam': _chain(server='adam'),
     'fedmchain_noreg': _chain(reg_lambda=0.0, aggregator='ssca'),
     'fedmchain_mean': _chain(aggregator='mean', rho=1.0,
                              error_feedback=False),

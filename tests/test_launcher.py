@@ -257,7 +257,7 @@ def test_fedprox_runs(tmp_path):
      'config.rounds.cohort_size=7 is invalid: must be <= data.num_clients (6)'),
     ('algorithm', 'fedsgd', "config.algorithm='fedsgd' is invalid: must be one "
      'of fedavg, fedprox, fedavg_ogm, fedopt_adam, fedopt_yogi, fedmchain, '
-     'fedmchain_noreg, fedmchain_mean, fedmchain_ties, joint_ssca, '
+     'fedmchain_adam, fedmchain_noreg, fedmchain_mean, fedmchain_ties, joint_ssca, '
      'joint_sparse_mean, fedavg_median, fedavg_trimmed_mean'),
     ('fedmchain.rho', 0.0,
      'config.fedmchain.rho=0.0 is invalid: must be in (0, 1]'),

@@ -67,3 +67,20 @@ def test_joint_sparse_mean_is_joint_training_with_the_sparse_upload():
                                       'classifier'}
   assert not any('ssca' in name for name in sparse)
   assert registry.ALGORITHMS['joint_sparse_mean'].local_training == 'joint'
+
+
+def test_fedmchain_adam_steps_by_lr_in_the_sign_of_fedmchains_aggregate():
+  # The same round as fedmchain (chain, sparse upload, SSCA); Adam's first
+  # step from zero moments moves each coordinate the aggregate U touches by
+  # lr in U's direction, where fedmchain's SGD at lr 1 moves it by U.
+  before, sgd, _ = _one_round('fedmchain', **{'server.lr': 1.0})
+  _, adam, _ = _one_round('fedmchain_adam', **{'server.lr': 0.01})
+  for w0, w_sgd, w_adam in zip(jax.tree.leaves(before),
+                               jax.tree.leaves(sgd.params),
+                               jax.tree.leaves(adam.params)):
+    aggregate, step = np.asarray(w_sgd - w0), np.asarray(w_adam - w0)
+    moved = np.abs(aggregate) > 1e-5
+    assert moved.any()
+    np.testing.assert_allclose(step[moved], 0.01 * np.sign(aggregate[moved]),
+                               rtol=1e-3)
+    assert np.abs(step).max() <= 0.01 * (1 + 1e-6)
