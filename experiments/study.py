@@ -272,9 +272,13 @@ class Record:
     key = self._key(workdir)
     commit = result.get('commit') or ''
     self.used[commit] = self.used.get(commit, 0) + 1
-    if not self.path or key in self._sweeps and _same_sweep(
-        self._sweeps[key], result['config'], result['grid']):
-      return  # Recorded already.
+    old = self._sweeps.get(key)
+    if not self.path or old is not None and (
+        _read_by(old['config']) == _read_by(result['config']) and
+        [m['settings'] for m in old['members']] ==
+        [m['settings'] for m in result['members']]):
+      return  # Recorded already (a saved grid's keys are sorted: compare
+      # the members, not the grid's expansion).
     entry = _compact({'sweep': key, 'commit': commit,
                       'config': result['config'], 'grid': result['grid'],
                       'members': [{'settings': m['settings']}
