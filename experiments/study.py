@@ -238,6 +238,18 @@ def _compact(value):
   return value
 
 
+# What the report reads of an evaluation record; the record keeps only these
+# (the run's metrics.jsonl in --study_dir has every metric).
+RECORDED = ('round', 'eval/accuracy', 'eval/examples', 'eval/f1',
+            'comm/upload_bytes', 'comm/download_bytes',
+            f'agg/{diagnosis.BLOCK}/')
+
+
+def _recorded(runs):
+  return [[{k: v for k, v in r.items() if k.startswith(RECORDED)}
+           for r in run] for run in runs]
+
+
 class Record:
   """The study's finished sweeps, one JSON line each in `path`: the sweep's
   folder under the study dir, its config, members' settings, evaluation
@@ -283,7 +295,8 @@ class Record:
                       'config': result['config'], 'grid': result['grid'],
                       'members': [{'settings': m['settings']}
                                   for m in result['members']],
-                      'timing': result['timing'], 'runs': runs})
+                      'timing': result['timing'],
+                      'runs': _recorded(runs)})
     self._sweeps[key] = entry
     os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
     with open(self.path, 'a') as f:

@@ -23,21 +23,26 @@ def _one_round(algorithm_name, **overrides):
   return params, state, metrics
 
 
-def test_fedopt_adam_first_step_is_lr_times_the_sign_of_the_mean_update():
-  # Adam's first step from zero moments is -lr m / (sqrt(v) + eps) with
-  # m / sqrt(v) = g / |g|: each parameter moves by lr (up to eps) in the
-  # direction of the clients' mean update, the FedAvg step of the same round.
-  before, fedavg, _ = _one_round('fedavg', **{'server.lr': 1.0})
-  _, adam, _ = _one_round('fedopt_adam', **{'server.lr': 0.01})
-  for w0, mean, w1 in zip(jax.tree.leaves(before),
-                          jax.tree.leaves(fedavg.params),
-                          jax.tree.leaves(adam.params)):
-    delta, step = np.asarray(mean - w0), np.asarray(w1 - w0)
+def _assert_first_adam_step(before, sgd, adam, lr):
+  """Adam's first step from zero moments is -lr m / (sqrt(v) + eps) with
+  m / sqrt(v) = g / |g|: every parameter the SGD (lr 1) step moves moves by
+  lr (up to eps) in that step's direction."""
+  for w0, w_sgd, w_adam in zip(jax.tree.leaves(before),
+                               jax.tree.leaves(sgd.params),
+                               jax.tree.leaves(adam.params)):
+    delta, step = np.asarray(w_sgd - w0), np.asarray(w_adam - w0)
     moved = np.abs(delta) > 1e-5
     assert moved.any()
-    np.testing.assert_allclose(step[moved], 0.01 * np.sign(delta[moved]),
+    np.testing.assert_allclose(step[moved], lr * np.sign(delta[moved]),
                                rtol=1e-3)
-    assert np.abs(step).max() <= 0.01 * (1 + 1e-6)
+    assert np.abs(step).max() <= lr * (1 + 1e-6)
+
+
+def test_fedopt_adam_first_step_is_lr_times_the_sign_of_the_mean_update():
+  # The FedAvg step of the same round is the clients' mean update.
+  before, fedavg, _ = _one_round('fedavg', **{'server.lr': 1.0})
+  _, adam, _ = _one_round('fedopt_adam', **{'server.lr': 0.01})
+  _assert_first_adam_step(before, fedavg, adam, 0.01)
 
 
 def test_fedopt_yogi_uses_yogi_at_the_server():
@@ -70,17 +75,8 @@ def test_joint_sparse_mean_is_joint_training_with_the_sparse_upload():
 
 
 def test_fedmchain_adam_steps_by_lr_in_the_sign_of_fedmchains_aggregate():
-  # The same round as fedmchain (chain, sparse upload, SSCA); Adam's first
-  # step from zero moments moves each coordinate the aggregate U touches by
-  # lr in U's direction, where fedmchain's SGD at lr 1 moves it by U.
+  # The same round as fedmchain (chain, sparse upload, SSCA): its SGD step
+  # at lr 1 is the aggregate U.
   before, sgd, _ = _one_round('fedmchain', **{'server.lr': 1.0})
   _, adam, _ = _one_round('fedmchain_adam', **{'server.lr': 0.01})
-  for w0, w_sgd, w_adam in zip(jax.tree.leaves(before),
-                               jax.tree.leaves(sgd.params),
-                               jax.tree.leaves(adam.params)):
-    aggregate, step = np.asarray(w_sgd - w0), np.asarray(w_adam - w0)
-    moved = np.abs(aggregate) > 1e-5
-    assert moved.any()
-    np.testing.assert_allclose(step[moved], 0.01 * np.sign(aggregate[moved]),
-                               rtol=1e-3)
-    assert np.abs(step).max() <= 0.01 * (1 + 1e-6)
+  _assert_first_adam_step(before, sgd, adam, 0.01)
