@@ -322,6 +322,29 @@ def test_study_record_takes_in_sweeps_already_in_the_study_dir(tmp_path):
          'sweeps)' in text
 
 
+def test_study_record_reads_back_a_tuning_stage_of_several_fields(
+    tmp_path, monkeypatch):
+  from experiments import study
+  path = str(tmp_path / 'record.jsonl')
+  # The grid's keys out of sorted order: the record stores them sorted.
+  grid = {'seed': [0, 1], 'client.lr': [0.1, 0.03]}
+  config = study.study_config('synthetic', 'fedavg', 1.0, 0.0, 2)
+  first = study.Record(path, str(tmp_path / 'a'), commit='abc1234')
+  settings, runs, _ = study._run_sweep(
+      config, grid, str(tmp_path / 'a' / 'stage0'), record=first)
+  assert [(s['seed'], s['client.lr']) for s in settings] == [
+      (0, 0.1), (0, 0.03), (1, 0.1), (1, 0.03)]
+  monkeypatch.setattr(study.sweep, 'run_sweep', lambda *a, **k: 1 / 0)
+  second = study.Record(path, str(tmp_path / 'b'), commit='def5678')
+  again, again_runs, _ = study._run_sweep(
+      config, grid, str(tmp_path / 'b' / 'stage0'), record=second)
+  assert again == settings
+  assert [r[-1]['eval/accuracy'] for r in again_runs] == pytest.approx(
+      [r[-1]['eval/accuracy'] for r in runs], rel=1e-5)
+  with open(path) as f:
+    assert len(f.readlines()) == 1  # Reading it back appends nothing.
+
+
 def test_report_names_what_has_not_run_and_leaves_it_out_of_the_summary():
   from experiments import study
   pending = {('synthetic', 1.0, 0.3, 'final'): ['fedprox'],
