@@ -65,7 +65,10 @@ def fedmchain(apply_fn: Callable,
   Args:
     apply_fn: `apply_fn(params, features, modality_mask, only)`.
     modalities: the modality names.
-    client_optimizer, server_optimizer: optax optimizers.
+    client_optimizer, server_optimizer: optax optimizers. The server's
+      takes the aggregate's negation as its gradient: `optax.sgd(1.0)` is
+      the literal reconstruction (w <- w + U); `optax.adam(3e-3)` is the
+      experiments' default, chosen on validation (docs/algorithm.md).
     steps_per_phase: S_p; a client takes M * S_p steps a round, in total the
       same as FedAvg with S = M * S_p (joint training takes M * S_p too).
     cohort_size, batch_size: C and B.
