@@ -40,11 +40,12 @@ always holds what has finished. `--record=FILE` also keeps each finished
 sweep's config, evaluation records and timing as one JSON line (`Record`):
 a study given the same file on another machine reads those sweeps instead
 of running them, so a study longer than one machine's stay goes on where
-it stopped (docs/RESULTS.md is written with docs/study_record.jsonl; the
-report names the commits its sweeps ran at). Its header states the study's wall time
+it stopped (docs/RESULTS.md is written with docs/study_record.jsonl.gz, a
+FILE ending in .gz being gzip; the report names the commits its sweeps ran at). Its header states the study's wall time
 (the sum of the sweeps' compile and run times).
 """
 
+import gzip
 import importlib
 import json
 import os
@@ -152,7 +153,8 @@ _REPORT_ONLY = flags.DEFINE_bool(
     'report_only', False, 'Rewrite the report from the runs already in '
     '--study_dir and --record without running anything.')
 _RECORD = flags.DEFINE_string(
-    'record', None, 'A JSON-lines file of finished sweeps (`Record`): a '
+    'record', None, 'A JSON-lines file of finished sweeps (`Record`; gzip '
+    'when it ends in .gz): a '
     'sweep found there is not run again, and every sweep the study runs or '
     'reads from --study_dir is added, so a study goes on where another '
     'machine left it. Omit it to run everything in --study_dir.')
@@ -263,11 +265,16 @@ class Record:
     self.used = {}  # Commit -> sweeps read or run under it.
     self._sweeps = {}
     if path and os.path.exists(path):
-      with open(path) as f:
+      with self._open('rt') as f:
         for line in f:
           if line.strip():
             entry = json.loads(line)
             self._sweeps[entry['sweep']] = entry  # The last line wins.
+
+  def _open(self, mode):
+    # A path ending in .gz is gzip: appending adds a gzip member, and
+    # reading takes the members in turn.
+    return (gzip.open if self.path.endswith('.gz') else open)(self.path, mode)
 
   def _key(self, workdir):
     return os.path.relpath(workdir, self.root).replace(os.sep, '/')
@@ -299,7 +306,7 @@ class Record:
                       'runs': _recorded(runs)})
     self._sweeps[key] = entry
     os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-    with open(self.path, 'a') as f:
+    with self._open('at') as f:
       f.write(json.dumps(entry, sort_keys=True, separators=(',', ':')) +
               '\n')
 

@@ -305,6 +305,25 @@ def test_study_record_carries_finished_sweeps_to_an_empty_study_dir(
     assert len(f.readlines()) == 1  # Reading it adds nothing.
 
 
+def test_study_record_ending_in_gz_is_gzip(tmp_path, monkeypatch):
+  import gzip
+  from experiments import study
+  path = str(tmp_path / 'record.jsonl.gz')
+  first = study.Record(path, str(tmp_path / 'a'), commit='abc1234')
+  _, runs, _ = study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2,
+                              str(tmp_path / 'a'), record=first)
+  with open(path, 'rb') as f:
+    assert f.read(2) == b'\x1f\x8b'  # gzip's magic number.
+  monkeypatch.setattr(study.sweep, 'run_sweep', lambda *a, **k: 1 / 0)
+  second = study.Record(path, str(tmp_path / 'b'))
+  _, again, _ = study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2,
+                               str(tmp_path / 'b'), record=second)
+  assert again[0][-1]['eval/accuracy'] == pytest.approx(
+      runs[0][-1]['eval/accuracy'], rel=1e-5)
+  with gzip.open(path, 'rt') as f:
+    assert len(f.readlines()) == 1  # Reading it back appends nothing.
+
+
 def test_study_record_takes_in_sweeps_already_in_the_study_dir(tmp_path):
   from experiments import study
   root = str(tmp_path)
