@@ -23,7 +23,8 @@ Budgets (`--budget`): 'steps' gives joint training `num_local_steps` steps
 and the chain `steps_per_phase` per modality (equal steps: each encoder
 sees half the examples under the chain); 'examples' gives each chain phase
 `num_local_steps` steps, so each encoder sees as many examples a round as
-under joint training. Every run reports uploaded and downloaded bytes
+under joint training. Joint training does the same work under either
+budget, so its sweeps are the equal-steps ones (`budget_folder`). Every run reports uploaded and downloaded bytes
 counted the same way for every method (`comm/*`, docs/algorithm.md).
 Equal bytes (`--equal_bytes`): a method that uploads less than FedAvg in
 the study's rounds goes on from its final runs' last checkpoint to up to
@@ -121,6 +122,15 @@ GRIDS = {
     'fedavg_trimmed_mean': ({'client.lr': _LR},),
 }
 BUDGETS = ('steps', 'examples')
+BUDGET_TEXT = {
+    'steps': 'budget steps: a client takes the same steps a round under '
+             'every method, so under the chain each encoder sees half the '
+             'examples',
+    'examples': 'budget examples: each encoder sees the same examples a '
+                'round under every method, so a chained client takes joint '
+                "training's steps once per modality; joint training's runs "
+                'are the budget-steps ones',
+}
 
 _WORKDIR = flags.DEFINE_string('study_dir', '/tmp/fedmchain_study',
                                'Where every run writes.')
@@ -161,6 +171,18 @@ _RECORD = flags.DEFINE_string(
     'machine left it. Omit it to run everything in --study_dir.')
 
 
+def chained(algorithm) -> bool:
+  """Whether `algorithm` trains modality by modality (the one kind of local
+  training whose work the budget changes)."""
+  return registry.ALGORITHMS[algorithm].local_training == 'chain'
+
+
+def budget_folder(algorithm, budget) -> str:
+  """The folder of `algorithm`'s sweeps under `budget`: 'steps' for joint
+  training under 'examples' too, whose config is the same under both."""
+  return budget if chained(algorithm) else 'steps'
+
+
 def study_config(dataset, algorithm, alpha, missing, rounds, data_dir=None,
                  budget='steps', split='test'):
   """The config of one study run (before the tuned values)."""
@@ -173,7 +195,7 @@ def study_config(dataset, algorithm, alpha, missing, rounds, data_dir=None,
   config.eval.aggregation_metrics = True
   config.rounds.num_rounds = rounds
   config.rounds.eval_every = 10 if rounds % 10 == 0 else rounds
-  if budget == 'examples':
+  if budget == 'examples' and chained(algorithm):
     config.client.steps_per_phase = config.client.num_local_steps
   if dataset in DIRICHLET_CLIENTS:
     config.data.partition = 'dirichlet'
@@ -416,8 +438,8 @@ def tune(dataset, algorithm, alpha, seeds, rounds, root, data_dir=None,
   seconds), or None when a sweep has not run (report_only).
   """
   chosen, accuracy, seconds = {}, None, 0.0
-  base = os.path.join(root, dataset, budget, f'alpha{alpha}', 'tuning',
-                      algorithm)
+  base = os.path.join(root, dataset, budget_folder(algorithm, budget),
+                      f'alpha{alpha}', 'tuning', algorithm)
   for stage, grid in enumerate(GRIDS[algorithm]):
     grid = {k: list(v) for k, v in grid.items()}
     tried = {k: set(v) for k, v in grid.items()}
@@ -460,8 +482,8 @@ def run_cell(dataset, algorithm, alpha, missing, seeds, rounds, root,
   (workdir, records per seed, seconds), or None if not run (report_only).
   `under`: a folder of the setting's for runs of more rounds (equal
   bytes), which go on from the setting's own runs when those finished."""
-  setting = os.path.join(root, dataset, budget, f'alpha{alpha}',
-                         f'missing{missing}')
+  setting = os.path.join(root, dataset, budget_folder(algorithm, budget),
+                         f'alpha{alpha}', f'missing{missing}')
   workdir = os.path.join(setting, under, algorithm)
   config = sweep.with_settings(
       study_config(dataset, algorithm, alpha, missing, rounds, data_dir,
@@ -762,7 +784,7 @@ def report(results, seeds, rounds, choices=None, seconds=0.0,
            f'Written by `{command}` at commit {machine.get("commit", "?")}'
            f'{ran_at} on '
            f'{machine.get("cpu_count", "?")} cores of '
-           f'{machine.get("cpu_model", "?")} (budget {budget}; rounds: '
+           f'{machine.get("cpu_model", "?")} ({BUDGET_TEXT[budget]}; rounds: '
            f'{", ".join(f"{d} {r}" for d, r in rounds.items())}; '
            f'final seeds {", ".join(map(str, seeds))}, mean ± standard '
            'deviation over seeds; wall time of the sweeps: '

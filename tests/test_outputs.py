@@ -150,6 +150,27 @@ def test_equal_bytes_runs_go_on_from_the_settings_own_runs(tmp_path):
                                   timing['extends_s'])
 
 
+def test_examples_budget_changes_the_chain_and_reads_joint_training_from_steps(
+    tmp_path):
+  from experiments import study
+  config = lambda algorithm, budget: study.study_config(
+      'synthetic', algorithm, 1.0, 0.0, 2, budget=budget).to_dict()
+  chain, steps = config('fedmchain', 'examples'), config('fedmchain', 'steps')
+  assert (chain['client']['steps_per_phase'] ==
+          chain['client']['num_local_steps'] !=
+          steps['client']['steps_per_phase'])
+  for algorithm in ('fedavg', 'joint_ssca', 'joint_sparse_mean'):
+    assert config(algorithm, 'examples') == config(algorithm, 'steps')
+  root = str(tmp_path)
+  _, runs, _ = study.run_cell('synthetic', 'joint_ssca', 1.0, 0.0, [0], 2,
+                              root)
+  read = study.run_cell('synthetic', 'joint_ssca', 1.0, 0.0, [0], 2, root,
+                        budget='examples', report_only=True)
+  assert read is not None and read[1] == runs
+  assert study.run_cell('synthetic', 'fedmchain', 1.0, 0.0, [0], 2, root,
+                        budget='examples', report_only=True) is None
+
+
 def test_diagnosis_section_states_changes_beyond_the_seed_spread():
   from experiments import diagnosis
   row = lambda fused, ratio: {'fused': fused, **{
