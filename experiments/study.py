@@ -763,11 +763,12 @@ def not_run_yet(pending, empty=()) -> tuple[list[str], set]:
 def report(results, seeds, rounds, choices=None, seconds=0.0,
            budget='steps', test_sizes=None,
            command='python -m experiments.study', machine=None,
-           diagnoses=None, pending=None) -> str:
+           diagnoses=None, pending=None, figures='RESULTS') -> str:
   """The study as markdown. `choices`: {(dataset, alpha): {algorithm:
   (values, validation accuracy)}}; `machine`: commit, cpu_count,
   cpu_model; `diagnoses`: {dataset: `diagnose(...)`'s rows}; `pending`:
-  what has not run yet (`not_run_yet`)."""
+  what has not run yet (`not_run_yet`); `figures`: the curves' file names
+  before `_{dataset}.png` (`_plot`)."""
   diagnoses = diagnoses or {}
   ran = lambda d: results.get(d) or any(diagnoses.get(d, {}).values())
   missing_lines, incomplete = not_run_yet(
@@ -832,7 +833,7 @@ def report(results, seeds, rounds, choices=None, seconds=0.0,
                                 test_sizes.get(dataset)) + ['']
     if (1.0, 0.3) in cells:  # The figure main() draws.
       lines += [f'Curves (seed {seeds[0]}, alpha 1.0, missing rate 0.3):',
-                '', f'![{dataset}](RESULTS_{dataset}.png)', '']
+                '', f'![{dataset}]({figures}_{dataset}.png)', '']
     if any(diagnoses.get(dataset, {}).values()):
       lines += diagnosis.section(diagnoses[dataset], seeds, dataset)
   return '\n'.join(lines)
@@ -863,12 +864,18 @@ def check_lists(datasets, algorithms, seeds, alphas=('1.0',),
   return [int(s) for s in seeds]
 
 
+def _figures(out) -> str:
+  """The curves' file names beside report `out`, before `_{dataset}.png`:
+  its name without the extension, so two reports keep their own figures."""
+  return os.path.splitext(os.path.basename(out))[0]
+
+
 def _plot(curves, out, dataset):
   """`curves`: [(algorithm, records)]."""
   if not curves:
     return
   plot.plot(curves, os.path.join(os.path.dirname(os.path.abspath(out)),
-                               f'RESULTS_{dataset}.png'))
+                                 f'{_figures(out)}_{dataset}.png'))
 
 
 def main(argv):
@@ -899,7 +906,8 @@ def main(argv):
   def write_report():
     with open(_OUT.value, 'w') as f:
       f.write(report(results, seeds, rounds, choices, seconds, budget,
-                     test_sizes, command, host, diagnoses, pending) + '\n')
+                     test_sizes, command, host, diagnoses, pending,
+                     _figures(_OUT.value)) + '\n')
 
   for dataset in _DATASETS.value:
     absent = missing_data(dataset, _DATA_DIR.value)

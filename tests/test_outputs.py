@@ -97,6 +97,11 @@ def test_study_tunes_on_validation_and_reports_on_test(tmp_path,
   assert '| synthetic | 1.0 | 0.3 | ' in text  # The summary table's row.
   assert f'| fedavg | client.lr={choices["fedavg"][0]["client.lr"]:g} ' in text
   assert 'Test split: 2000 examples' in text
+  assert '![synthetic](RESULTS_synthetic.png)' in text
+  # Another report's figures are its own, beside it.
+  assert study._figures('docs/RESULTS_examples.md') == 'RESULTS_examples'
+  assert '(RESULTS_examples_synthetic.png)' in study.report(
+      results, [0, 1], {'synthetic': 2}, figures='RESULTS_examples')
 
 
 def test_equal_bytes_runs_the_frugal_method_longer_and_reads_it_at_fedavgs_upload():
