@@ -58,9 +58,9 @@ def test_rounds_per_call_times_a_scan_of_rounds(monkeypatch):
 
 
 def test_timed_counts_the_cpu_time_of_busy_work_not_of_waiting():
-  def spin():
-    end = time.perf_counter() + 0.05
-    while time.perf_counter() < end:
+  def spin():  # 0.05 s of this thread's CPU, however long a busy host
+    end = time.thread_time() + 0.05  # takes to give it (CI shares cores).
+    while time.thread_time() < end:
       pass
     return jnp.zeros(())
 
@@ -69,7 +69,7 @@ def test_timed_counts_the_cpu_time_of_busy_work_not_of_waiting():
     return jnp.zeros(())
 
   seconds, _, cpu = bench.timed(spin, repeats=3, warmup=0)
-  assert seconds >= 0.05 and cpu >= 0.5 * seconds
+  assert cpu >= 0.05 and seconds >= 0.05
   seconds, _, cpu = bench.timed(sleep, repeats=3, warmup=0)
   assert seconds >= 0.05 and cpu < 0.2 * seconds
 
