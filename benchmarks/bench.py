@@ -315,8 +315,8 @@ def peak_flops(size=None, repeats=5, dtype='float32'):
   """
   if size is None:
     size = 2048 if jax.default_backend() == 'cpu' else 8192
-  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
-  b = jax.random.normal(jax.random.key(1), (size, size), dtype)
+  a = jax.random.normal(jax.random.key(0, impl='rbg'), (size, size), dtype)
+  b = jax.random.normal(jax.random.key(1, impl='rbg'), (size, size), dtype)
   product = jax.jit(jnp.dot)
   return 2 * size**3 / median_seconds(lambda: product(a, b), repeats, 1)
 
@@ -410,10 +410,11 @@ def products_flops(params, modalities, width: int, batch_size: int,
   per example-step for joint training).
   """
   shapes = product_shapes(params, modalities)
-  keys = iter(jax.random.split(jax.random.key(2), 3 * len(shapes)))
+  rng = np.random.default_rng(2)  # A jax.random draw compiles per shape.
 
   def normal(*shape):
-    return jax.random.normal(next(keys), (width,) + shape, dtype)
+    return jnp.asarray(rng.standard_normal((width,) + shape, np.float32),
+                       dtype)
 
   operands = [(normal(batch_size, k), normal(k, n), normal(batch_size, n))
               for k, n, _ in shapes]
@@ -438,14 +439,21 @@ def step_products(operands, shapes):
 
 def random_population(num_clients, examples, seed=0):
   """Gaussian features and uniform labels, made on the default device (a
-  C = 4096 population is 6 GB: NumPy would take tens of seconds)."""
-  keys = jax.random.split(jax.random.key(seed), len(INPUTS) + 1)
-  features = {m: jax.random.normal(k, (num_clients, examples) + shape)
-              for k, (m, shape) in zip(keys, sorted(INPUTS.items()))}
+  C = 4096 population is 6 GB: NumPy would take tens of seconds) by one
+  program of the 'rbg' generator (threefry's compiles several times slower,
+  and an eager draw compiles once per shape)."""
+  @jax.jit
+  def draw(key):
+    keys = jax.random.split(key, len(INPUTS) + 1)
+    features = {m: jax.random.normal(k, (num_clients, examples) + shape)
+                for k, (m, shape) in zip(keys, sorted(INPUTS.items()))}
+    return features, jax.random.randint(keys[-1], (num_clients, examples), 0,
+                                        NUM_CLASSES, jnp.int32)
+
+  features, labels = draw(jax.random.key(seed, impl='rbg'))
   return fdata.FederatedData(
       features=features,
-      labels=jax.random.randint(keys[-1], (num_clients, examples), 0,
-                                NUM_CLASSES, jnp.int32),
+      labels=labels,
       example_mask=np.ones((num_clients, examples), bool),
       modality_mask={m: np.ones(num_clients, bool) for m in INPUTS},
       weights=np.full(num_clients, float(examples), np.float32))

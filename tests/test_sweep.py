@@ -33,15 +33,17 @@ def test_unsweepable_field_and_bad_value_are_refused():
     sweep.expand(config, {'client.lr': [0.1, -1.0]})
 
 
-@pytest.mark.parametrize('algorithm, field, values', [
-    ('fedavg', 'client.lr', [0.02, 0.1]),
-    ('fedmchain', 'fedmchain.reg_lambda', [0.0, 2.0]),
-    ('fedmchain', 'fedmchain.rho', [0.03, 0.3]),
+@pytest.mark.parametrize('algorithm, field, values, other', [
+    ('fedavg', 'client.lr', [0.02, 0.1], {'seed': [0, 1]}),
+    # Two of FedMChain's fields at once (rho is static in a single run).
+    ('fedmchain', 'fedmchain.reg_lambda', [0.0, 2.0],
+     {'fedmchain.rho': [0.03, 0.3]}),
 ])
-def test_member_equals_the_single_run(tmp_path, algorithm, field, values):
+def test_member_equals_the_single_run(tmp_path, algorithm, field, values,
+                                      other):
   config = tiny_config(algorithm=algorithm, **{'rounds.num_rounds': 4,
                                                'rounds.eval_every': 2})
-  result = sweep.run_sweep(config, {field: values, 'seed': [0, 1]},
+  result = sweep.run_sweep(config, {field: values, **other},
                            str(tmp_path / 'sweep'), sequential_baseline=False)
   assert len(result['members']) == 4
   for i, member in enumerate(result['members']):
@@ -68,7 +70,8 @@ def test_member_equals_the_single_run(tmp_path, algorithm, field, values):
   finals = [m['final']['eval/loss'] for m in result['members']]
   assert len(set(finals)) == 4
   summary = (tmp_path / 'sweep' / 'summary.md').read_text()
-  assert f'{field}={values[0]}' in summary and '| 2 | 4 |' in summary
+  seeds = len(other.get('seed', [0]))  # A row per setting, over its seeds.
+  assert f'{field}={values[0]}' in summary and f'| {seeds} | 4 |' in summary
   mib = result['members'][0]['final']['comm/upload_bytes'] / 2**20
   assert '| upload MiB | download MiB |' in summary
   assert f' | {mib:.1f} | ' in summary
