@@ -22,7 +22,7 @@ from tests.test_launcher import tiny_config, without_times
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A run long enough to be killed mid-way: about 60 ms a round here.
+# A run long enough to be killed mid-way (the kill lands after round 90 of 300).
 LONG = ['--config.data.num_clients=20', '--config.rounds.cohort_size=10',
         '--config.model.hidden=(128,128)', '--config.client.batch_size=32',
         '--config.rounds.num_rounds=300', '--config.rounds.eval_every=10',
