@@ -43,9 +43,8 @@ a study given the same file on another machine reads those sweeps instead
 of running them, so a study longer than one machine's stay goes on where
 it stopped (docs/RESULTS.md is written with a record kept out of the
 tree, docs/quickstart.md says where to fetch it; a FILE ending in .gz is
-gzip; the report names the commits its sweeps ran
-at). Its header states the study's wall time (the sum of the sweeps'
-compile and run times).
+gzip; the report names the commits its sweeps ran at). Its header states
+the study's wall time (the sum of the sweeps' compile and run times).
 """
 
 import gzip
