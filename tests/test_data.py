@@ -142,6 +142,27 @@ def test_sample_cohort_gathers_each_clients_own_examples():
   assert np.asarray(cohort.example_mask).all()
 
 
+def test_cohorts_are_drawn_uniformly_without_replacement():
+  # 2,000 rounds' cohorts of C = 5 from N = 7: no client twice in a cohort
+  # (with replacement, a cohort of 5 repeats someone with probability
+  # 1 - 7!/(2! 7^5) = 0.85), and each client in 5/7 of them, within 6
+  # binomial standard deviations (20.2 cohorts).
+  sizes = [2] * 7
+  labels = np.arange(14)
+  population = jax.device_put(fdata.from_partition(
+      {'x': labels.astype(np.float32)[:, None]}, labels,
+      np.split(labels, np.cumsum(sizes)[:-1])))
+  keys = jax.random.split(jax.random.key(0), 2000)
+  ids = np.asarray(jax.jit(jax.vmap(lambda k: fdata.draw_cohort(
+      k, population, 5, 1, 2).client_ids))(keys))
+  assert ids.min() >= 0 and ids.max() < 7
+  assert all(len(set(row)) == 5 for row in ids)
+  counts = np.bincount(ids.ravel(), minlength=7)
+  expected = 2000 * 5 / 7
+  spread = np.sqrt(2000 * (5 / 7) * (2 / 7))
+  assert np.all(np.abs(counts - expected) < 6 * spread), counts
+
+
 def test_a_draw_gathers_to_the_sampled_cohort_whole_or_per_client():
   _, population = _toy_population()
   key = jax.random.key(3)

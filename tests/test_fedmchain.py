@@ -116,6 +116,34 @@ def test_missing_modality_leaves_its_blocks_unchanged():
         'encoder_weak': False, 'head_weak': False}
 
 
+@pytest.mark.parametrize('kind', ['boost', 'reweight'])
+def test_regularizer_is_dropped_for_a_client_without_the_modalities_it_reads(
+    kind):
+  # Chain strong -> weak. A client that has 'weak' only has no earlier
+  # modality (boost's prev) and no other one (reweight's other): its weak
+  # phase must equal the unregularized one (lam = 0). A client with both
+  # gets the term, so the comparison can tell.
+  apply_fn, params, train = _setup()
+  batches = _client_batches(train, 6)
+
+  def trained(lam, present):
+    update = client.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                          [('strong', 'weak')],
+                          client.Regularizer(kind, lam))
+    return jit(update.update)(
+        params, batches, {m: jnp.array(v) for m, v in present.items()},
+        jax.random.key(0), 0)[0]
+
+  weak_only = {'strong': False, 'weak': True}
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6,
+                                                       atol=1e-7),
+               trained(1.0, weak_only), trained(0.0, weak_only))
+  both = {'strong': True, 'weak': True}
+  regularized, plain = trained(1.0, both), trained(0.0, both)
+  assert np.abs(np.asarray(regularized['head_weak']['kernel']) -
+                np.asarray(plain['head_weak']['kernel'])).max() > 1e-3
+
+
 def test_chain_orders():
   assert fmc.algorithms.chain_orders(('a', 'b', 'c'), 'fixed') == [
       ('a', 'b', 'c')]
@@ -211,6 +239,65 @@ def test_upload_bytes_and_error_feedback():
   assert 0.2 < float(metrics['comm/kept_fraction']) < 0.3
 
 
+def _lacking_weak(train):
+  """A cohort of 4 in which clients 2 and 3 lack 'weak'."""
+  cohort = fdata.sample_cohort(jax.random.key(1), train, 4, 4, 4)
+  return cohort._replace(modality_mask={
+      'strong': jnp.ones(4, bool),
+      'weak': jnp.array([True, True, False, False])})
+
+
+def test_clients_lacking_a_modality_do_not_hold_its_encoder():
+  # SSCA merges encoder_weak over its holders, clients 0 and 1: the round
+  # gives the same encoder_weak as the round in which clients 2 and 3 send
+  # nothing at all (weight 0), while they still move the other blocks.
+  apply_fn, params, train = _setup()
+  cohort = _lacking_weak(train)
+  silent = cohort._replace(weights=cohort.weights.at[2:].set(0.0))
+  algorithm = _fedmchain(apply_fn, 6, rho=0.25, error_feedback=False)
+  run = jax.jit(algorithm.run_cohort)
+  state = algorithm.init(params)
+  a, _ = run(state, cohort, jax.random.key(2))
+  b, _ = run(state, silent, jax.random.key(2))
+  jax.tree.map(np.testing.assert_array_equal, a.params['encoder_weak'],
+               b.params['encoder_weak'])
+  assert np.any(np.asarray(a.params['encoder_weak']['Dense_0']['kernel']) !=
+                np.asarray(params['encoder_weak']['Dense_0']['kernel']))
+  assert np.any(np.asarray(a.params['head_strong']['kernel']) !=
+                np.asarray(b.params['head_strong']['kernel']))
+
+
+def test_kept_fraction_and_bytes_count_the_holders_of_each_block():
+  # Dense uploads (rho = 1): a holder sends its row's non-zero entries, so
+  # kept_fraction = sum over blocks and holders of nnz / sum of |H_b| P_b,
+  # and each holder's bytes are min(8 k, 4 k + ceil(P_b / 8), 4 P_b).
+  apply_fn, params, train = _setup()
+  cohort = _lacking_weak(train)
+  algorithm = _fedmchain(apply_fn, 6, rho=1.0, error_feedback=False)
+  state = algorithm.init(params)
+  trained, _ = jax.jit(algorithm.train_cohort)(state, cohort,
+                                               jax.random.key(2))
+  _, metrics = jax.jit(algorithm.run_cohort)(state, cohort, jax.random.key(2))
+  holders = {'encoder_strong': [0, 1, 2, 3], 'encoder_weak': [0, 1],
+             'classifier': [0, 1, 2, 3]}
+  kept = sent = upload_bytes = 0
+  for name, clients in holders.items():
+    rows = np.asarray(trained.rows[name])
+    size = rows.shape[1]
+    for c in clients:
+      k = int(np.count_nonzero(rows[c]))
+      kept += k
+      upload_bytes += min(8 * k, 4 * k + math.ceil(size / 8), 4 * size)
+    sent += len(clients) * size
+    # Clients 2 and 3 never trained encoder_weak: their rows are zero.
+    if name == 'encoder_weak':
+      assert not rows[2:].any()
+  np.testing.assert_allclose(metrics['comm/kept_fraction'], kept / sent,
+                             rtol=1e-6)
+  np.testing.assert_allclose(metrics['comm/upload_bytes'], upload_bytes,
+                             rtol=1e-6)
+
+
 def test_error_feedback_conserves_the_update():
   # Dense mean aggregation with error feedback: what a client withholds plus
   # what it sends is its whole update, so with fraction 1 nothing is withheld
@@ -227,6 +314,54 @@ def test_error_feedback_conserves_the_update():
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6),
                a.params, b.params)
   assert not any(np.asarray(v).any() for v in a.client_states.values())
+
+
+def test_error_feedback_across_two_rounds_of_the_composed_round():
+  # Round 2 encodes e = delta + r, r the residual round 1 stored for the
+  # client (delta from the same round without error feedback); each round
+  # stores r = e where e was not sent and 0 where it was, and the mean
+  # aggregator's update is the weighted mean of the sent e - r.
+  apply_fn, params, train = _setup()
+  cohort = fdata.sample_cohort(jax.random.key(1), train, 4, 4, 4)
+  ids = np.asarray(cohort.client_ids)
+  weights = np.asarray(cohort.weights)
+  mean = fmc.aggregators.weighted_mean()
+  algorithm = _fedmchain(apply_fn, 6, rho=0.25, aggregator=mean)
+  plain = _fedmchain(apply_fn, 6, rho=0.25, aggregator=mean,
+                     error_feedback=False)
+  train_ef, train_plain = (jax.jit(algorithm.train_cohort),
+                           jax.jit(plain.train_cohort))
+  run = jax.jit(algorithm.run_cohort)
+  key = jax.random.key(2)
+  state = algorithm.init(params)
+  for round_index in range(2):
+    trained, _ = train_ef(state, cohort, key)
+    deltas, _ = train_plain(state._replace(client_states={}), cohort, key)
+    new_state, _ = run(state, cohort, key)
+    for name, table in state.client_states.items():
+      rows = np.asarray(trained.rows[name])
+      np.testing.assert_array_equal(
+          rows, np.asarray(deltas.rows[name]) + np.asarray(table)[ids])
+      residual = np.asarray(new_state.client_states[name])[ids]
+      withheld = residual != 0
+      np.testing.assert_array_equal(residual, np.where(withheld, rows, 0.0))
+      sent = rows - residual
+      for c in range(4):
+        assert np.abs(sent[c]).min(initial=np.inf, where=sent[c] != 0) >= (
+            np.abs(residual[c]).max())
+      if round_index == 1:
+        assert withheld.any() and (sent != 0).any()
+      others = np.setdiff1d(np.arange(6), ids)
+      assert not np.asarray(new_state.client_states[name])[others].any()
+      # Server SGD at rate 1: the parameters move by the weighted mean.
+      keys = fmc.models.parameter_blocks(MODALITIES)[name][0]
+      moved = fmc.blocks.flatten(jax.tree.map(
+          lambda a, b: (a - b)[None], dict(new_state.params),
+          dict(state.params)), keys, 1)[0]
+      np.testing.assert_allclose(moved, weights @ sent / weights.sum(),
+                                 rtol=1e-5, atol=1e-7)
+    state = new_state
+  assert int(state.round) == 2
 
 
 def test_padding_client_changes_nothing_in_fedmchain():

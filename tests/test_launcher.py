@@ -105,6 +105,38 @@ def test_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path):
   assert without_times(resumed) == without_times(straight)
 
 
+def _checkpointed_state(workdir):
+  checkpointer = fmc.checkpointing.Checkpointer(
+      os.path.join(workdir, 'checkpoints'), 1)
+  state = checkpointer.restore(None)['state']
+  checkpointer.close()
+  return state
+
+
+@pytest.mark.parametrize('server', [
+    {'algorithm': 'fedopt_adam', 'server.lr': 0.03},
+    {'server.momentum': 0.9}])
+def test_resume_restores_a_stateful_server_optimizer(tmp_path, server):
+  # Adam's moments and step count, or SGD's momentum trace, come back from
+  # the checkpoint: a fresh optimizer state on resume changes round 3 on.
+  straight = train.train_and_evaluate(
+      tiny_config(**{**server, 'rounds.num_rounds': 4}),
+      str(tmp_path / 'straight'))
+  workdir = str(tmp_path / 'resumed')
+  train.train_and_evaluate(tiny_config(**server), workdir)
+  halfway = _checkpointed_state(workdir)
+  # The optimizer state after 2 rounds is not its initial state.
+  fresh = jax.tree.map(np.zeros_like, halfway['opt_state'])
+  assert any(np.any(a != b) for a, b in zip(
+      jax.tree.leaves(halfway['opt_state']), jax.tree.leaves(fresh)))
+  resumed = train.train_and_evaluate(
+      tiny_config(**{**server, 'rounds.num_rounds': 4}), workdir)
+  assert without_times(resumed) == without_times(straight)
+  jax.tree.map(np.testing.assert_array_equal,
+               _checkpointed_state(tmp_path / 'straight'),
+               _checkpointed_state(workdir))
+
+
 def test_lost_checkpoint_rolls_metrics_back(tmp_path):
   config = tiny_config(**{'rounds.num_rounds': 4,
                           'rounds.checkpoint_every': 2})

@@ -256,3 +256,48 @@ def test_ssca_normalized_by_group_members_on_three_toy_clients():
   assert metrics['agg/model/groups'] == 2
   with pytest.raises(ValueError, match="normalize must be one of"):
     fmc.aggregators.ssca(normalize='all')
+
+
+def test_error_feedback_sends_delta_plus_residual_two_rounds_by_hand():
+  # Top 2 of 8 entries (rho = 0.25) for clients 2 and 0 of N = 3; client 1
+  # sits both rounds out. e_c = delta_c + r_c, x_c = e_c [|e_c| >= t_c],
+  # r_c <- e_c - x_c, entry by entry (t_c is the message's threshold: the
+  # search may keep a little more than k on so short a row).
+  upload = fmc.uploads.top_fraction(0.25, error_feedback=True, num_clients=3)
+  ids = jnp.array([2, 0], jnp.int32)
+  sending = holders = jnp.ones(2, bool)
+  keys = jax.random.split(jax.random.key(0), 2)
+  deltas = [np.array([[8, -7, 6, 5, 1, -2, 0.5, 0],
+                      [0, 0, 0, 0, 0, 0, 2, -3]], np.float32),
+            np.array([[2.5, 1.5, 6, -4.25, 0, 0, 0, 3],
+                      [5, -6, 7, 0, 0, 0, 0, 0]], np.float32)]
+
+  @jax.jit
+  def one_round(table, delta):
+    rows = upload.prepare(delta, sending, table, ids)
+    message = upload.encode(rows, holders, keys)
+    return upload.store(table, ids, rows, message), rows, message
+
+  table = upload.init(8)
+  residual = np.zeros((3, 8), np.float32)
+  for delta in deltas:
+    table, rows, message = one_round(table, jnp.asarray(delta))
+    expected_rows = delta + residual[[2, 0]]
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_array_equal(message.rows, expected_rows)
+    threshold = np.asarray(message.threshold)[:, None]
+    sent = np.where((np.abs(expected_rows) >= threshold) &
+                    (expected_rows != 0), expected_rows, 0.0)
+    np.testing.assert_array_equal(message.values(), sent)
+    np.testing.assert_array_equal(message.kept, (sent != 0).sum(axis=1))
+    # The two largest magnitudes always go.
+    top = np.argsort(-np.abs(expected_rows), axis=1)[:, :2]
+    assert np.all(np.take_along_axis(sent, top, axis=1) != 0)
+    residual[[2, 0]] = expected_rows - sent
+    np.testing.assert_array_equal(table, residual)
+  # By hand: client 0 sent both entries of round 1 (2 <= k non-zeros) and
+  # withholds 5 of round 2; client 2 withheld 6, 5, 1, -2, 0.5 in round 1,
+  # which its round-2 row carries; client 1 never changes.
+  np.testing.assert_array_equal(residual[0], [5, 0, 0, 0, 0, 0, 0, 0])
+  assert not residual[1].any()
+  np.testing.assert_array_equal(rows[0], [2.5, 1.5, 12, 0.75, 1, -2, 0.5, 3])

@@ -292,6 +292,26 @@ def test_threshold_keeps_about_the_top_fraction(fraction):
   np.testing.assert_array_equal(values[values != 0], np.asarray(x)[values != 0])
 
 
+@pytest.mark.parametrize('fraction', [0.05, 0.25, 0.5])
+def test_ties_at_the_threshold_are_all_sent_and_counted(fraction):
+  # Equal magnitudes: the k-th largest is every entry's, so all are sent.
+  signs = jnp.where(jnp.arange(64) % 3 == 0, -1.0, 1.0)
+  equal = sparsify(2.0 * signs, fraction, jax.random.key(0))
+  np.testing.assert_array_equal(equal.rows, 2.0 * signs)
+  assert int(equal.kept) == 64
+  # Four magnitude levels of 16 entries each: the threshold falls on a
+  # level, and every entry of that level goes (or none does).
+  levels = jnp.repeat(jnp.array([4.0, 3.0, 2.0, 1.0]), 16) * signs
+  tied = sparsify(levels, fraction, jax.random.key(1))
+  values = np.asarray(tied.rows)
+  sent = values != 0
+  assert int(tied.kept) == int(sent.sum())
+  np.testing.assert_array_equal(values[sent], np.asarray(levels)[sent])
+  magnitude = np.abs(np.asarray(levels))
+  assert magnitude[sent].min() > magnitude[~sent].max(initial=0.0)
+  assert sent.sum() % 16 == 0 and sent.sum() >= np.ceil(fraction * 64) - 16
+
+
 def test_magnitude_at_least_is_the_absolute_comparison():
   values = jnp.array([0.0, -0.0, 1.0, -1.0, 2.5, -2.5, np.inf, -np.inf,
                       np.nan, 1e-45, -1e-45, 3e38], jnp.float32)
