@@ -67,16 +67,18 @@ def test_server_learning_rate_scales_the_averaged_delta():
   np.testing.assert_allclose(state.params['w'], [0.875], rtol=1e-6)
 
 
-def test_fedprox_golden_numbers():
-  # With mu = 1 and anchor w0 = 0 the gradient is (w - x) + w, so one step
-  # of lr 0.5 gives w = 0.5 x and the next keeps it (gradient 0). Deltas 0.5
-  # and 1.5 with weights 1 and 2 average to 3.5 / 3.
-  algorithm = toy_algorithm(prox_mu=1.0)
+@pytest.mark.parametrize('mu, expected', [(1.0, 3.5 / 3), (0.5, 4.375 / 3)])
+def test_fedprox_golden_numbers(mu, expected):
+  # Anchor w0 = 0: the gradient is (w - x) + mu w. Lr 0.5 from w = 0: step 1
+  # gives w = 0.5 x; step 2 keeps it at mu = 1 (gradient 0) and moves it by
+  # 0.5 * 0.25 x to 0.625 x at mu = 0.5. Deltas x = 1 and 3 with weights 1
+  # and 2: (0.5 + 2 * 1.5) / 3 and (0.625 + 2 * 1.875) / 3.
+  algorithm = toy_algorithm(prox_mu=mu)
   state = algorithm.init({'w': jnp.zeros(1)})
   state, _ = algorithm.run_cohort(state, toy_cohort([1.0, 3.0, 0.0],
                                                     [1.0, 2.0, 0.0]),
                                   jax.random.key(0))
-  np.testing.assert_allclose(state.params['w'], [3.5 / 3], rtol=1e-6)
+  np.testing.assert_allclose(state.params['w'], [expected], rtol=1e-6)
 
 
 def _real_setup(num_clients=5, cohort_size=4, num_steps=3, batch_size=4,

@@ -51,6 +51,12 @@ def test_boost_regularizer_golden_numbers():
   off = client.phase_loss(logits_model, 'a', client.Regularizer('boost', 0.0))
   np.testing.assert_allclose(off(trainable, {}, batch, context)[0],
                              math.log(2), rtol=1e-6)
+  # z_m = [ln 2, 0]: CE(y, z_m) = ln(3 / 2); prev + z_m = [ln 6, 0] gives
+  # CE = ln(7 / 6).
+  trainable = {'head_a': {'z': jnp.array([math.log(2), 0.0])}}
+  loss, _ = loss_fn(trainable, {}, batch, context)
+  np.testing.assert_allclose(loss, math.log(1.5) + 0.5 * math.log(7 / 6),
+                             rtol=1e-6)
 
 
 def test_reweight_regularizer_golden_numbers():
@@ -142,6 +148,22 @@ def test_regularizer_is_dropped_for_a_client_without_the_modalities_it_reads(
   regularized, plain = trained(1.0, both), trained(0.0, both)
   assert np.abs(np.asarray(regularized['head_weak']['kernel']) -
                 np.asarray(plain['head_weak']['kernel'])).max() > 1e-3
+
+
+def test_chain_metrics_average_the_phases_a_client_ran():
+  # 'loss' and 'accuracy' are the means over the present modalities' phases.
+  apply_fn, params, train = _setup()
+  update = jit(client.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
+                            [('strong', 'weak')]).update)
+  batches = _client_batches(train, 6)
+  for present, ran in (({'strong': True, 'weak': True}, MODALITIES),
+                       ({'strong': True, 'weak': False}, ('strong',))):
+    _, metrics = update(params, batches,
+                        {m: jnp.array(v) for m, v in present.items()},
+                        jax.random.key(0), 0)
+    np.testing.assert_allclose(
+        metrics['loss'], sum(metrics[f'loss/{m}'] for m in ran) / len(ran),
+        rtol=1e-6)
 
 
 def test_chain_orders():

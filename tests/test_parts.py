@@ -265,7 +265,6 @@ def test_error_feedback_sends_delta_plus_residual_two_rounds_by_hand():
   # search may keep a little more than k on so short a row).
   upload = fmc.uploads.top_fraction(0.25, error_feedback=True, num_clients=3)
   ids = jnp.array([2, 0], jnp.int32)
-  sending = holders = jnp.ones(2, bool)
   keys = jax.random.split(jax.random.key(0), 2)
   deltas = [np.array([[8, -7, 6, 5, 1, -2, 0.5, 0],
                       [0, 0, 0, 0, 0, 0, 2, -3]], np.float32),
@@ -273,9 +272,9 @@ def test_error_feedback_sends_delta_plus_residual_two_rounds_by_hand():
                       [5, -6, 7, 0, 0, 0, 0, 0]], np.float32)]
 
   @jax.jit
-  def one_round(table, delta):
+  def one_round(table, delta, sending=jnp.ones(2, bool)):
     rows = upload.prepare(delta, sending, table, ids)
-    message = upload.encode(rows, holders, keys)
+    message = upload.encode(rows, sending, keys)
     return upload.store(table, ids, rows, message), rows, message
 
   table = upload.init(8)
@@ -301,3 +300,25 @@ def test_error_feedback_sends_delta_plus_residual_two_rounds_by_hand():
   np.testing.assert_array_equal(residual[0], [5, 0, 0, 0, 0, 0, 0, 0])
   assert not residual[1].any()
   np.testing.assert_array_equal(rows[0], [2.5, 1.5, 12, 0.75, 1, -2, 0.5, 3])
+  # Round 3: client 2 is silent (weight 0, e.g. dropped): it sends nothing,
+  # its delta is not counted, and it keeps its residual as it was.
+  after, _, message = one_round(table, jnp.ones((2, 8), jnp.float32),
+                                jnp.array([False, True]))
+  assert not np.asarray(message.values())[0].any()
+  np.testing.assert_array_equal(np.asarray(after)[2], residual[2])
+
+
+def test_uploads_count_nothing_for_clients_that_do_not_hold_the_block():
+  rows = jnp.array([[1.0, 0.0, -2.0, 3.0], [4.0, 5.0, 0.0, 6.0]])
+  holders = jnp.array([True, False])
+  keys = jax.random.split(jax.random.key(0), 2)
+  for upload in (fmc.uploads.identity(), fmc.uploads.top_fraction(1.0),
+                 fmc.uploads.top_fraction(0.5)):
+    message = upload.encode(rows, holders, keys)
+    assert int(message.kept[1]) == 0
+    assert not np.asarray(message.values())[1].any()
+  # The default share is a tenth.
+  row = jnp.arange(1.0, 1001.0)[None]
+  message = fmc.uploads.top_fraction().encode(row, jnp.ones(1, bool),
+                                              keys[:1])
+  assert abs(int(message.kept[0]) - 100) <= 2

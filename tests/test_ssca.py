@@ -385,6 +385,15 @@ def test_residuals_stored_row_by_row_are_the_scatters():
       table, ids, uploads.Message(flat, threshold, None))
   np.testing.assert_array_equal(stored, scattered)
   np.testing.assert_array_equal(np.asarray(stored)[[2, 4]], table[[2, 4]])
+  # The last table row outside the cohort, a padding id last: only the
+  # cohort's rows change.
+  ids = np.array([1, 0, 3, 1 << 30, 2], np.int32)
+  stored = jax.jit(uploads.store_residuals)(
+      table, ids, uploads.Message(flat, threshold, None))
+  np.testing.assert_array_equal(stored, jnp.asarray(table).at[ids].set(
+      jnp.where(compression.keep_mask(flat, threshold[:, None]), 0.0, flat),
+      mode='drop'))
+  np.testing.assert_array_equal(np.asarray(stored)[[4, 5]], table[[4, 5]])
 
 
 @pytest.mark.parametrize('size', [1000, 271_000, 2**24 + 3])

@@ -1,0 +1,56 @@
+"""Why each surviving mutant stays: equivalent, or not worth a test.
+
+A survivor is named by its module, function, cosmic-ray operator and the
+source line before and after the change (whitespace stripped), so an entry
+outlives edits elsewhere in the file. A reason starts with 'equivalent'
+when no input can tell the mutant from the code (those leave the score's
+denominator), else with 'not worth a test' and why.
+"""
+
+_UPLOADS = 'fedmchain_jax/uploads.py'
+_CLIENT = 'fedmchain_jax/client.py'
+
+REASONS = {
+    (_UPLOADS, '_every_entry', 'NumberReplacer',
+     'return jnp.where(holders, 0.0, jnp.inf).astype(jnp.float32)',
+     'return jnp.where(holders, -1.0, jnp.inf).astype(jnp.float32)'):
+        'equivalent: |x| >= -1 holds wherever |x| >= 0 does (rows are '
+        'finite), so a holder still sends every non-zero entry',
+    (_UPLOADS, 'store_residuals', 'ReplaceTrueWithFalse',
+     'order = jnp.argsort(~inside, stable=True)  # Inside rows first, in '
+     'order.',
+     'order = jnp.argsort(~inside, stable=False)  # Inside rows first, in '
+     'order.'):
+        'equivalent: inside rows still come first, and a cohort never holds '
+        'an id twice (drawn without replacement), so the order the rows are '
+        'written in cannot change the table',
+    (_UPLOADS, 'store_residuals', 'ReplaceComparisonOperator_NotEq_Eq',
+     "if jax.default_backend() != 'cpu':",
+     "if jax.default_backend() == 'cpu':"):
+        'equivalent: the scatter and the row-by-row loop store the same '
+        'table (test_residuals_stored_row_by_row_are_the_scatters); the '
+        'branch picks the faster one per backend',
+    (_UPLOADS, 'store_residuals', 'NumberReplacer',
+     'inside = (ids >= 0) & (ids < table.shape[0])',
+     'inside = (ids >= -1) & (ids < table.shape[0])'):
+        'not worth a test: cohort ids are population indices or PADDING_ID '
+        '(int32 max); no caller passes a negative id',
+    (_UPLOADS, 'top_fraction', 'ReplaceComparisonOperator_GtE_Gt',
+     'dense = isinstance(rho, (int, float)) and rho >= 1.0',
+     'dense = isinstance(rho, (int, float)) and rho > 1.0'):
+        'equivalent: at rho = 1 magnitude_threshold returns 0 itself, so '
+        'the sparse path sends every non-zero entry too; the shortcut only '
+        'skips the counts',
+    (_CLIENT, 'loss_fn', 'NumberReplacer',
+     'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, 0]',
+     'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, -1]'):
+        'equivalent: the gathered axis has length 1, so index 0 and -1 are '
+        'the same entry',
+}
+
+
+def reason(module: str, function: str, operator: str, old: str,
+           new: str) -> str | None:
+  """The recorded reason for a survivor, or None."""
+  return REASONS.get((module, function, operator.removeprefix('core/'), old,
+                      new))
