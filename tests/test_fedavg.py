@@ -67,18 +67,34 @@ def test_server_learning_rate_scales_the_averaged_delta():
   np.testing.assert_allclose(state.params['w'], [0.875], rtol=1e-6)
 
 
-@pytest.mark.parametrize('mu, expected', [(1.0, 3.5 / 3), (0.5, 4.375 / 3)])
-def test_fedprox_golden_numbers(mu, expected):
-  # Anchor w0 = 0: the gradient is (w - x) + mu w. Lr 0.5 from w = 0: step 1
-  # gives w = 0.5 x; step 2 keeps it at mu = 1 (gradient 0) and moves it by
-  # 0.5 * 0.25 x to 0.625 x at mu = 0.5. Deltas x = 1 and 3 with weights 1
-  # and 2: (0.5 + 2 * 1.5) / 3 and (0.625 + 2 * 1.875) / 3.
+@pytest.mark.parametrize('mu, start, expected', [
+    (1.0, 0.0, 3.5 / 3), (0.5, 0.0, 4.375 / 3), (1.0, 1.0, 5 / 3)])
+def test_fedprox_golden_numbers(mu, start, expected):
+  # The gradient is (w - x) + mu (w - w0), anchor w0 = start. Lr 0.5 from
+  # w0 = 0: step 1 gives w = 0.5 x; step 2 keeps it at mu = 1 (gradient 0)
+  # and moves it by 0.5 * 0.25 x to 0.625 x at mu = 0.5. Deltas x = 1 and 3
+  # with weights 1 and 2: (0.5 + 2 * 1.5) / 3 and (0.625 + 2 * 1.875) / 3.
+  # From w0 = 1 at mu = 1: step 1 gives 0.5 + 0.5 x, then gradient 0:
+  # deltas 0 and 1, mean 2 / 3, w = 1 + 2 / 3.
   algorithm = toy_algorithm(prox_mu=mu)
-  state = algorithm.init({'w': jnp.zeros(1)})
+  state = algorithm.init({'w': jnp.full(1, start)})
   state, _ = algorithm.run_cohort(state, toy_cohort([1.0, 3.0, 0.0],
                                                     [1.0, 2.0, 0.0]),
                                   jax.random.key(0))
   np.testing.assert_allclose(state.params['w'], [expected], rtol=1e-6)
+
+
+def test_joint_without_prox_mu_is_plain_local_training():
+  cohort = toy_cohort([1.0, 3.0], [1.0, 1.0])
+  batches = fdata.client_batches(cohort, 1)
+  params = {'w': jnp.full(1, 0.5)}
+  trained, _ = fmc.client.joint(quadratic_loss, optax.sgd(0.5), 2).update(
+      params, batches, {}, jax.random.key(0), 0)
+  expected, _ = fmc.client.local_train(quadratic_loss, optax.sgd(0.5), params,
+                                       batches, jax.random.key(0))
+  np.testing.assert_array_equal(trained['w'], expected['w'])
+  # 0.5 -> 1.75 -> 2.375 (w <- 0.5 w + 0.5 x, x = 3).
+  np.testing.assert_allclose(trained['w'], [2.375], rtol=1e-6)
 
 
 def _real_setup(num_clients=5, cohort_size=4, num_steps=3, batch_size=4,

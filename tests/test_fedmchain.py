@@ -401,6 +401,26 @@ def test_padding_client_changes_nothing_in_fedmchain():
   assert float(ma['comm/upload_bytes']) == float(mb['comm/upload_bytes'])
 
 
+def test_ogm_ge_ratio_is_to_the_mean_of_the_other_present_modalities():
+  # Scores a = 6, b = 2, c = 4: r_a = 6 / mean(2, 4) = 2 (dominant),
+  # r_b = 2 / 5, r_c = 4 / 4 = 1 (not dominant: r must exceed 1). Without
+  # c, r_a = 6 / 2 = 3.
+  scores = {'a': jnp.array(6.0), 'b': jnp.array(2.0), 'c': jnp.array(4.0)}
+  for present_c, ratio_a in ((True, 2.0), (False, 3.0)):
+    present = {'a': jnp.array(True), 'b': jnp.array(True),
+               'c': jnp.array(present_c)}
+    coefficients = client._ogm_coefficients(('a', 'b', 'c'), 0.5, scores,
+                                            present)
+    dominant, coefficient = coefficients['a']
+    assert bool(dominant)
+    np.testing.assert_allclose(coefficient, 1 - np.tanh(0.5 * ratio_a),
+                               rtol=1e-6)
+    assert not bool(coefficients['b'][0])
+  assert not bool(client._ogm_coefficients(
+      ('a', 'b', 'c'), 0.5, scores,
+      {m: jnp.array(True) for m in 'abc'})['c'][0])
+
+
 def test_ogm_ge_damps_the_dominant_modality():
   apply_fn, params, train = _setup(num_clients=6)
   algorithm = fmc.algorithms.fedavg_ogm_ge(

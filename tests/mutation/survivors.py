@@ -41,6 +41,23 @@ REASONS = {
         'equivalent: at rho = 1 magnitude_threshold returns 0 itself, so '
         'the sparse path sends every non-zero entry too; the shortcut only '
         'skips the counts',
+    (_UPLOADS, 'store_residuals', 'AddNot',
+     "if jax.default_backend() != 'cpu':",
+     "if not jax.default_backend() != 'cpu':"):
+        'equivalent: swaps the two paths, which store the same table',
+    (_UPLOADS, 'top_fraction', 'NumberReplacer',
+     'dense = isinstance(rho, (int, float)) and rho >= 1.0',
+     'dense = isinstance(rho, (int, float)) and rho >= 2.0'):
+        'equivalent: rho is at most 1, and at rho = 1 the sparse path sends '
+        'every non-zero entry too (magnitude_threshold returns 0)',
+    (_CLIENT, 'scan_steps', 'NumberReplacer', 'if num_steps == 1:',
+     'if num_steps == 0:'):
+        'equivalent: one step then goes through a scan over no steps, which '
+        'returns the carry and empty metrics: the same result',
+    (_CLIENT, 'update', 'NumberReplacer',
+     'return branches[0](params, batches, present, key)',
+     'return branches[ -1](params, batches, present, key)'):
+        'equivalent: the line runs only when there is one branch',
     (_CLIENT, 'loss_fn', 'NumberReplacer',
      'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, 0]',
      'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, -1]'):
