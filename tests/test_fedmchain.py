@@ -421,6 +421,21 @@ def test_ogm_ge_ratio_is_to_the_mean_of_the_other_present_modalities():
       {m: jnp.array(True) for m in 'abc'})['c'][0])
 
 
+def test_ogm_ge_adds_generalization_noise_by_default():
+  apply_fn, params, train = _setup()
+  batches = _client_batches(train, 2)
+  present = {'strong': jnp.array(True), 'weak': jnp.array(True)}
+
+  def trained(**noise):
+    update = client.ogm_ge(apply_fn, MODALITIES, optax.sgd(0.5), 2, 0.5,
+                           **noise).update
+    return jit(update)(params, batches, present, jax.random.key(0), 0)[0]
+
+  default, noisy, quiet = trained(), trained(noise=True), trained(noise=False)
+  jax.tree.map(np.testing.assert_array_equal, default, noisy)
+  assert _changed(default, quiet)['encoder_strong']
+
+
 def test_ogm_ge_damps_the_dominant_modality():
   apply_fn, params, train = _setup(num_clients=6)
   algorithm = fmc.algorithms.fedavg_ogm_ge(

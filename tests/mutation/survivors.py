@@ -58,6 +58,12 @@ REASONS = {
      'return branches[0](params, batches, present, key)',
      'return branches[ -1](params, batches, present, key)'):
         'equivalent: the line runs only when there is one branch',
+    (_CLIENT, 'step', 'ReplaceBinaryOperator_Add_Sub',
+     'new = new + jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)',
+     'new = new - jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)'):
+        'not worth a test: the Gaussian noise is symmetric, so the mutant '
+        'draws from the same distribution; only a golden number taken from '
+        'the code itself for one key could tell',
     (_CLIENT, 'loss_fn', 'NumberReplacer',
      'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, 0]',
      'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, -1]'):

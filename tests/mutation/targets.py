@@ -109,6 +109,8 @@ TARGETS = {
          'tests/test_fedmchain.py::test_ogm_ge_damps_the_dominant_modality',
          'tests/test_fedmchain.py::test_ogm_ge_ratio_is_to_the_mean_of_the_'
          'other_present_modalities',
+         'tests/test_fedmchain.py::test_ogm_ge_adds_generalization_noise_by_'
+         'default',
          'tests/test_fedmchain.py::test_an_apply_fn_of_the_wrong_arity_is_'
          'refused_when_built',
          'tests/test_fedavg.py')),
