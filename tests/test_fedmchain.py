@@ -164,6 +164,12 @@ def test_chain_metrics_average_the_phases_a_client_ran():
     np.testing.assert_allclose(
         metrics['loss'], sum(metrics[f'loss/{m}'] for m in ran) / len(ran),
         rtol=1e-6)
+  # A client with no modality (a padding client) runs no phase: zeros.
+  trained, metrics = update(params, batches,
+                            {m: jnp.array(False) for m in MODALITIES},
+                            jax.random.key(0), 0)
+  assert float(metrics['loss']) == float(metrics['accuracy']) == 0.0
+  jax.tree.map(np.testing.assert_array_equal, trained, params)
 
 
 def test_chain_orders():
@@ -399,6 +405,10 @@ def test_padding_client_changes_nothing_in_fedmchain():
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6),
                a.params, b.params)
   assert float(ma['comm/upload_bytes']) == float(mb['comm/upload_bytes'])
+  # Four real clients download the dense float32 model.
+  model_bytes = 4 * sum(x.size for x in jax.tree.leaves(params))
+  assert float(ma['comm/download_bytes']) == 4 * model_bytes
+  assert float(mb['comm/download_bytes']) == 4 * model_bytes
 
 
 def test_ogm_ge_ratio_is_to_the_mean_of_the_other_present_modalities():
@@ -424,16 +434,29 @@ def test_ogm_ge_ratio_is_to_the_mean_of_the_other_present_modalities():
 def test_ogm_ge_adds_generalization_noise_by_default():
   apply_fn, params, train = _setup()
   batches = _client_batches(train, 2)
-  present = {'strong': jnp.array(True), 'weak': jnp.array(True)}
 
-  def trained(**noise):
+  def trained(key=0, present=None, with_metrics=False, **noise):
     update = client.ogm_ge(apply_fn, MODALITIES, optax.sgd(0.5), 2, 0.5,
                            **noise).update
-    return jit(update)(params, batches, present, jax.random.key(0), 0)[0]
+    if present is not None:  # The batches carry the mask OGM-GE reads.
+      batch_present = {m: jnp.full((2,), v) for m, v in present.items()}
+      inputs = {**batches, 'modality_mask': batch_present}
+    else:
+      inputs = batches
+    out = jit(update)(params, inputs, {}, jax.random.key(key), 0)
+    return out if with_metrics else out[0]
 
-  default, noisy, quiet = trained(), trained(noise=True), trained(noise=False)
+  # Noise draws from the key; without it the key is not read.
+  default, noisy = trained(), trained(noise=True)
   jax.tree.map(np.testing.assert_array_equal, default, noisy)
-  assert _changed(default, quiet)['encoder_strong']
+  assert _changed(noisy, trained(noise=True, key=1))['encoder_strong']
+  jax.tree.map(np.testing.assert_array_equal, trained(noise=False),
+               trained(noise=False, key=1))
+  # With one modality present none dominates: every coefficient is 1.
+  _, metrics = trained(present={'strong': True, 'weak': False},
+                       with_metrics=True)
+  assert float(metrics['ogm/coefficient/strong']) == 1.0
+  assert float(metrics['ogm/coefficient/weak']) == 1.0
 
 
 def test_ogm_ge_damps_the_dominant_modality():

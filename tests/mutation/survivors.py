@@ -9,6 +9,7 @@ denominator), else with 'not worth a test' and why.
 
 _UPLOADS = 'fedmchain_jax/uploads.py'
 _CLIENT = 'fedmchain_jax/client.py'
+_ROUNDS = 'fedmchain_jax/algorithms/rounds.py'
 
 REASONS = {
     (_UPLOADS, '_every_entry', 'NumberReplacer',
@@ -58,6 +59,22 @@ REASONS = {
      'return branches[0](params, batches, present, key)',
      'return branches[ -1](params, batches, present, key)'):
         'equivalent: the line runs only when there is one branch',
+    (_CLIENT, 'num_steps_of', 'NumberReplacer',
+     'return jax.tree.leaves(batches)[0].shape[0]',
+     'return jax.tree.leaves(batches)[ -1].shape[0]'):
+        'equivalent: every leaf of a client\'s batches has the S steps as '
+        'its leading axis',
+    (_ROUNDS, '_prepare', 'ReplaceFalseWithTrue',
+     '(trained.rows, trained.outside), weights, zero_deltas=False)',
+     '(trained.rows, trained.outside), weights, zero_deltas=True)'):
+        'equivalent: it zeroes the excluded clients\' rows, which have '
+        'weight 0 and which upload.prepare then zeroes anyway (the Upload '
+        'contract); False saves that pass',
+    (_ROUNDS, '_upload_and_aggregate', 'ReplaceAndWithOr',
+     'replicated = placement.mesh is not None and not placement.rows_sharded',
+     'replicated = placement.mesh is not None or not placement.rows_sharded'):
+        'equivalent: replicating changes where the rows lie, not their '
+        'values (a no-op without a mesh; 1 device == 8 devices is tested)',
     (_CLIENT, 'step', 'ReplaceBinaryOperator_Add_Sub',
      'new = new + jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)',
      'new = new - jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)'):
