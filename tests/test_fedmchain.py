@@ -197,10 +197,10 @@ def test_chain_order_changes_the_result():
                                0)[0])
   rotating = client.chain(apply_fn, MODALITIES, optax.sgd(0.5), 3,
                           [('strong', 'weak'), ('weak', 'strong')]).update
-  for round_index, expected in enumerate(results):
+  for round_index in range(4):  # Round r runs orders[r % 2].
     got, _ = jit(rotating)(params, batches, present, jax.random.key(0),
                            round_index)
-    jax.tree.map(np.testing.assert_array_equal, got, expected)
+    jax.tree.map(np.testing.assert_array_equal, got, results[round_index % 2])
   assert _changed(results[0], results[1])['encoder_weak']
 
 
@@ -405,6 +405,7 @@ def test_padding_client_changes_nothing_in_fedmchain():
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6),
                a.params, b.params)
   assert float(ma['comm/upload_bytes']) == float(mb['comm/upload_bytes'])
+  assert float(ma['comm/kept_fraction']) == float(mb['comm/kept_fraction'])
   # Four real clients download the dense float32 model.
   model_bytes = 4 * sum(x.size for x in jax.tree.leaves(params))
   assert float(ma['comm/download_bytes']) == 4 * model_bytes
@@ -496,6 +497,29 @@ def test_fedmchain_lifts_the_weak_modality(tmp_path):
           accuracy['fedavg']['eval/accuracy/weak'] + 0.1)
   assert (accuracy['fedmchain']['comm/upload_bytes'] <
           0.3 * accuracy['fedavg']['comm/upload_bytes'])
+
+
+def test_a_chain_of_bad_orders_or_an_unknown_regularizer_is_refused():
+  ok = (lambda p, f, m=None, o=None: None, ('a', 'b'), optax.sgd(0.1), 1)
+  with pytest.raises(ValueError, match=r'^a chain order must name every '
+                     r"modality once: \('a', 'a'\) vs \('a', 'b'\)$"):
+    fmc.client.chain(*ok, [('a', 'b'), ('a', 'a')])
+  with pytest.raises(ValueError, match=r"^regularizer must be one of "
+                     r"\('boost', 'reweight'\), got 'bost'$"):
+    fmc.client.chain(*ok, [('a', 'b')], fmc.client.Regularizer('bost'))
+
+
+def test_ogm_ge_confidence_sums_the_real_examples_only():
+  # z_a = [ln 3, 0], z_b = [0, 0], label 0: softmax(z)_y = 3/4 and 1/2 for
+  # each example; the second example is padding (mask False).
+  params = {'head_a': {'z': jnp.array([math.log(3), 0.0])},
+            'head_b': {'z': jnp.zeros(2)}}
+  batch = {'features': {'a': jnp.zeros((2, 1)), 'b': jnp.zeros((2, 1))},
+           'label': jnp.array([0, 0]), 'mask': jnp.array([True, False]),
+           'modality_mask': {'a': jnp.array(True), 'b': jnp.array(True)}}
+  _, (_, scores) = client._ogm_loss(logits_model)(params, batch)
+  np.testing.assert_allclose(scores['a'], 0.75, rtol=1e-6)
+  np.testing.assert_allclose(scores['b'], 0.5, rtol=1e-6)
 
 
 def test_an_apply_fn_of_the_wrong_arity_is_refused_when_built():

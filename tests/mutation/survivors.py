@@ -75,6 +75,26 @@ REASONS = {
      'replicated = placement.mesh is not None or not placement.rows_sharded'):
         'equivalent: replicating changes where the rows lie, not their '
         'values (a no-op without a mesh; 1 device == 8 devices is tested)',
+    (_CLIENT, 'num_steps_of', 'NumberReplacer',
+     'return jax.tree.leaves(batches)[0].shape[0]',
+     'return jax.tree.leaves(batches)[ 1].shape[0]'):
+        'equivalent: every leaf of a client\'s batches has the S steps as '
+        'its leading axis',
+    (_CLIENT, 'update', 'NumberReplacer', 'if len(branches) == 1:',
+     'if len(branches) == 0:'):
+        'equivalent: one branch then goes through lax.switch at index '
+        'round % 1 = 0, the same branch',
+    (_ROUNDS, '_upload_and_aggregate', 'ReplaceComparisonOperator_IsNot_Is',
+     'replicated = placement.mesh is not None and not placement.rows_sharded',
+     'replicated = placement.mesh is None and not placement.rows_sharded'):
+        'equivalent: replicating changes where the rows lie, not their '
+        'values (a no-op without a mesh; 1 device == 8 devices is tested)',
+    (_ROUNDS, '_upload_and_aggregate', 'AddNot',
+     'if replicated:  # The rows gathered once, for the store and the sums.',
+     'if not replicated:  # The rows gathered once, for the store and the '
+     'sums.'):
+        'equivalent: replicating changes where the rows lie, not their '
+        'values (a no-op without a mesh; 1 device == 8 devices is tested)',
     (_CLIENT, 'step', 'ReplaceBinaryOperator_Add_Sub',
      'new = new + jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)',
      'new = new - jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)'):

@@ -113,6 +113,10 @@ TARGETS = {
          'default',
          'tests/test_fedmchain.py::test_an_apply_fn_of_the_wrong_arity_is_'
          'refused_when_built',
+         'tests/test_fedmchain.py::test_a_chain_of_bad_orders_or_an_unknown_'
+         'regularizer_is_refused',
+         'tests/test_fedmchain.py::test_ogm_ge_confidence_sums_the_real_'
+         'examples_only',
          'tests/test_fedavg.py')),
     'models': Target(
         'fedmchain_jax/models.py', None,
