@@ -90,6 +90,30 @@ TARGETS = {
          'sparse_updates',
          'tests/test_fedmchain.py::test_clients_lacking_a_modality_do_not_'
          'hold_its_encoder')),
+    'ssca': Target(
+        'fedmchain_jax/ssca.py',
+        ('_sent', '_finish', 'connected_components', 'ssca', 'SSCAResult'),
+        ('tests/test_ssca.py::test_ssca_matches_numpy',
+         'tests/test_ssca.py::test_two_opposed_clusters_form_two_groups',
+         'tests/test_ssca.py::test_elected_sign_and_disjoint_mean_by_hand',
+         'tests/test_ssca.py::test_connected_components_of_a_known_graph',
+         'tests/test_ssca.py::test_dense_rows_with_thresholds_are_their_'
+         'sparse_updates',
+         'tests/test_ssca.py::test_rows_outside_the_groups_cannot_poison_the_'
+         'update',
+         'tests/test_parts.py::test_ssca_normalized_by_group_members_on_three_'
+         'toy_clients',
+         'tests/test_parts.py::test_aggregation_metrics_of_ssca_on_three_toy_'
+         'clients')),
+    'agreement': Target(
+        'fedmchain_jax/ssca.py',
+        ('default_row_groups', '_row_cuts', 'bits_block', '_pack_signs',
+         '_bit_counts', '_symmetric', '_pair', 'sign_agreement'),
+        ('tests/test_ssca.py::test_every_agreement_form_is_exact',
+         'tests/test_ssca.py::test_packed_signs_are_the_bits_of_the_support_'
+         'and_the_negatives',
+         'tests/test_ssca.py::test_blocks_over_p_give_the_one_block_result',
+         'tests/test_ssca.py::test_ssca_matches_numpy')),
     'rounds': Target('fedmchain_jax/algorithms/rounds.py', None, _ROUND_TESTS),
     'client': Target(
         'fedmchain_jax/client.py',
