@@ -172,6 +172,24 @@ def test_chain_metrics_average_the_phases_a_client_ran():
   jax.tree.map(np.testing.assert_array_equal, trained, params)
 
 
+def test_phase_metrics_are_means_over_the_phase_steps():
+  # Stand-in logits z = 0 and lr 0: every step's CE is ln 2 (two classes),
+  # so each phase's mean over its 3 steps is ln 2.
+  update = client.chain(logits_model, ('a', 'b'), optax.sgd(0.0), 3,
+                        [('a', 'b')], client.Regularizer('boost', 0.0))
+  params = {'head_a': {'z': jnp.zeros(2)}, 'head_b': {'z': jnp.zeros(2)}}
+  batches = {'features': {'a': jnp.zeros((6, 4, 1)),
+                          'b': jnp.zeros((6, 4, 1))},
+             'label': jnp.zeros((6, 4), jnp.int32),
+             'mask': jnp.ones((6, 4), bool)}
+  present = {'a': jnp.array(True), 'b': jnp.array(True)}
+  _, metrics = jit(update.update)(params, batches, present,
+                                  jax.random.key(0), 0)
+  for name in ('loss/a', 'loss/b', 'loss'):
+    np.testing.assert_allclose(metrics[name], math.log(2), rtol=1e-6)
+  np.testing.assert_allclose(metrics['accuracy'], 1.0, rtol=1e-6)
+
+
 def test_chain_orders():
   assert fmc.algorithms.chain_orders(('a', 'b', 'c'), 'fixed') == [
       ('a', 'b', 'c')]
@@ -458,6 +476,48 @@ def test_ogm_ge_adds_generalization_noise_by_default():
                        with_metrics=True)
   assert float(metrics['ogm/coefficient/strong']) == 1.0
   assert float(metrics['ogm/coefficient/weak']) == 1.0
+
+
+def test_ogm_ge_scales_the_dominant_encoders_gradient_and_adds_its_noise():
+  # One SGD step: the gradient g of the fused CE, with a dominant encoder's
+  # gradient scaled by its coefficient c (`_ogm_coefficients` of the
+  # confidences `_ogm_loss` measures) and, with noise, std(g) N(0, 1)
+  # added per leaf.
+  apply_fn, params, train = _setup()
+  batches = _client_batches(train, 1)
+  batch = jax.tree.map(lambda x: x[0], batches)
+  lr = 0.5
+
+  def stepped(noise):
+    update = client.ogm_ge(apply_fn, MODALITIES, optax.sgd(lr), 1, 0.5,
+                           noise).update
+    return jit(update)(params, batches, {}, jax.random.key(0), 0)[0]
+
+  grads, (_, scores) = jax.grad(client._ogm_loss(apply_fn), has_aux=True)(
+      params, batch)
+  coefficients = client._ogm_coefficients(MODALITIES, 0.5, scores,
+                                          batch['modality_mask'])
+  dominant = [m for m in MODALITIES if bool(coefficients[m][0])]
+  assert len(dominant) == 1  # With two modalities, one ratio exceeds 1.
+  encoder = f'encoder_{dominant[0]}'
+  other = f'encoder_{[m for m in MODALITIES if m != dominant[0]][0]}'
+  scale = float(coefficients[dominant[0]][1])
+  assert 0.0 < scale < 0.9
+  quiet = stepped(False)
+  for name, grad in grads.items():
+    factor = scale if name == encoder else 1.0
+    jax.tree.map(lambda new, old, g, f=factor: np.testing.assert_allclose(
+        new, old - lr * f * g, rtol=1e-5, atol=1e-6),
+                 quiet[name], params[name], grad)
+  # The noise, in units of each leaf's gradient spread, is about N(0, 1).
+  noisy = stepped(True)
+  kernel = grads[encoder]['Dense_0']['kernel']
+  noise = (np.asarray(quiet[encoder]['Dense_0']['kernel']) -
+           np.asarray(noisy[encoder]['Dense_0']['kernel'])) / (
+               lr * float(jnp.std(kernel)))
+  assert noise.size == 256
+  assert abs(noise.mean()) < 0.3 and 0.8 < noise.std() < 1.2
+  jax.tree.map(np.testing.assert_array_equal, noisy[other], quiet[other])
 
 
 def test_ogm_ge_damps_the_dominant_modality():

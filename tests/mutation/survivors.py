@@ -89,6 +89,11 @@ REASONS = {
      'replicated = placement.mesh is None and not placement.rows_sharded'):
         'equivalent: replicating changes where the rows lie, not their '
         'values (a no-op without a mesh; 1 device == 8 devices is tested)',
+    (_ROUNDS, '_upload_and_aggregate', 'ReplaceUnaryOperator_Delete_Not',
+     'replicated = placement.mesh is not None and not placement.rows_sharded',
+     'replicated = placement.mesh is not None and  placement.rows_sharded'):
+        'equivalent: replicating changes where the rows lie, not their '
+        'values (a no-op without a mesh; 1 device == 8 devices is tested)',
     (_ROUNDS, '_upload_and_aggregate', 'AddNot',
      'if replicated:  # The rows gathered once, for the store and the sums.',
      'if not replicated:  # The rows gathered once, for the store and the '

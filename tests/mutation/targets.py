@@ -39,6 +39,12 @@ _ROUND_TESTS = (
     'tests/test_parts.py',
     'tests/test_reliability.py::test_nonfinite_updates_are_excluded',
     'tests/test_launcher.py::test_metrics_contract',
+    'tests/test_scale.py::test_a_round_gathering_per_client_is_bitwise_the_'
+    'gathered_cohorts',
+    'tests/test_scale.py::test_leaves_outside_the_blocks_are_checked_for_'
+    'nonfinite_values',
+    'tests/test_scale.py::test_aggregate_takes_a_deltas_tree_as_a_loop_over_'
+    'clients_gives_it',
 )
 
 TARGETS = {
@@ -141,6 +147,10 @@ TARGETS = {
          'regularizer_is_refused',
          'tests/test_fedmchain.py::test_ogm_ge_confidence_sums_the_real_'
          'examples_only',
+         'tests/test_fedmchain.py::test_phase_metrics_are_means_over_the_'
+         'phase_steps',
+         'tests/test_fedmchain.py::test_ogm_ge_scales_the_dominant_encoders_'
+         'gradient_and_adds_its_noise',
          'tests/test_fedavg.py')),
     'models': Target(
         'fedmchain_jax/models.py', None,
