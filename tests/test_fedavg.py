@@ -219,3 +219,7 @@ def test_scan_steps_is_a_scan_over_the_indexed_batches(num_steps, offset):
   np.testing.assert_array_equal(metrics['index'], np.arange(num_steps))
   np.testing.assert_array_equal(metrics['x'], expected_x)
   assert float(carry) == 1.0 + expected_x.sum()
+  if offset == 0:  # The default offset.
+    default = fmc.client.scan_steps(step, jnp.float32(1.0), batches,
+                                    num_steps)
+    jax.tree.map(np.testing.assert_array_equal, default, (carry, metrics))

@@ -19,7 +19,8 @@ MODALITIES = ('strong', 'weak')
 def logits_model(params, features, modality_mask=None, only=None):
   """A stand-in model: modality m's logits are params['head_m']['z'] [K]."""
   unimodal = {}
-  fused = jnp.zeros(())
+  batch = next(iter(features.values())).shape[:1]
+  fused = jnp.zeros(batch + next(iter(params.values()))['z'].shape)
   for m in (('a', 'b') if only is None else only):
     z = jnp.broadcast_to(params[f'head_{m}']['z'], features[m].shape[:1] +
                          params[f'head_{m}']['z'].shape)
@@ -148,6 +149,29 @@ def test_regularizer_is_dropped_for_a_client_without_the_modalities_it_reads(
   regularized, plain = trained(1.0, both), trained(0.0, both)
   assert np.abs(np.asarray(regularized['head_weak']['kernel']) -
                 np.asarray(plain['head_weak']['kernel'])).max() > 1e-3
+  if kind == 'boost':  # The chain's first phase has no earlier modality.
+    for name in ('encoder_strong', 'head_strong'):
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(
+          a, b, rtol=1e-6, atol=1e-7), regularized[name], plain[name])
+
+
+def test_reweight_is_dropped_for_a_single_modality():
+  # One modality: no other logits to reweight by, so lam changes nothing.
+  params = {'head_a': {'z': jnp.array([0.3, -0.2])}}
+  batches = {'features': {'a': jnp.zeros((2, 3, 1))},
+             'label': jnp.array([[0, 1, 0], [1, 1, 0]]),
+             'mask': jnp.ones((2, 3), bool)}
+
+  def trained(lam):
+    update = client.chain(logits_model, ('a',), optax.sgd(0.5), 2, [('a',)],
+                          client.Regularizer('reweight', lam))
+    assert update.num_steps == 2
+    return jit(update.update)(params, batches, {'a': jnp.array(True)},
+                              jax.random.key(0), 0)[0]
+
+  np.testing.assert_allclose(trained(1.0)['head_a']['z'],
+                             trained(0.0)['head_a']['z'], rtol=1e-6)
+  assert np.any(np.asarray(trained(0.0)['head_a']['z']) != [0.3, -0.2])
 
 
 def test_chain_metrics_average_the_phases_a_client_ran():
@@ -430,24 +454,28 @@ def test_padding_client_changes_nothing_in_fedmchain():
   assert float(mb['comm/download_bytes']) == 4 * model_bytes
 
 
-def test_ogm_ge_ratio_is_to_the_mean_of_the_other_present_modalities():
-  # Scores a = 6, b = 2, c = 4: r_a = 6 / mean(2, 4) = 2 (dominant),
-  # r_b = 2 / 5, r_c = 4 / 4 = 1 (not dominant: r must exceed 1). Without
-  # c, r_a = 6 / 2 = 3.
-  scores = {'a': jnp.array(6.0), 'b': jnp.array(2.0), 'c': jnp.array(4.0)}
-  for present_c, ratio_a in ((True, 2.0), (False, 3.0)):
-    present = {'a': jnp.array(True), 'b': jnp.array(True),
-               'c': jnp.array(present_c)}
-    coefficients = client._ogm_coefficients(('a', 'b', 'c'), 0.5, scores,
-                                            present)
-    dominant, coefficient = coefficients['a']
+@pytest.mark.parametrize('unit', [1.0, 0.1])
+def test_ogm_ge_ratio_is_to_the_mean_of_the_other_present_modalities(unit):
+  # Scores a = 6, b = 2, c = 4 (in units of `unit`, so the others' mean is
+  # above and below 1): r_a = 6 / mean(2, 4) = 2 (dominant), r_b = 2 / 5,
+  # r_c = 4 / 4 = 1 (not dominant: r must exceed 1). With c absent, r_a =
+  # 6 / 2 = 3, and c is never dominant whatever its score. Alone, a has no
+  # other modality to be compared with: not dominant.
+  def coefficients(scores, present):
+    return client._ogm_coefficients(
+        tuple(scores), 0.5, {m: jnp.array(v * unit) for m, v in
+                             scores.items()},
+        {m: jnp.array(m in present) for m in scores})
+
+  for scores, present, ratio_a in (({'a': 6, 'b': 2, 'c': 4}, 'abc', 2.0),
+                                   ({'a': 6, 'b': 2, 'c': 40}, 'ab', 3.0)):
+    result = coefficients(scores, present)
+    dominant, coefficient = result['a']
     assert bool(dominant)
     np.testing.assert_allclose(coefficient, 1 - np.tanh(0.5 * ratio_a),
                                rtol=1e-6)
-    assert not bool(coefficients['b'][0])
-  assert not bool(client._ogm_coefficients(
-      ('a', 'b', 'c'), 0.5, scores,
-      {m: jnp.array(True) for m in 'abc'})['c'][0])
+    assert not bool(result['b'][0]) and not bool(result['c'][0])
+  assert not bool(coefficients({'a': 6, 'b': 2, 'c': 4}, 'a')['a'][0])
 
 
 def test_ogm_ge_adds_generalization_noise_by_default():

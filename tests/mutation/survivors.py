@@ -100,6 +100,47 @@ REASONS = {
      'sums.'):
         'equivalent: replicating changes where the rows lie, not their '
         'values (a no-op without a mesh; 1 device == 8 devices is tested)',
+    (_ROUNDS, 'aggregate', 'NumberReplacer',
+     'size = num_real_clients or cohort.weights.shape[0]',
+     'size = num_real_clients or cohort.weights.shape[ -1]'):
+        'equivalent: weights is one-dimensional, [C]',
+    (_ROUNDS, 'run_cohort', 'NumberReplacer',
+     'size = cohort.weights.shape[0]', 'size = cohort.weights.shape[ -1]'):
+        'equivalent: weights is one-dimensional, [C]',
+    (_ROUNDS, '_upload_and_aggregate', 'NumberReplacer',
+     "metrics['comm/kept_fraction'] = kept_total / jnp.maximum(sent_total, "
+     "1.0)",
+     "metrics['comm/kept_fraction'] = kept_total / jnp.maximum(sent_total, "
+     "2.0)"):
+        'not worth a test: differs only when the whole cohort sends fewer '
+        'than 2 entries (one client holding a one-parameter model); with no '
+        'sender both give 0',
+    (_CLIENT, 'loss_fn', 'NumberReplacer',
+     'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, 0]',
+     'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, 1]'):
+        'equivalent: JAX clamps a static out-of-range index, so index 1 of '
+        'an axis of length 1 reads its only entry',
+    (_CLIENT, 'loss_fn', 'NumberReplacer',
+     'jax.nn.softmax(z), label[:, None], axis=1)[:, 0], 0.0))',
+     'jax.nn.softmax(z), label[:, None], axis=1)[:, -1], 0.0))'):
+        'equivalent: the gathered axis has length 1, so index 0 and -1 are '
+        'the same entry',
+    (_CLIENT, '_ogm_coefficients', 'NumberReplacer',
+     'ratio = scores[m] / jnp.maximum(other_sum / jnp.maximum(other_count, '
+     '1),',
+     'ratio = scores[m] / jnp.maximum(other_sum / jnp.maximum(other_count, '
+     '0),'):
+        'equivalent: with no other modality the ratio becomes NaN instead of '
+        'huge, but dominant is then False (other_count > 0) and every use '
+        'selects the unmodulated value',
+    (_CLIENT, '_ogm_coefficients', 'NumberReplacer',
+     'ratio = scores[m] / jnp.maximum(other_sum / jnp.maximum(other_count, 1),'
+     ' / 1e-12)',
+     'ratio = scores[m] / jnp.maximum(other_sum / jnp.maximum(other_count, 1),'
+     ' -0.999999999999)'):
+        'not worth a test: differs only when the other modalities\' mean '
+        'summed confidence is below 1e-12, where the ratio is at least 1e12 '
+        'times s_m and 1 - tanh(alpha r) is 0 in float32 either way',
     (_CLIENT, 'step', 'ReplaceBinaryOperator_Add_Sub',
      'new = new + jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)',
      'new = new - jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)'):

@@ -130,6 +130,8 @@ TARGETS = {
          'tests/test_fedmchain.py::test_reweight_regularizer_golden_numbers',
          'tests/test_fedmchain.py::test_regularizer_is_dropped_for_a_client_'
          'without_the_modalities_it_reads',
+         'tests/test_fedmchain.py::test_reweight_is_dropped_for_a_single_'
+         'modality',
          'tests/test_fedmchain.py::test_each_phase_moves_only_its_modality',
          'tests/test_fedmchain.py::test_missing_modality_leaves_its_blocks_'
          'unchanged',
