@@ -67,6 +67,20 @@ def test_server_learning_rate_scales_the_averaged_delta():
   np.testing.assert_allclose(state.params['w'], [0.875], rtol=1e-6)
 
 
+def test_a_round_in_which_nobody_sends_changes_nothing():
+  # Every client silent (weight 0: dropped or padding): no update, no bytes,
+  # and kept_fraction 0 rather than 0 / 0.
+  algorithm = toy_algorithm()
+  state = algorithm.init({'w': jnp.full(1, 2.0)})
+  state, metrics = jax.jit(algorithm.run_cohort)(
+      state, toy_cohort([1.0, 3.0, 5.0], [0.0, 0.0, 0.0]), jax.random.key(0))
+  np.testing.assert_array_equal(state.params['w'], [2.0])
+  assert float(metrics['comm/kept_fraction']) == 0.0
+  assert float(metrics['comm/upload_bytes']) == 0.0
+  assert float(metrics['comm/download_bytes']) == 0.0
+  assert int(metrics['clients/participating']) == 0
+
+
 @pytest.mark.parametrize('mu, start, expected', [
     (1.0, 0.0, 3.5 / 3), (0.5, 0.0, 4.375 / 3), (1.0, 1.0, 5 / 3)])
 def test_fedprox_golden_numbers(mu, start, expected):

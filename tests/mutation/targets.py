@@ -41,6 +41,10 @@ _ROUND_TESTS = (
     'tests/test_launcher.py::test_metrics_contract',
     'tests/test_scale.py::test_a_round_gathering_per_client_is_bitwise_the_'
     'gathered_cohorts',
+    'tests/test_scale.py::test_chunked_rounds_are_bitwise_the_unchunked_round',
+    'tests/test_scale.py::test_a_custom_update_gets_batches_of_s_rows_unless_'
+    'it_steps_them',
+    'tests/test_scale.py::test_a_round_never_holds_the_whole_cohorts_batches',
     'tests/test_scale.py::test_leaves_outside_the_blocks_are_checked_for_'
     'nonfinite_values',
     'tests/test_scale.py::test_aggregate_takes_a_deltas_tree_as_a_loop_over_'
