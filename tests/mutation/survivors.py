@@ -107,7 +107,7 @@ REASONS = {
     (_ROUNDS, 'aggregate', 'ReplaceOrWithAnd',
      'size = num_real_clients or cohort.weights.shape[0]',
      'size = num_real_clients and cohort.weights.shape[0]'):
-        'not worth a test per mutant: size is read only on a mesh in '
+        'not worth a test: size is read only on a mesh in '
         '"replicated" mode (placement.for_sum), where it drops the zero-'
         'weight padding rows before the sums; test_eight_devices_match_one '
         'checks those bits in an 8-device subprocess, too slow for every '
