@@ -405,6 +405,8 @@ def test_error_feedback_across_two_rounds_of_the_composed_round():
   key = jax.random.key(2)
   state = algorithm.init(params)
   for round_index in range(2):
+    assert set(state.client_states) == {'encoder_strong', 'encoder_weak',
+                                        'classifier'}
     trained, _ = train_ef(state, cohort, key)
     deltas, _ = train_plain(state._replace(client_states={}), cohort, key)
     new_state, _ = run(state, cohort, key)
