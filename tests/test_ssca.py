@@ -312,6 +312,74 @@ def test_ties_at_the_threshold_are_all_sent_and_counted(fraction):
   assert sent.sum() % 16 == 0 and sent.sum() >= np.ceil(fraction * 64) - 16
 
 
+def reference_threshold(x, rho, key, num_samples=4096, bracket_sigmas=4.0):
+  """compression.magnitude_threshold as its docstring states it, in NumPy
+  float32: lowbias32 sample positions, the sample's order statistics as
+  the bracket, Illinois false position, the end nearer k."""
+  x = np.asarray(x, np.float32)
+  size = x.size
+  refine = 3 if rho >= 0.05 else 8
+  samples = min(num_samples, size)
+  with np.errstate(over='ignore'):
+    h = (np.arange(samples, dtype=np.uint32) * np.uint32(0x9E3779B9) +
+         np.uint32(jax.random.bits(key, (), jnp.uint32)))
+    h = (h ^ (h >> np.uint32(16))) * np.uint32(0x7FEB352D)
+    h = (h ^ (h >> np.uint32(15))) * np.uint32(0x846CA68B)
+    h = h ^ (h >> np.uint32(16))
+  sample = np.sort(np.abs(x[(h % np.uint32(size)).astype(np.int64)]))
+  one, n, rho = np.float32(1), np.float32(samples), np.float32(rho)
+  k = max(one, np.ceil(rho * np.float32(size)))
+  spread = np.float32(bracket_sigmas) * np.sqrt(rho * (one - rho) / n)
+  low_rank = np.clip(np.floor((one - rho - spread) * n) - 1, 0, samples - 1)
+  high_rank = np.clip(np.ceil((one - rho + spread) * n), 0, samples - 1)
+  lo, hi = sample[int(low_rank)], sample[int(high_rank)]
+  f_lo = (n - low_rank) / n * np.float32(size) - k
+  f_hi = (n - high_rank) / n * np.float32(size) - k
+  side = 0
+  for _ in range(refine):
+    t = ((lo * f_hi - hi * f_lo) / (f_hi - f_lo) if f_lo > f_hi else
+         np.float32(0.5) * (lo + hi))
+    t = np.float32(min(max(t, lo), hi))
+    f = np.float32(np.count_nonzero(np.abs(x) >= t)) - k
+    if f >= 0:
+      lo, f_lo = t, f
+      f_hi = np.float32(0.5) * f_hi if side > 0 else f_hi
+      side = 1
+    else:
+      hi, f_hi = t, f
+      f_lo = np.float32(0.5) * f_lo if side < 0 else f_lo
+      side = -1
+  threshold = hi if abs(f_hi) < abs(f_lo) else lo
+  return np.float32(0.0) if np.count_nonzero(x) <= k else threshold
+
+
+@pytest.mark.parametrize('size', [1000, 20000])
+def test_threshold_is_the_documented_search_step_by_step(size):
+  rng = np.random.default_rng(size)
+  vectors = {'normal': rng.standard_normal(size),
+             'cauchy': rng.standard_cauchy(size),
+             'sparse': rng.standard_normal(size) * (rng.random(size) < 0.3),
+             'levels': rng.integers(-4, 5, size).astype(np.float64)}
+  # k = 1 at the smallest share of 1,000; the bracket's low end clipped at
+  # the largest.
+  fractions = [0.0005, 0.01, 0.05, 0.1, 0.3, 0.99]
+  threshold = jax.jit(compression.magnitude_threshold, static_argnums=1)
+  traced = jax.jit(jax.vmap(compression.magnitude_threshold,
+                            in_axes=(None, 0, None)))
+  for i, (name, x) in enumerate(vectors.items()):
+    x = jnp.asarray(x, jnp.float32)
+    key = jax.random.key(i)
+    swept = traced(x, jnp.array(fractions, jnp.float32), key)
+    for j, rho in enumerate(fractions):
+      # Equal up to the last bit of XLA's false-position arithmetic, and
+      # keeping exactly the same entries.
+      expected = reference_threshold(x, rho, key)
+      kept = np.count_nonzero(np.abs(np.asarray(x)) >= expected)
+      for got in (threshold(x, rho, key), swept[j]):
+        np.testing.assert_allclose(got, expected, rtol=3e-7, err_msg=name)
+        assert np.count_nonzero(np.abs(np.asarray(x)) >= float(got)) == kept
+
+
 def test_magnitude_at_least_is_the_absolute_comparison():
   values = jnp.array([0.0, -0.0, 1.0, -1.0, 2.5, -2.5, np.inf, -np.inf,
                       np.nan, 1e-45, -1e-45, 3e38], jnp.float32)

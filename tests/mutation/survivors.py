@@ -10,6 +10,7 @@ denominator), else with 'not worth a test' and why.
 _UPLOADS = 'fedmchain_jax/uploads.py'
 _CLIENT = 'fedmchain_jax/client.py'
 _ROUNDS = 'fedmchain_jax/algorithms/rounds.py'
+_COMPRESSION = 'fedmchain_jax/compression.py'
 
 REASONS = {
     (_UPLOADS, '_every_entry', 'NumberReplacer',
@@ -149,6 +150,34 @@ REASONS = {
         'not worth a test: differs only when the other modalities\' mean '
         'summed confidence is below 1e-12, where the ratio is at least 1e12 '
         'times s_m and 1 - tanh(alpha r) is 0 in float32 either way',
+    (_COMPRESSION, 'magnitude_threshold', 'NumberReplacer',
+     'k = xp.maximum(xp.float32(1), xp.ceil(rho * xp.float32(size)))',
+     'k = xp.maximum(xp.float32( 0), xp.ceil(rho * xp.float32(size)))'):
+        'equivalent: rho > 0, so ceil(rho P) is at least 1 anyway',
+    (_COMPRESSION, 'magnitude_threshold', 'NumberReplacer',
+     'xp.float32(samples)) - 1, 0, samples - 1)',
+     'xp.float32(samples)) - 1, 0, samples - 2)'):
+        'equivalent: floor((1 - rho - spread) n) - 1 is at most n - 2 for '
+        'rho > 0, so the upper clip never binds',
+    (_COMPRESSION, 'magnitude_threshold', 'NumberReplacer',
+     'threshold = jnp.where(rho >= 1.0, 0.0, threshold)',
+     'threshold = jnp.where(rho >= 1.0, -1.0, threshold)'):
+        'equivalent: |x| >= -1 holds wherever |x| >= 0 does, so every '
+        'non-zero entry is still sent',
+    (_COMPRESSION, 'false_position', 'ReplaceComparisonOperator_GtE_Gt',
+     'up = f >= 0', 'up = f > 0'):
+        'equivalent: differs only when t keeps exactly k entries; then '
+        'either end becomes t with f = 0, the search stays there, and the '
+        'end nearer k (that one) is returned',
+    (_COMPRESSION, 'false_position', 'NumberReplacer',
+     't = jnp.where(f_lo > f_hi, (lo * f_hi - hi * f_lo) / (f_hi - f_lo), '
+     '/ 0.5 * (lo + hi))',
+     't = jnp.where(f_lo > f_hi, (lo * f_hi - hi * f_lo) / (f_hi - f_lo), '
+     '1.5 * (lo + hi))'):
+        'not worth a test: the bisection branch needs f_lo <= f_hi with '
+        'lo < hi, i.e. the sample\'s predicted count at the high end above '
+        'the measured count at the low end (rho below 1 / samples on a '
+        'skewed sample); the kept count stays within the tested bound',
     (_CLIENT, 'step', 'ReplaceBinaryOperator_Add_Sub',
      'new = new + jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)',
      'new = new - jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)'):

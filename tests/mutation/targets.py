@@ -76,7 +76,9 @@ TARGETS = {
          'tests/test_fedmchain.py::test_upload_bytes_and_error_feedback')),
     'compression': Target(
         'fedmchain_jax/compression.py', None,
-        ('tests/test_ssca.py::test_ties_at_the_threshold_are_all_sent_and_'
+        ('tests/test_ssca.py::test_threshold_is_the_documented_search_step_'
+         'by_step',
+         'tests/test_ssca.py::test_ties_at_the_threshold_are_all_sent_and_'
          'counted',
          'tests/test_ssca.py::test_threshold_keeps_about_the_top_fraction',
          'tests/test_ssca.py::test_magnitude_at_least_is_the_absolute_'
