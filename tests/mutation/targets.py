@@ -172,7 +172,8 @@ TARGETS = {
         ('tests/test_data.py',)),
     'checkpointing': Target(
         'fedmchain_jax/checkpointing.py', None,
-        ('tests/test_launcher.py::test_rerun_resumes_and_matches_an_'
+        ('tests/test_checkpointing.py',
+         'tests/test_launcher.py::test_rerun_resumes_and_matches_an_'
          'uninterrupted_run',
          'tests/test_launcher.py::test_resume_restores_a_stateful_server_'
          'optimizer',
