@@ -57,7 +57,7 @@ def test_the_summary_counts_equivalents_out_of_the_score():
        'outcome': outcome, 'diff': diff, 'output': output}
       for outcome, output in (('KILLED', 'F'), ('KILLED', 'timeout'),
                               ('KILLED', 'F'), ('SURVIVED', ''))]
-  row, section = run.summarize('uploads', runs)
-  # 3 killed (1 by timeout) of 4, none recorded as equivalent.
-  assert '| 4 | 3 (1 by timeout) | 1 | 0 | 0 | 75.0% |' in row
+  row, section = run.summarize('uploads', runs, 5)
+  # 3 killed (1 by timeout) of 4, none recorded as equivalent, 5 to run.
+  assert '| 4 | 5 | 3 (1 by timeout) | 1 | 0 | 0 | 75.0% |' in row
   assert '`x = y + 1` -> `x = y - 1`: **not yet killed**' in section

@@ -157,6 +157,14 @@ def run_target(name, work_dir, tree, retest):
   return session
 
 
+def pending(session: str) -> int:
+  """Mutants of the session not yet run."""
+  with sqlite3.connect(session) as db:
+    return db.execute('SELECT COUNT(*) FROM mutation_specs m LEFT JOIN '
+                      'work_results r ON m.job_id = r.job_id WHERE '
+                      'r.job_id IS NULL').fetchone()[0]
+
+
 def read_session(session: str) -> list[dict]:
   """One dict per mutant run (filtered ones left out)."""
   query = ('SELECT m.module_path, m.operator_name, m.occurrence, '
@@ -179,8 +187,10 @@ def _changed_lines(diff: str) -> tuple[str, str]:
   return ' / '.join(old), ' / '.join(new)
 
 
-def summarize(name: str, runs: list[dict]) -> tuple[str, str]:
-  """(the table row, the survivors section) of one target."""
+def summarize(name: str, runs: list[dict], left: int = 0
+              ) -> tuple[str, str]:
+  """(the table row, the survivors section) of one target; `left`: its
+  mutants not yet run."""
   killed = [r for r in runs if r['outcome'] == 'KILLED']
   timeouts = [r for r in killed if r['output'] == 'timeout']
   survived = [r for r in runs if r['outcome'] == 'SURVIVED']
@@ -199,7 +209,7 @@ def summarize(name: str, runs: list[dict]) -> tuple[str, str]:
   scored = len(runs) - len(incompetent) - equivalent
   score = len(killed) / scored if scored else float('nan')
   module = targets_lib.TARGETS[name].module
-  row = (f'| {name} | `{module}` | {len(runs)} | {len(killed)} '
+  row = (f'| {name} | `{module}` | {len(runs)} | {left} | {len(killed)} '
          f'({len(timeouts)} by timeout) | {len(survived)} | {equivalent} | '
          f'{len(incompetent)} | {score:.1%} |')
   section = '\n'.join([f'### {name} (`{module}`)', ''] + (
@@ -228,14 +238,15 @@ def _machine() -> str:
 def write_report(results: dict, command: str) -> None:
   """docs/MUTATION.md: this run's targets, earlier rows for the others."""
   previous = open(REPORT).read() if os.path.exists(REPORT) else ''
-  rows, sections = [], []
+  rows, sections, missing = [], [], []
   for name in targets_lib.TARGETS:
     if name in results:
-      row, section = summarize(name, results[name])
+      row, section = summarize(name, *results[name])
     else:
       row, section = (_previous(previous, 'row', name),
                       _previous(previous, 'survivors', name))
       if row is None:
+        missing.append(name)
         continue
       row, section = row.rstrip('\n'), section.rstrip('\n')
     rows.append(f'<!-- row {name} -->\n{row}\n<!-- end -->')
@@ -245,8 +256,10 @@ def write_report(results: dict, command: str) -> None:
     f.write(_HEADER.format(
         command=command, commit=commit.strip(), machine=_machine(),
         version=importlib.metadata.version('cosmic-ray')))
-    f.write('\n'.join(rows) + '\n\n## Survivors\n\n' +
-            '\n'.join(sections) + '\n')
+    f.write('\n'.join(rows) + '\n\n')
+    if missing:
+      f.write(f'Targets not run yet: {", ".join(missing)}.\n\n')
+    f.write('## Survivors\n\n' + '\n'.join(sections) + '\n')
 
 
 _HEADER = """# Mutation testing of the round's core
@@ -258,12 +271,12 @@ kept from the run before; `git log docs/MUTATION.md` tells when.
 Each mutant is one single-token change to one module (the operators are
 listed in `tests/mutation/targets.py`), judged by that module's tests. A
 mutant is killed when a test fails or times out. Score = killed / (mutants
-- equivalent - incompetent); an incompetent mutant does not import or
-crashes the test run. Survivors are listed below with the reason each one
+run - equivalent - incompetent); an incompetent mutant crashes the test
+runner itself. A target with mutants not yet run resumes from its session. Survivors are listed below with the reason each one
 stays (`tests/mutation/survivors.py`).
 
-| target | module | mutants | killed | survived | equivalent | incompetent | score |
-| --- | --- | --- | --- | --- | --- | --- | --- |
+| target | module | mutants run | not yet run | killed | survived | equivalent | incompetent | score |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 """
 
 
@@ -294,8 +307,8 @@ def main(argv=None):
         continue
     else:
       session = run_target(name, args.work_dir, tree, args.retest_survivors)
-    results[name] = read_session(session)
-    print(summarize(name, results[name])[0], flush=True)
+    results[name] = (read_session(session), pending(session))
+    print(summarize(name, *results[name])[0], flush=True)
   write_report(results, 'python -m tests.mutation.run ' + ' '.join(
       sys.argv[1:] if argv is None else argv))
 
