@@ -79,3 +79,13 @@ def test_no_checkpoint_restores_nothing(tmp_path):
   checkpointer = checkpointing.Checkpointer(str(tmp_path / 'c'), 1)
   assert checkpointer.restore_latest_valid({'a': np.zeros(3)}) == (None, None)
   checkpointer.close()
+
+
+def test_saves_every_nth_round_unless_forced(tmp_path):
+  checkpointer = checkpointing.Checkpointer(str(tmp_path / 'c'), 2)
+  saved = [checkpointer.save(r, {'a': np.full(3, float(r))})
+           for r in (2, 3, 4)]
+  assert saved == [True, False, True]
+  assert checkpointer.save(5, {'a': np.full(3, 5.0)}, force=True)
+  assert checkpointer.rounds() == [4, 5]
+  checkpointer.close()
