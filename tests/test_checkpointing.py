@@ -8,8 +8,8 @@ import pytest
 from fedmchain_jax import checkpointing
 
 
-def _saved(directory, rounds=(1, 2, 3)):
-  checkpointer = checkpointing.Checkpointer(str(directory), 1)
+def _saved(directory, rounds=(1, 2, 3), **options):
+  checkpointer = checkpointing.Checkpointer(str(directory), 1, **options)
   for r in rounds:
     checkpointer.save(r, {'a': np.full(3, float(r))})
   return checkpointer
@@ -58,9 +58,11 @@ def test_an_unreadable_checkpoint_is_reported_and_set_aside(tmp_path):
 
 def test_restore_errors_are_reported_by_their_first_line_cut_short(
     tmp_path, monkeypatch):
-  checkpointer = _saved(tmp_path / 'c')
+  checkpointer = _saved(tmp_path / 'c', max_to_keep=3)
 
   def fail(target, round_number=None):
+    if round_number == 2:
+      raise ValueError('')  # No message: its type stands in.
     raise ValueError('x' * 500 + '\nsecond line')
 
   monkeypatch.setattr(checkpointer, 'restore', fail)
@@ -69,9 +71,11 @@ def test_restore_errors_are_reported_by_their_first_line_cut_short(
     checkpointer.restore_latest_valid({'a': np.zeros(3)}, warnings.append)
   assert warnings == [
       f'checkpoint of round {r} in {tmp_path / "c"} cannot be restored '
-      f'({"x" * 200}); trying the one before' for r in (3, 2)]
+      f'({why}); trying the one before'
+      for r, why in ((3, 'x' * 200), (2, 'ValueError'), (1, 'x' * 200))]
+  # The error names the oldest checkpoint tried.
   assert str(error.value) == (f'no checkpoint in {tmp_path / "c"} can be '
-                              f'restored; round 2: {"x" * 300}')
+                              f'restored; round 1: {"x" * 300}')
   checkpointer.close()
 
 
@@ -89,3 +93,10 @@ def test_saves_every_nth_round_unless_forced(tmp_path):
   assert checkpointer.save(5, {'a': np.full(3, 5.0)}, force=True)
   assert checkpointer.rounds() == [4, 5]
   checkpointer.close()
+
+
+def test_the_directory_is_made_when_missing(tmp_path):
+  directory = tmp_path / 'new' / 'checkpoints'
+  checkpointer = _saved(directory, rounds=(1,))
+  checkpointer.close()
+  assert checkpointing.Checkpointer(str(directory), 1).rounds() == [1]

@@ -11,6 +11,7 @@ _UPLOADS = 'fedmchain_jax/uploads.py'
 _CLIENT = 'fedmchain_jax/client.py'
 _ROUNDS = 'fedmchain_jax/algorithms/rounds.py'
 _COMPRESSION = 'fedmchain_jax/compression.py'
+_CHECKPOINTING = 'fedmchain_jax/checkpointing.py'
 
 REASONS = {
     (_UPLOADS, '_every_entry', 'NumberReplacer',
@@ -178,6 +179,22 @@ REASONS = {
         'lo < hi, i.e. the sample\'s predicted count at the high end above '
         'the measured count at the low end (rho below 1 / samples on a '
         'skewed sample); the kept count stays within the tested bound',
+    (_CHECKPOINTING, '__init__', 'ReplaceTrueWithFalse',
+     'save_interval_steps=save_every, max_to_keep=max_to_keep, create=True,',
+     'save_interval_steps=save_every, max_to_keep=max_to_keep, '
+     'create=False,'):
+        'equivalent with orbax-checkpoint 0.12: its first save makes the '
+        'folder whatever `create` says (test_the_directory_is_made_when_'
+        'missing passes either way)',
+    (_CHECKPOINTING, '__init__', 'ReplaceTrueWithFalse',
+     'cleanup_tmp_directories=True,', 'cleanup_tmp_directories=False,'):
+        'not worth a test: which left-over folders orbax takes for its '
+        'temporary saves is orbax\'s own format; a test would pin it',
+    (_CHECKPOINTING, '__init__', 'ReplaceFalseWithTrue',
+     'enable_async_checkpointing=False)', 'enable_async_checkpointing=True)'):
+        'not worth a test: asynchronous saving goes wrong only when the next '
+        'round donates the arrays still being written, a race the CPU '
+        'tests cannot provoke reliably',
     (_CLIENT, 'step', 'ReplaceBinaryOperator_Add_Sub',
      'new = new + jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)',
      'new = new - jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)'):
