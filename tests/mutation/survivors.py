@@ -183,7 +183,7 @@ REASONS = {
      'save_interval_steps=save_every, max_to_keep=max_to_keep, create=True,',
      'save_interval_steps=save_every, max_to_keep=max_to_keep, '
      'create=False,'):
-        'equivalent with orbax-checkpoint 0.12: its first save makes the '
+        'equivalent: with orbax-checkpoint 0.12 the first save makes the '
         'folder whatever `create` says (test_the_directory_is_made_when_'
         'missing passes either way)',
     (_CHECKPOINTING, '__init__', 'ReplaceTrueWithFalse',
