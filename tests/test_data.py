@@ -163,6 +163,19 @@ def test_cohorts_are_drawn_uniformly_without_replacement():
   assert np.all(np.abs(counts - expected) < 6 * spread), counts
 
 
+def test_a_client_without_examples_draws_only_masked_slots():
+  _, population = _toy_population()
+  population = population._replace(
+      example_mask=population.example_mask.copy())
+  population.example_mask[2] = False  # Client 2 holds nothing.
+  draw = fdata.draw_cohort(jax.random.key(0), jax.device_put(population), 4,
+                           2, 3)
+  mask = np.asarray(draw.example_mask)
+  for position, client in enumerate(np.asarray(draw.client_ids)):
+    assert mask[position].all() == (client != 2)
+    assert mask[position].any() == (client != 2)
+
+
 def test_a_draw_gathers_to_the_sampled_cohort_whole_or_per_client():
   _, population = _toy_population()
   key = jax.random.key(3)

@@ -12,6 +12,10 @@ _CLIENT = 'fedmchain_jax/client.py'
 _ROUNDS = 'fedmchain_jax/algorithms/rounds.py'
 _COMPRESSION = 'fedmchain_jax/compression.py'
 _CHECKPOINTING = 'fedmchain_jax/checkpointing.py'
+_SAMPLING = 'fedmchain_jax/data/federated.py'
+_PADDING_ROW = ('equivalent: the row matters only for a padding client '
+                '(weight 0), which may read any client\'s finite examples; '
+                'JAX clamps a gather past the last row')
 
 REASONS = {
     (_UPLOADS, '_every_entry', 'NumberReplacer',
@@ -195,6 +199,45 @@ REASONS = {
         'not worth a test: asynchronous saving goes wrong only when the next '
         'round donates the arrays still being written, a race the CPU '
         'tests cannot provoke reliably',
+    (_SAMPLING, 'cohort_batches', 'NumberReplacer',
+     'm: jnp.broadcast_to(v[:, None], (v.shape[0], num_steps))',
+     'm: jnp.broadcast_to(v[:, None], (v.shape[ -1], num_steps))'):
+        'equivalent: the modality mask is one-dimensional, [C]',
+    (_SAMPLING, '_slot_order', 'NumberReplacer',
+     'return jnp.argsort(jnp.where(mask, noise, 2.0), axis=1).astype('
+     'jnp.int32)',
+     'return jnp.argsort(jnp.where(mask, noise, 3.0), axis=1).astype('
+     'jnp.int32)'):
+        'equivalent: the noise lies in [0, 1), so any key >= 1 sorts the '
+        'padding slots last, in order',
+    (_SAMPLING, '_slot_order', 'NumberReplacer',
+     'return jnp.argsort(jnp.where(mask, noise, 2.0), axis=1).astype('
+     'jnp.int32)',
+     'return jnp.argsort(jnp.where(mask, noise, 1.0), axis=1).astype('
+     'jnp.int32)'):
+        'equivalent: the noise lies in [0, 1), so any key >= 1 sorts the '
+        'padding slots last, in order',
+    (_SAMPLING, 'draw_cohort', 'NumberReplacer',
+     'order, position[None, :] % jnp.maximum(counts, 1)[:, None], axis=1)',
+     'order, position[None, :] % jnp.maximum(counts, 0)[:, None], axis=1)'):
+        'equivalent: it differs only for a client with no examples, whose '
+        'example mask is all False, so which slots it reads does not matter',
+    (_SAMPLING, 'step', 'NumberReplacer',
+     'row = jnp.minimum(self.client_id, self.data.labels.shape[0] - 1)',
+     'row = jnp.minimum(self.client_id, self.data.labels.shape[ 1] - 1)'):
+        _PADDING_ROW,
+    (_SAMPLING, 'step', 'NumberReplacer',
+     'row = jnp.minimum(self.client_id, self.data.labels.shape[0] - 1)',
+     'row = jnp.minimum(self.client_id, self.data.labels.shape[ -1] - 1)'):
+        _PADDING_ROW,
+    (_SAMPLING, 'step', 'NumberReplacer',
+     'row = jnp.minimum(self.client_id, self.data.labels.shape[0] - 1)',
+     'row = jnp.minimum(self.client_id, self.data.labels.shape[0] - 0)'):
+        _PADDING_ROW,
+    (_SAMPLING, 'step', 'ReplaceBinaryOperator_Sub_Add',
+     'row = jnp.minimum(self.client_id, self.data.labels.shape[0] - 1)',
+     'row = jnp.minimum(self.client_id, self.data.labels.shape[0] + 1)'):
+        _PADDING_ROW,
     (_CLIENT, 'step', 'ReplaceBinaryOperator_Add_Sub',
      'new = new + jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)',
      'new = new - jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)'):
