@@ -238,6 +238,32 @@ REASONS = {
      'row = jnp.minimum(self.client_id, self.data.labels.shape[0] - 1)',
      'row = jnp.minimum(self.client_id, self.data.labels.shape[0] + 1)'):
         _PADDING_ROW,
+    (_COMPRESSION, 'magnitude_threshold', 'NumberReplacer',
+     'size = x.shape[0]', 'size = x.shape[ -1]'):
+        'equivalent: x is one-dimensional, [P]',
+    (_COMPRESSION, 'magnitude_order_statistics', 'NumberReplacer',
+     'bits = jnp.pad(bits, (0, -bits.shape[0] % blockwise.COUNT_WIDTH),',
+     'bits = jnp.pad(bits, (0, -bits.shape[ -1] % blockwise.COUNT_WIDTH),'):
+        'equivalent: the magnitudes are one-dimensional, [n]',
+    (_COMPRESSION, 'magnitude_threshold', 'NumberReplacer',
+     'if static and rho >= 1.0:', 'if static and rho >= 2.0:'):
+        'equivalent: at rho = 1, k = P, so the search ends in the '
+        '"at most k non-zero entries" case and returns 0 as the shortcut does',
+    (_COMPRESSION, 'magnitude_threshold', 'NumberReplacer',
+     'threshold = jnp.where(rho >= 1.0, 0.0, threshold)',
+     'threshold = jnp.where(rho >= 2.0, 0.0, threshold)'):
+        'equivalent: at rho = 1, k = P, so the threshold is already 0 (at '
+        'most k non-zero entries)',
+    (_COMPRESSION, 'magnitude_threshold', 'ReplaceComparisonOperator_GtE_Gt',
+     'threshold = jnp.where(rho >= 1.0, 0.0, threshold)',
+     'threshold = jnp.where(rho > 1.0, 0.0, threshold)'):
+        'equivalent: at rho = 1, k = P, so the threshold is already 0 (at '
+        'most k non-zero entries)',
+    (_CLIENT, 'loss_fn', 'NumberReplacer',
+     'jax.nn.softmax(z), label[:, None], axis=1)[:, 0], 0.0))',
+     'jax.nn.softmax(z), label[:, None], axis=1)[:, 1], 0.0))'):
+        'equivalent: JAX clamps a static out-of-range index, so index 1 of '
+        'an axis of length 1 reads its only entry',
     (_CLIENT, 'step', 'ReplaceBinaryOperator_Add_Sub',
      'new = new + jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)',
      'new = new - jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)'):
