@@ -13,6 +13,12 @@ _ROUNDS = 'fedmchain_jax/algorithms/rounds.py'
 _COMPRESSION = 'fedmchain_jax/compression.py'
 _CHECKPOINTING = 'fedmchain_jax/checkpointing.py'
 _SAMPLING = 'fedmchain_jax/data/federated.py'
+_LAYOUT = ('equivalent: replicating changes where the rows lie, not their '
+           'values (a no-op without a mesh; 1 device == 8 devices is tested)')
+_CLAMPED = ('equivalent: JAX clamps a static out-of-range index, so index 1 of '
+            'an axis of length 1 reads its only entry')
+_LAST_IS_FIRST = ('equivalent: the gathered axis has length 1, so index 0 and '
+                  '-1 are the same entry')
 _PADDING_ROW = ('equivalent: the row matters only for a padding client '
                 '(weight 0), which may read any client\'s finite examples; '
                 'JAX clamps a gather past the last row')
@@ -79,8 +85,7 @@ REASONS = {
     (_ROUNDS, '_upload_and_aggregate', 'ReplaceAndWithOr',
      'replicated = placement.mesh is not None and not placement.rows_sharded',
      'replicated = placement.mesh is not None or not placement.rows_sharded'):
-        'equivalent: replicating changes where the rows lie, not their '
-        'values (a no-op without a mesh; 1 device == 8 devices is tested)',
+        _LAYOUT,
     (_CLIENT, 'num_steps_of', 'NumberReplacer',
      'return jax.tree.leaves(batches)[0].shape[0]',
      'return jax.tree.leaves(batches)[ 1].shape[0]'):
@@ -93,19 +98,16 @@ REASONS = {
     (_ROUNDS, '_upload_and_aggregate', 'ReplaceComparisonOperator_IsNot_Is',
      'replicated = placement.mesh is not None and not placement.rows_sharded',
      'replicated = placement.mesh is None and not placement.rows_sharded'):
-        'equivalent: replicating changes where the rows lie, not their '
-        'values (a no-op without a mesh; 1 device == 8 devices is tested)',
+        _LAYOUT,
     (_ROUNDS, '_upload_and_aggregate', 'ReplaceUnaryOperator_Delete_Not',
      'replicated = placement.mesh is not None and not placement.rows_sharded',
      'replicated = placement.mesh is not None and  placement.rows_sharded'):
-        'equivalent: replicating changes where the rows lie, not their '
-        'values (a no-op without a mesh; 1 device == 8 devices is tested)',
+        _LAYOUT,
     (_ROUNDS, '_upload_and_aggregate', 'AddNot',
      'if replicated:  # The rows gathered once, for the store and the sums.',
      'if not replicated:  # The rows gathered once, for the store and the '
      'sums.'):
-        'equivalent: replicating changes where the rows lie, not their '
-        'values (a no-op without a mesh; 1 device == 8 devices is tested)',
+        _LAYOUT,
     (_ROUNDS, 'aggregate', 'NumberReplacer',
      'size = num_real_clients or cohort.weights.shape[0]',
      'size = num_real_clients or cohort.weights.shape[ -1]'):
@@ -132,13 +134,11 @@ REASONS = {
     (_CLIENT, 'loss_fn', 'NumberReplacer',
      'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, 0]',
      'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, 1]'):
-        'equivalent: JAX clamps a static out-of-range index, so index 1 of '
-        'an axis of length 1 reads its only entry',
+        _CLAMPED,
     (_CLIENT, 'loss_fn', 'NumberReplacer',
      'jax.nn.softmax(z), label[:, None], axis=1)[:, 0], 0.0))',
      'jax.nn.softmax(z), label[:, None], axis=1)[:, -1], 0.0))'):
-        'equivalent: the gathered axis has length 1, so index 0 and -1 are '
-        'the same entry',
+        _LAST_IS_FIRST,
     (_CLIENT, '_ogm_coefficients', 'NumberReplacer',
      'ratio = scores[m] / jnp.maximum(other_sum / jnp.maximum(other_count, '
      '1),',
@@ -262,8 +262,7 @@ REASONS = {
     (_CLIENT, 'loss_fn', 'NumberReplacer',
      'jax.nn.softmax(z), label[:, None], axis=1)[:, 0], 0.0))',
      'jax.nn.softmax(z), label[:, None], axis=1)[:, 1], 0.0))'):
-        'equivalent: JAX clamps a static out-of-range index, so index 1 of '
-        'an axis of length 1 reads its only entry',
+        _CLAMPED,
     (_CLIENT, 'step', 'ReplaceBinaryOperator_Add_Sub',
      'new = new + jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)',
      'new = new - jnp.std(leaf) * jax.random.normal(leaf_key, leaf.shape)'):
@@ -273,8 +272,7 @@ REASONS = {
     (_CLIENT, 'loss_fn', 'NumberReplacer',
      'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, 0]',
      'q_y = jnp.take_along_axis(q, label[:, None], axis=1)[:, -1]'):
-        'equivalent: the gathered axis has length 1, so index 0 and -1 are '
-        'the same entry',
+        _LAST_IS_FIRST,
 }
 
 
