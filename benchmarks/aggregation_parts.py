@@ -20,6 +20,8 @@ import jax.numpy as jnp
 
 import fedmchain_jax as fmc
 
+from experiments import cli
+
 _COHORT = flags.DEFINE_integer('cohort_size', 64, 'C.', lower_bound=1)
 _BLOCK = flags.DEFINE_integer('block_size', 271_000, 'P.', lower_bound=1)
 _RHO = flags.DEFINE_float('rho', 0.1, 'Kept fraction, in (0, 1].')
@@ -138,4 +140,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser())

@@ -97,7 +97,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import time
 
 from absl import app
@@ -108,7 +107,9 @@ import numpy as np
 
 import fedmchain_jax as fmc
 from fedmchain_jax import data as fdata
+from experiments import cli
 from experiments import config_checks
+from experiments import host
 from experiments import registry
 from experiments import train as runner
 from experiments.configs import default
@@ -137,7 +138,7 @@ _CHUNK = flags.DEFINE_integer(
     'choice, `train.chunk_size_of`).', lower_bound=-1)
 _RHO = flags.DEFINE_float('rho', 0.1, 'fedmchain.rho')
 _AGREEMENT_DTYPE = flags.DEFINE_enum(
-    'agreement_dtype', 'auto', list(config_checks.AGREEMENT_DTYPES),
+    'agreement_dtype', 'auto', list(fmc.ssca.AGREEMENT_DTYPES),
     'rounds.agreement_dtype: how SSCA computes its sign agreement.')
 _AGREEMENT_ROW_GROUPS = flags.DEFINE_integer(
     'agreement_row_groups', 0,
@@ -177,7 +178,7 @@ _DTYPE = flags.DEFINE_enum(
 _JSON = flags.DEFINE_bool('json', False,
                           'Print one JSON object per line and run.')
 _MESH_REDUCTION = flags.DEFINE_enum(
-    'mesh_reduction', 'replicated', list(config_checks.MESH_REDUCTIONS),
+    'mesh_reduction', 'replicated', list(fmc.placement.MESH_REDUCTIONS),
     'rounds.mesh_reduction (with --cpu_devices or several devices).')
 _CPU_DEVICES = flags.DEFINE_integer(
     'cpu_devices', 0, 'Split the CPU into this many devices and shard the '
@@ -206,10 +207,10 @@ def check_settings(workload, algorithms, hidden, cohort_sizes,
   Returns (hidden widths or None, cohort sizes or [None]); raises
   `app.UsageError` naming the flag and what it allows.
   """
-  unknown = sorted(set(algorithms) - set(config_checks.ALGORITHMS))
+  unknown = sorted(set(algorithms) - set(registry.ALGORITHMS))
   if unknown:
     raise app.UsageError(f'--algorithm {",".join(unknown)} is unknown: '
-                         f'allowed are {", ".join(config_checks.ALGORITHMS)}')
+                         f'allowed are {", ".join(registry.ALGORITHMS)}')
   sizes = cohort_sizes or [None]
   if not all(c is None or (c.isdigit() and int(c) > 0) for c in sizes):
     raise app.UsageError(f'--cohort_size={",".join(cohort_sizes)} must be '
@@ -236,35 +237,6 @@ def check_settings(workload, algorithms, hidden, cohort_sizes,
         raise app.UsageError(f'--{flag}={error.value!r} is invalid: '
                              f'{error.allowed}') from None
   return widths, sizes
-
-
-def cpu_model() -> str:
-  """The host CPU's model name (Linux), else the platform's processor."""
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
-
-
-def commit() -> str:
-  """The git commit of the code measured ('' outside a checkout); a
-  '+' marks uncommitted changes to tracked files."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  try:
-    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=root,
-                          capture_output=True, text=True, timeout=10)
-    dirty = subprocess.run(['git', 'status', '--porcelain',
-                            '--untracked-files=no'], cwd=root,
-                           capture_output=True, text=True, timeout=10)
-  except (OSError, subprocess.SubprocessError):
-    return ''
-  if head.returncode:
-    return ''
-  return head.stdout.strip() + ('+' if dirty.stdout.strip() else '')
 
 
 def cpu_seconds() -> float:
@@ -486,6 +458,111 @@ def make_config(workload, algorithm, hidden, cohort_size, steps_per_phase,
   return config
 
 
+def _breakdown(algorithm_fns, state, data, key, sample_only, flops, peak,
+               products, devices, round_s, repeats, warmup, options) -> dict:
+  """The round's two halves as it runs them: local training (with the
+  upload's first steps where the round takes them per chunk) and the
+  upload, aggregation and server step from what it hands over."""
+  sample_fn = jax.jit(sample_only, compiler_options=options)
+  cohort = sample_fn(state, data, key)
+  train_fn = jax.jit(algorithm_fns.train_cohort, compiler_options=options)
+  local_s, _, local_cpu_s = timed(lambda: train_fn(state, cohort, key),
+                                  repeats, warmup)
+  trained, client_metrics = train_fn(state, cohort, key)
+  aggregate_fn = jax.jit(algorithm_fns.aggregate, donate_argnums=0,
+                         compiler_options=options)
+  aggregate_s, _, aggregate_cpu_s = timed(
+      chained(lambda s: aggregate_fn(s, cohort, trained, client_metrics,
+                                     key)[0], state), repeats, warmup)
+  sample_s = median_seconds(lambda: sample_fn(state, data, key), repeats,
+                            warmup)
+  return {
+      'sample_ms': 1e3 * sample_s,
+      'local_ms': 1e3 * local_s,
+      'local_tflops': flops / local_s / 1e12,
+      'local_share_of_peak': flops / local_s / peak,
+      'local_share_of_products': flops / local_s / (products * devices),
+      'aggregate_ms': 1e3 * aggregate_s,
+      'aggregate_share': aggregate_s / round_s,
+      'local_cpu_ms': 1e3 * local_cpu_s,
+      'aggregate_cpu_ms': 1e3 * aggregate_cpu_s,
+  }
+
+
+def _loop_round_seconds(loop_fns, state, population, key, cohort_size,
+                        num_steps, batch_size, loop_repeats, options) -> float:
+  """Median seconds of the same round as a Python loop over clients, each
+  one's update jitted on one device: what a simulator without vmap runs.
+  Each client's batches are gathered inside its jitted update, as the
+  vmapped round gathers them inside local training."""
+  single = jax.devices()[0]
+
+  def update_one(params, data, client_id, examples, example_mask, present,
+                 train_key, round_index):
+    batches = fdata.DrawnBatches(data, client_id, examples, example_mask,
+                                 present)
+    return loop_fns.local_update(
+        params, batches, present, jax.random.fold_in(train_key, client_id),
+        round_index)
+
+  one_client = jax.jit(update_one, compiler_options=options)
+  state_1, data_1 = jax.device_put((state, population), single)
+  loop_draw = jax.jit(lambda state, data, key: fdata.draw_cohort(
+      fmc.algorithms.base.round_keys(key, state.round)[0], data,
+      cohort_size, num_steps, batch_size), compiler_options=options)
+  loop_aggregate = jax.jit(loop_fns.aggregate, compiler_options=options)
+  train_key = fmc.algorithms.base.round_keys(key, state_1.round)[1]
+
+  def loop_round():
+    draw = loop_draw(state_1, data_1, key)
+    ids, examples, example_mask, present = jax.device_get(
+        (draw.client_ids, draw.examples, draw.example_mask,
+         draw.modality_mask))
+    trained = []
+    for c in range(cohort_size):
+      trained.append(one_client(
+          state_1.params, data_1, ids[c], examples[c], example_mask[c],
+          {m: v[c] for m, v in present.items()}, train_key, state_1.round))
+    stacked, metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *trained)
+    deltas = jax.tree.map(lambda new, old: new - old, stacked,
+                          state_1.params)
+    return loop_aggregate(state_1, draw, deltas, metrics, key)
+
+  return median_seconds(loop_round, loop_repeats, 1)
+
+
+def _settings(config, workload, algorithm, hidden, steps_per_phase,
+              num_steps, rho, rounds_per_call, mesh, params) -> dict:
+  """What a benchmark row measured: the workload, its settings, the
+  software and the machine."""
+  return {
+      'workload': workload, 'algorithm': algorithm, 'hidden': list(hidden),
+      'cohort_size': config.rounds.cohort_size,
+      'steps_per_phase': steps_per_phase, 'local_steps': num_steps,
+      'batch_size': config.client.batch_size,
+      'chunk_size': config.rounds.chunk_size, 'rho': rho,
+      'rounds_per_call': rounds_per_call, 'dtype': config.model.dtype,
+      'chunk_clients': runner.chunk_size_of(config, mesh, params) or 0,
+      'agreement_dtype': config.rounds.agreement_dtype,
+      'agreement_row_groups': config.rounds.agreement_row_groups,
+      'agreement_materialize': config.rounds.agreement_materialize,
+      'layout_independent_bits': config.rounds.layout_independent_bits,
+      'regularizer': config.fedmchain.regularizer,
+      'reg_lambda': registry.fedmchain_setting(config, 'reg_lambda'),
+      'parameters': int(sum(x.size for x in jax.tree.leaves(params))),
+      'device': jax.devices()[0].device_kind,
+      'backend': jax.default_backend(), 'jax': jax.__version__,
+      'devices': 1 if mesh is None else mesh.size,
+      'mesh_reduction': (None if mesh is None else
+                         config.rounds.mesh_reduction),
+      'machine': platform.machine(), 'python': platform.python_version(),
+      'cpu_model': host.cpu_model(), 'cpu_count': os.cpu_count(),
+      'commit': host.commit(),
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
+  }
+
+
 def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                   cohort_size=None, steps_per_phase=5, batch_size=32,
                   chunk_size=0, rho=0.1, repeats=5, warmup=1,
@@ -565,28 +642,8 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                     memory.output_size_in_bytes + memory.temp_size_in_bytes)
   examples = cohort_size * num_steps * batch_size
   result = {
-      'workload': workload, 'algorithm': algorithm, 'hidden': list(hidden),
-      'cohort_size': cohort_size, 'steps_per_phase': steps_per_phase,
-      'local_steps': num_steps, 'batch_size': batch_size,
-      'chunk_size': chunk_size, 'rho': rho,
-      'rounds_per_call': rounds_per_call, 'dtype': dtype,
-      'chunk_clients': runner.chunk_size_of(config, mesh, params) or 0,
-      'agreement_dtype': agreement_dtype,
-      'agreement_row_groups': agreement_row_groups,
-      'agreement_materialize': agreement_materialize,
-      'layout_independent_bits': layout_independent_bits,
-      'regularizer': regularizer,
-      'reg_lambda': registry.fedmchain_setting(config, 'reg_lambda'),
-      'parameters': int(sum(x.size for x in jax.tree.leaves(params))),
-      'device': jax.devices()[0].device_kind,
-      'backend': jax.default_backend(), 'jax': jax.__version__,
-      'devices': 1 if mesh is None else mesh.size,
-      'mesh_reduction': None if mesh is None else mesh_reduction,
-      'machine': platform.machine(), 'python': platform.python_version(),
-      'cpu_model': cpu_model(), 'cpu_count': os.cpu_count(),
-      'commit': commit(),
-      'xla_flags': os.environ.get('XLA_FLAGS', ''),
-      'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
+      **_settings(config, workload, algorithm, hidden, steps_per_phase,
+                  num_steps, rho, rounds_per_call, mesh, params),
       'compile_s': compile_s,
       'round_ms': 1e3 * round_s,
       'round_cpu_ms': 1e3 * round_cpu_s,
@@ -601,76 +658,18 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'page_faults_per_round': round_faults,
   }
   if breakdown:
-    # The round's two halves as it runs them: local training (with the
-    # upload's first steps where the round takes them per chunk) and the
-    # upload, aggregation and server step from what it hands over.
-    sample_fn = jax.jit(sample_only, compiler_options=options)
-    cohort = sample_fn(state, data, key)
-    train_fn = jax.jit(algorithm_fns.train_cohort,
-                       compiler_options=options)
-    local_s, _, local_cpu_s = timed(lambda: train_fn(state, cohort, key),
-                                    repeats, warmup)
-    trained, client_metrics = train_fn(state, cohort, key)
-    aggregate_fn = jax.jit(algorithm_fns.aggregate, donate_argnums=0,
-                           compiler_options=options)
-    aggregate_s, _, aggregate_cpu_s = timed(
-        chained(lambda s: aggregate_fn(s, cohort, trained, client_metrics,
-                                       key)[0], state), repeats, warmup)
-    sample_s = median_seconds(lambda: sample_fn(state, data, key), repeats,
-                              warmup)
-    del cohort, trained, client_metrics
-    result.update({
-        'sample_ms': 1e3 * sample_s,
-        'local_ms': 1e3 * local_s,
-        'local_tflops': flops / local_s / 1e12,
-        'local_share_of_peak': flops / local_s / peak,
-        'local_share_of_products': flops / local_s / (products * devices),
-        'aggregate_ms': 1e3 * aggregate_s,
-        'aggregate_share': aggregate_s / round_s,
-        'local_cpu_ms': 1e3 * local_cpu_s,
-        'aggregate_cpu_ms': 1e3 * aggregate_cpu_s,
-    })
+    result.update(_breakdown(algorithm_fns, state, data, key, sample_only,
+                             flops, peak, products, devices, round_s,
+                             repeats, warmup, options))
   stats = getattr(jax.devices()[0], 'memory_stats', lambda: None)()
   if stats and 'peak_bytes_in_use' in stats:
     result['device_peak_mb'] = stats['peak_bytes_in_use'] / 2**20
   if loop_baseline:
-    # One device: the loop is what a simulator without vmap would run.
     loop_fns = algorithm_fns if mesh is None else runner.build_algorithm(
         config, apply_fn, modalities, cohort_size)
-    # Each client's batches are gathered inside its jitted update, as the
-    # vmapped round gathers them inside local training.
-    def update_one(params, data, client_id, examples, example_mask, present,
-                   train_key, round_index):
-      batches = fdata.DrawnBatches(data, client_id, examples, example_mask,
-                                   present)
-      return loop_fns.local_update(
-          params, batches, present, jax.random.fold_in(train_key, client_id),
-          round_index)
-
-    one_client = jax.jit(update_one, compiler_options=options)
-    state_1, data_1 = jax.device_put((state, population), single)
-    loop_draw = jax.jit(lambda state, data, key: fdata.draw_cohort(
-        fmc.algorithms.base.round_keys(key, state.round)[0], data,
-        cohort_size, num_steps, batch_size), compiler_options=options)
-    loop_aggregate = jax.jit(loop_fns.aggregate, compiler_options=options)
-    train_key = fmc.algorithms.base.round_keys(key, state_1.round)[1]
-
-    def loop_round():
-      draw = loop_draw(state_1, data_1, key)
-      ids, examples, example_mask, present = jax.device_get(
-          (draw.client_ids, draw.examples, draw.example_mask,
-           draw.modality_mask))
-      trained = []
-      for c in range(cohort_size):
-        trained.append(one_client(
-            state_1.params, data_1, ids[c], examples[c], example_mask[c],
-            {m: v[c] for m, v in present.items()}, train_key, state_1.round))
-      stacked, metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *trained)
-      deltas = jax.tree.map(lambda new, old: new - old, stacked,
-                            state_1.params)
-      return loop_aggregate(state_1, draw, deltas, metrics, key)
-
-    loop_s = median_seconds(loop_round, loop_repeats, 1)
+    loop_s = _loop_round_seconds(loop_fns, state, population, key,
+                                 cohort_size, num_steps, batch_size,
+                                 loop_repeats, options)
     result['loop_round_ms'] = 1e3 * loop_s
     result['vmap_speedup'] = loop_s / round_s
   return result
@@ -713,4 +712,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser())

@@ -23,6 +23,8 @@ import statistics
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 _RUNS = flags.DEFINE_list('runs', None, 'JSON-lines files of this commit.')
 _BASELINE = flags.DEFINE_list('baseline', [],
                               'JSON-lines files of the commit compared.')
@@ -364,4 +366,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser())

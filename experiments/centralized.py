@@ -20,6 +20,7 @@ import optax
 from ml_collections import config_flags
 
 import fedmchain_jax as fmc
+from experiments import cli
 from experiments import config_checks
 from experiments import train as runner
 
@@ -108,4 +109,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser('config'))

@@ -5,6 +5,7 @@ start does not leave behind.
   app.run(main, flags_parser=cli.flags_parser('config'))
 """
 
+import ast
 import contextlib
 import difflib
 import glob
@@ -83,18 +84,81 @@ def _config_file_error(name: str, path: str) -> str:
   return f'error: --{name}={path}: no such file; {hint}'
 
 
+# The fields `--help` shows with their defaults (all of them:
+# experiments/configs/default.py).
+MAIN_FIELDS = ('seed', 'algorithm', 'data.name', 'data.num_clients',
+               'data.dirichlet_alpha', 'data.missing_modality_rate',
+               'rounds.num_rounds', 'rounds.cohort_size', 'rounds.eval_every',
+               'client.lr', 'client.num_local_steps',
+               'client.steps_per_phase', 'client.batch_size',
+               'server.optimizer', 'server.lr', 'fedmchain.rho',
+               'fedmchain.tau', 'fedmchain.reg_lambda')
+_HELP_FLAGS = ('-h', '-?', '--help', '--helpshort', '--helpfull')
+
+
+def _config_files() -> list[tuple[str, str]]:
+  """(path, its docstring's first line) of each config file."""
+  files = []
+  for path in sorted(glob.glob(os.path.join(CONFIGS_DIR, '*.py'))):
+    if path.endswith('__init__.py'):
+      continue
+    with open(path) as f:
+      doc = ast.get_docstring(ast.parse(f.read())) or ''
+    first = ' '.join(doc.split('\n\n', 1)[0].split())
+    files.append((os.path.relpath(path), first))
+  return files
+
+
+def help_text(full: bool = False, configs: bool = True) -> str:
+  """The entry point's docstring and flags, and (`configs`) the config
+  files and the main config fields with their defaults (and allowed
+  names)."""
+  # Imported here: the registry builds on the whole library.
+  from experiments import registry  # pylint: disable=g-import-not-at-top
+  from experiments.configs import default  # pylint: disable=g-import-not-at-top
+  main = sys.modules['__main__']
+  lines = [(main.__doc__ or '').strip(), '',
+           flags.FLAGS.get_help() if full else
+           flags.FLAGS.main_module_help()]
+  if not configs:
+    return '\n'.join(lines)
+  lines += ['', 'Config files (--config=PATH; each docstring gives its command and '
+           'expected result):']
+  lines += [f'  {path}: {first}' for path, first in _config_files()]
+  config = default.get_config()
+  allowed = {'algorithm': registry.ALGORITHMS, 'data.name': registry.DATASETS,
+             'server.optimizer': registry.OPTIMIZERS}
+  lines += ['', 'Main config fields (--config.FIELD=VALUE; default.py '
+            'defaults, every field in experiments/configs/default.py):']
+  for field in MAIN_FIELDS:
+    node = config
+    for part in field.split('.'):
+      node = node[part]
+    choices = (f' (one of {", ".join(allowed[field])})' if field in allowed
+               else '')
+    lines.append(f'  {field} = {node!r}{choices}')
+  return '\n'.join(lines)
+
+
 def flags_parser(*config_flags: str):
   """An `app.run(flags_parser=...)` that ends a bad command line with one
   line on stderr and status 1: an unknown or malformed flag, a config
   override naming no field (with the closest field), a config file that
   does not exist (with the closest one). A config file that exists but
-  fails to load keeps its traceback: the error is in that file."""
+  fails to load keeps its traceback: the error is in that file. `--help`
+  prints `help_text()` and exits 0."""
 
   def parse(argv):
+    asked = [a.split('=', 1)[0] for a in argv[1:]
+             if a.split('=', 1)[0] in _HELP_FLAGS]
+    if asked:
+      print(help_text(full='--helpfull' in asked,
+                      configs=bool(config_flags)))
+      sys.exit(0)
     try:
       rest = flags.FLAGS(argv)
     except flags.Error as e:
-      sys.exit(f'error: {e} (see --helpshort)')
+      sys.exit(f'error: {e} (see --help)')
     except (AttributeError, KeyError) as e:
       sys.exit(_override_error(argv, e))
     for name in config_flags:

@@ -1,13 +1,14 @@
 r"""Plots accuracy against rounds and against uploaded bytes, one line per run.
 
   python -m experiments.plot --workdir /tmp/a /tmp/b [...] --out runs.png
+  python -m experiments.plot --workdir /tmp/sweep --out sweep.png
 
 Top row: fused and per-modality test accuracy against rounds; bottom row:
 the same against cumulative uploaded MiB (log scale with labelled ticks
 when it spans more than a decade); each row shares its accuracy axis. Each
 line is a workdir's metrics.jsonl, labelled with the run's algorithm from
-config.json (or the folder name); a sweep member is labelled by its
-settings (settings.json), and the seeds of one setting are drawn as their
+config.json (or the folder name); a sweep's workdir stands for all its
+members, each labelled by its settings (settings.json), and the seeds of one setting are drawn as their
 mean with a band from lowest to highest. Needs matplotlib
 (`pip install -e '.[plot]'`).
 """
@@ -45,6 +46,19 @@ def load_run(workdir: str) -> tuple[str, list[dict]]:
     if algorithm and algorithm not in label:
       label = f'{algorithm} ({label})'
   return label, records
+
+
+def load_runs(workdir: str) -> list[tuple[str, list[dict]]]:
+  """A run's (label, records), or every member's of a sweep's workdir
+  (its member_<i>/ folders, in order)."""
+  members = sorted(
+      (name for name in (os.listdir(workdir) if os.path.isdir(workdir)
+                         else ())
+       if name.startswith('member_') and name[7:].isdigit()),
+      key=lambda name: int(name[7:]))
+  if members and not os.path.exists(os.path.join(workdir, 'metrics.jsonl')):
+    return [load_run(os.path.join(workdir, m)) for m in members]
+  return [load_run(workdir)]
 
 
 def group_seeds(runs: list[tuple[str, list[dict]]]
@@ -120,10 +134,10 @@ def plot(runs: list[tuple[str, list[dict]]], out: str) -> None:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', nargs='+', required=True,
-                      help='Run workdirs (each with metrics.jsonl).')
+                      help='Run workdirs (each with metrics.jsonl) or sweep workdirs.')
   parser.add_argument('--out', required=True, help='Output image (.png).')
   args = parser.parse_args(argv)
-  plot([load_run(w) for w in args.workdir], args.out)
+  plot([run for w in args.workdir for run in load_runs(w)], args.out)
   print(f'wrote {args.out}')
 
 

@@ -17,6 +17,7 @@ from absl import logging
 import numpy as np
 from ml_collections import config_flags
 
+from experiments import cli
 from experiments import registry
 from experiments import train
 
@@ -89,4 +90,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser('config'))

@@ -29,7 +29,7 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 from absl import app
 from absl import flags
@@ -44,6 +44,7 @@ from fedmchain_jax import data as fdata
 from experiments import cli
 from experiments import config_checks
 from experiments import distributed
+from experiments import registry
 from experiments import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file.')
@@ -58,34 +59,46 @@ _SWEEP_DEVICES = flags.DEFINE_integer(
     "(the rest form the 'clients' axis).")
 
 
+class SweepError(config_checks.ConfigError):
+  """A bad --sweep entry: one line naming the entry and what is allowed."""
+
+  def __init__(self, entry: str, allowed: str):
+    ValueError.__init__(self, f'--sweep entry {entry!r} is invalid: '
+                        f'{allowed}')
+    self.field, self.value, self.allowed = 'sweep', entry, allowed
+
+
 def parse_sweep(spec: str) -> dict[str, list]:
   """'client.lr=[0.01,0.1];seed=[0,1]' -> {'client.lr': [...], 'seed': [...]}."""
   sweep = {}
   for part in filter(None, (p.strip() for p in spec.split(';'))):
     if '=' not in part:
-      raise config_checks.ConfigError(
-          'sweep', part, "each entry must read field=[v1,v2,...]")
+      raise SweepError(part, 'each entry must read field=[v1,v2,...]')
     field, values = part.split('=', 1)
     try:
       parsed = ast.literal_eval(values.strip())
     except (ValueError, SyntaxError):
-      raise config_checks.ConfigError(
-          'sweep', part, 'values must be a Python list of numbers') from None
+      raise SweepError(part, 'values must be a Python list of numbers'
+                       ) from None
     if not isinstance(parsed, (list, tuple)) or not parsed:
-      raise config_checks.ConfigError(
-          'sweep', part, 'values must be a non-empty list')
+      raise SweepError(part, 'values must be a non-empty list')
     sweep[field.strip()] = list(parsed)
   return sweep
 
 
 def expand(config, sweep: dict[str, list]) -> list[dict[str, Any]]:
   """The members (settings dicts), each validated against the config."""
+  fixed = registry.fixed_settings(config)
   for field in sweep:
     if field not in train.SWEEPABLE:
-      raise config_checks.ConfigError(
-          f'sweep {field}', sweep[field],
-          f'only these fields can be swept in one program: '
-          f'{", ".join(train.SWEEPABLE)}')
+      raise SweepError(f'{field}={sweep[field]}',
+                       f'only these fields can be swept in one program: '
+                       f'{", ".join(train.SWEEPABLE)}')
+    if field in fixed:
+      raise SweepError(f'{field}={sweep[field]}',
+                       f'algorithm {config.algorithm} fixes {field} at '
+                       f'{fixed[field]!r}, so every member would run the '
+                       'same; sweep another field')
   members = expand_settings(sweep)
   for settings in members:
     config_checks.validate(with_settings(config, settings))
@@ -135,22 +148,19 @@ def make_mesh(sweep_devices: int) -> jax.sharding.Mesh | None:
   return jax.sharding.Mesh(devices, ('sweep', 'clients'))
 
 
-def run_sweep(config, sweep: dict[str, list], workdir: str,
-              sequential_baseline: bool = True,
-              mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
-  """Runs every member in one program; writes and returns the results.
+class _Setup(NamedTuple):
+  """What every member shares and what is stacked over members."""
+  members: list[dict[str, Any]]
+  modalities: list[str]
+  init_member: Callable  # (hparams, seed) -> state
+  block_member: Callable  # (state, hparams, data, test, seed) -> state, ...
+  inputs: tuple  # (hparams, data, tests, seeds), stacked over members.
 
-  With a mesh of axes ('sweep', 'clients') the members are sharded over
-  'sweep' (padded with copies of member 0 to a multiple of its size) and
-  each member's cohort over 'clients'.
-  """
-  config_checks.validate(config)
-  members = expand(config, sweep)
-  if config.rounds.num_rounds % config.rounds.eval_every:
-    raise config_checks.ConfigError(
-        'rounds.eval_every', config.rounds.eval_every,
-        f'must divide rounds.num_rounds ({config.rounds.num_rounds}) in a '
-        'sweep')
+
+def _setup(config, sweep, members, mesh) -> _Setup:
+  """Builds each seed's data once, the model, and the members' functions
+  (`block_member`: `rounds.eval_every` rounds as one lax.scan, then the
+  evaluation)."""
   seeds = sorted({int(m.get('seed', config.seed)) for m in members})
   per_seed = {}
   for seed in seeds:
@@ -180,18 +190,15 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
                                                 config.eval.batch_size,
                                                 held_out)
                  for s in member_seeds])
-  numeric = [f for f in sweep if f != 'seed']
   hparams = {f: np.array([float(m[f]) for m in members], np.float32)
-             for f in numeric}
-  seeds_array = np.array(member_seeds, np.uint32)
+             for f in sweep if f != 'seed'}
   sample = {m: np.asarray(x[:1]) for m, x in per_seed[seeds[0]][1]
             .features.items()}
   eval_every = config.rounds.eval_every
-  blocks = config.rounds.num_rounds // eval_every
 
   def algorithm_of(member_hparams, params):
     return train.build_algorithm(config, apply_fn, modalities, num_clients,
-                                 mesh=client_mesh, hparams=member_hparams,
+                                 mesh=mesh, hparams=member_hparams,
                                  params=params)
 
   def init_member(member_hparams, seed):
@@ -200,55 +207,52 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
     return algorithm_of(member_hparams, params).init(params)
 
   def block_member(state, member_hparams, member_data, member_test, seed):
-    """eval_every rounds (one lax.scan), then the evaluation."""
     _, run_key = jax.random.split(jax.random.key(seed))
     run_rounds = fmc.algorithms.scan_rounds(
         algorithm_of(member_hparams, state.params).run_round, eval_every)
     state, metrics = run_rounds(state, member_data, run_key)
     return state, metrics, evaluate(state.params, member_test)
 
-  count = len(members)
-  client_mesh = None
-  options = fmc.determinism.compiler_options(
-      layout_independent=config.rounds.layout_independent_bits)
-  if mesh is not None:
-    # Pad the members to fill the sweep axis; the copies are dropped below.
-    extra = -count % mesh.shape['sweep']
-    pad = lambda x: np.concatenate([x, np.repeat(x[:1], extra, axis=0)])
-    inputs = jax.tree.map(pad, (hparams, data, tests, seeds_array))
-    by_member = jax.sharding.NamedSharding(
-        mesh, jax.sharding.PartitionSpec('sweep'))
-    # Every process holds the same host arrays and gives each of its devices
-    # its slice: this works across hosts, where device_put cannot.
-    hparams, data, tests, seeds_array = jax.tree.map(
-        lambda x: jax.make_array_from_callback(
-            x.shape, by_member, lambda index, x=x: x[index]), inputs)
-    client_mesh = mesh
-    replicated = jax.sharding.NamedSharding(mesh,
-                                            jax.sharding.PartitionSpec())
-    # Metrics come back replicated, so every process can read them.
-    init_program = jax.jit(jax.vmap(init_member, spmd_axis_name='sweep'),
-                           out_shardings=by_member, compiler_options=options)
-    block_program = jax.jit(
-        jax.vmap(block_member, spmd_axis_name='sweep'),
-        out_shardings=(by_member, replicated, replicated), donate_argnums=0,
-        compiler_options=options)
-  else:
-    init_program = jax.jit(jax.vmap(init_member), compiler_options=options)
-    block_program = jax.jit(jax.vmap(block_member), donate_argnums=0,
-                            compiler_options=options)
-  tic = time.perf_counter()
-  state = init_program(hparams, seeds_array)
-  lowered = block_program.lower(state, hparams, data, tests, seeds_array)
-  step = lowered.compile()
-  compile_s = time.perf_counter() - tic
-  # Each block's metrics [members, eval_every] and evaluation [members],
-  # kept for all blocks (and checkpointed with the state) as lists in the
-  # order of `names` (orbax keys cannot hold the metrics' slashes).
-  shapes = lowered.out_info[1:]
-  names = [sorted(part) for part in shapes]
-  history = [[np.zeros((blocks,) + part[k].shape, part[k].dtype)
-              for k in keys] for part, keys in zip(shapes, names)]
+  return _Setup(members, modalities, init_member, block_member,
+                (hparams, data, tests, np.array(member_seeds, np.uint32)))
+
+
+def _programs(setup: _Setup, mesh, options):
+  """(inputs placed for the programs, init program, block program): the
+  members vmapped, and with a mesh sharded over its 'sweep' axis (padded
+  with copies of member 0 to fill it)."""
+  if mesh is None:
+    return (setup.inputs,
+            jax.jit(jax.vmap(setup.init_member), compiler_options=options),
+            jax.jit(jax.vmap(setup.block_member), donate_argnums=0,
+                    compiler_options=options))
+  extra = -len(setup.members) % mesh.shape['sweep']
+  pad = lambda x: np.concatenate([x, np.repeat(x[:1], extra, axis=0)])
+  by_member = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('sweep'))
+  # Every process holds the same host arrays and gives each of its devices
+  # its slice: this works across hosts, where device_put cannot.
+  inputs = jax.tree.map(
+      lambda x: jax.make_array_from_callback(
+          x.shape, by_member, lambda index, x=x: x[index]),
+      jax.tree.map(pad, setup.inputs))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  # Metrics come back replicated, so every process can read them.
+  init_program = jax.jit(jax.vmap(setup.init_member, spmd_axis_name='sweep'),
+                         out_shardings=by_member, compiler_options=options)
+  block_program = jax.jit(
+      jax.vmap(setup.block_member, spmd_axis_name='sweep'),
+      out_shardings=(by_member, replicated, replicated), donate_argnums=0,
+      compiler_options=options)
+  return inputs, init_program, block_program
+
+
+def _train(config, sweep, workdir, step, state, inputs, history, names,
+           count):
+  """Runs the blocks left (resuming from the workdir's checkpoint), logging
+  each block's progress; returns (state, history, seconds running)."""
+  eval_every = config.rounds.eval_every
+  blocks = config.rounds.num_rounds // eval_every
   done, sweep_s = 0, 0.0
   # Checkpoints on one process (a multi-host sweep reruns from its start).
   checkpointer = None
@@ -274,8 +278,7 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
     with train.deferred_interrupt() as stop, train.logs_through(progress):
       while done < blocks:
         tic = time.perf_counter()
-        state, *block = jax.block_until_ready(
-            step(state, hparams, data, tests, seeds_array))
+        state, *block = jax.block_until_ready(step(state, *inputs))
         sweep_s += time.perf_counter() - tic
         block = jax.device_get(block)
         for stored, part, keys in zip(history, block, names):
@@ -287,6 +290,11 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
         progress.set_postfix_str(
             f'best accuracy {accuracy.max():.3f} at round '
             f'{done * eval_every}', refresh=False)
+        logging.info('round %d/%d: fused accuracy %.3f to %.3f over the %d '
+                     'members (best: member %d); %.1f s running so far.',
+                     done * eval_every, config.rounds.num_rounds,
+                     accuracy.min(), accuracy.max(), count,
+                     int(accuracy.argmax()), sweep_s)
         if (done * eval_every) % checkpoint_every < eval_every or (
             done == blocks):
           save(done, state, history, sweep_s)
@@ -299,6 +307,168 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
     progress.close()
     if checkpointer is not None:
       checkpointer.close()
+  return state, history, sweep_s
+
+
+def _one_member_seconds(setup: _Setup, blocks: int, options) -> float:
+  """Seconds one member takes alone (member 0, compiled and warmed up)."""
+  init_one = jax.jit(setup.init_member, compiler_options=options)
+  step_one = jax.jit(setup.block_member, donate_argnums=0,
+                     compiler_options=options)
+  first = jax.tree.map(lambda x: x[0], setup.inputs)
+
+  def one_member():
+    one = init_one(first[0], first[3])
+    for _ in range(blocks):
+      one = step_one(one, *first)[0]
+    return jax.block_until_ready(one)
+
+  one_member()  # Compile and warm up.
+  tic = time.perf_counter()
+  one_member()
+  return time.perf_counter() - tic
+
+
+def _member_records(config, metrics, evals, i, seconds_a_round):
+  """Member i's evaluation records, in the single run's schema."""
+  upload = np.cumsum(np.asarray(metrics['comm/upload_bytes'][i], np.float64))
+  download = np.cumsum(np.asarray(metrics['comm/download_bytes'][i],
+                                  np.float64))
+  records = []
+  for b in range(config.rounds.num_rounds // config.rounds.eval_every):
+    last = (b + 1) * config.rounds.eval_every - 1
+    record = {'round': last + 1}
+    record.update({k: float(v[i][b]) for k, v in evals.items()})
+    record.update({k: float(v[i][last]) for k, v in metrics.items()
+                   if k.startswith(train.ROUND_METRICS)})
+    record['comm/upload_bytes'] = float(upload[last])
+    record['comm/download_bytes'] = float(download[last])
+    record['time/round_s'] = seconds_a_round
+    records.append(record)
+  return records
+
+
+def _write_results(workdir, config, members, metrics, evals, timing,
+                   modalities):
+  """Writes each member's records and settings, summary.md and sweep.json
+  (on process 0); returns (members' results, the summary)."""
+  writes = jax.process_index() == 0  # One writer on multi-host runs.
+  seconds_a_round = timing['sweep_s'] / config.rounds.num_rounds / len(
+      members)
+  results = []
+  for i, settings in enumerate(members):
+    records = _member_records(config, metrics, evals, i, seconds_a_round)
+    if writes:
+      member_dir = os.path.join(workdir, f'member_{i}')
+      os.makedirs(member_dir, exist_ok=True)
+      with open(os.path.join(member_dir, 'settings.json'), 'w') as f:
+        json.dump(settings, f, sort_keys=True)
+      with open(os.path.join(member_dir, 'metrics.jsonl'), 'w') as f:
+        for record in records:
+          f.write(json.dumps(record, sort_keys=True) + '\n')
+    results.append({'settings': settings, 'final': records[-1]})
+  summary = summarize(results, modalities)
+  if writes:
+    with open(os.path.join(workdir, 'summary.md'), 'w') as f:
+      f.write(summary + '\n')
+    with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
+      json.dump({'timing': timing, 'members': results}, f, indent=2,
+                sort_keys=True)
+  return results, summary
+
+
+def timing_text(timing) -> str:
+  """The sweep's timing in words."""
+  text = (f'{timing["members"]} members: {timing["compile_s"]:.1f} s '
+          f'compiling, {timing["sweep_s"]:.1f} s running')
+  if 'speedup' in timing:
+    text += (f'; one member alone runs in {timing["one_member_s"]:.2f} s, so '
+             f'the members one after another would take '
+             f'{timing["sequential_estimate_s"]:.1f} s: the sweep is '
+             f'{timing["speedup"]:.2f} times as fast')
+  return text
+
+
+def finished(workdir: str, config, sweep) -> dict[str, Any] | None:
+  """The results of this sweep if `workdir` holds it finished (its config
+  and grid, all `rounds.num_rounds`, every member's records), else None:
+  `run_sweep`'s return value, read back without building or compiling."""
+  path = os.path.join(workdir, 'sweep_config.json')
+  done = os.path.join(workdir, 'sweep.json')
+  if jax.process_count() != 1 or not (os.path.exists(path) and
+                                      os.path.exists(done)):
+    return None
+  with open(path) as f:
+    if json.load(f) != _wanted(config, sweep):
+      return None
+  with open(done) as f:
+    result = json.load(f)
+  members = result['members']
+  if (len(members) != len(expand_settings(sweep)) or
+      any(m['final']['round'] != config.rounds.num_rounds for m in members)
+      or not all(os.path.exists(os.path.join(workdir, f'member_{i}',
+                                             'metrics.jsonl'))
+                 for i in range(len(members)))):
+    return None
+  checkpointer = fmc.checkpointing.Checkpointer(
+      os.path.join(workdir, 'checkpoints'), save_every=1)
+  try:
+    if checkpointer.latest_round() != config.rounds.num_rounds:
+      return None
+    state = checkpointer.restore(None)['state']
+  finally:
+    checkpointer.close()
+  with open(os.path.join(workdir, 'summary.md')) as f:
+    summary = f.read().rstrip('\n')
+  return {'timing': result['timing'], 'members': members,
+          'summary': summary,
+          'params': jax.tree.map(lambda x: np.asarray(x)[:len(members)],
+                                 state['params'])}
+
+
+def run_sweep(config, sweep: dict[str, list], workdir: str,
+              sequential_baseline: bool = True,
+              mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
+  """Runs every member in one program; writes and returns the results.
+
+  With a mesh of axes ('sweep', 'clients') the members are sharded over
+  'sweep' (padded with copies of member 0 to a multiple of its size) and
+  each member's cohort over 'clients'. A workdir that holds this sweep
+  finished returns its results at once (`finished`).
+  """
+  config_checks.validate(config)
+  members = expand(config, sweep)
+  train.log_fixed_settings(config)
+  if config.rounds.num_rounds % config.rounds.eval_every:
+    raise config_checks.ConfigError(
+        'rounds.eval_every', config.rounds.eval_every,
+        f'must divide rounds.num_rounds ({config.rounds.num_rounds}) in a '
+        'sweep')
+  done = finished(workdir, config, sweep)
+  if done is not None:
+    logging.info('%s holds this sweep finished (%d rounds); nothing to run.',
+                 workdir, config.rounds.num_rounds)
+    return done
+  setup = _setup(config, sweep, members, mesh)
+  count = len(members)
+  blocks = config.rounds.num_rounds // config.rounds.eval_every
+  options = fmc.determinism.compiler_options(
+      layout_independent=config.rounds.layout_independent_bits)
+  inputs, init_program, block_program = _programs(setup, mesh, options)
+  tic = time.perf_counter()
+  state = init_program(inputs[0], inputs[3])
+  lowered = block_program.lower(state, *inputs)
+  step = lowered.compile()
+  compile_s = time.perf_counter() - tic
+  # Each block's metrics [members, eval_every] and evaluation [members],
+  # kept for all blocks (and checkpointed with the state) as lists in the
+  # order of `names` (orbax keys cannot hold the metrics' slashes).
+  shapes = lowered.out_info[1:]
+  names = [sorted(part) for part in shapes]
+  history = [[np.zeros((blocks,) + part[k].shape, part[k].dtype)
+              for k in keys] for part, keys in zip(shapes, names)]
+  state, history, sweep_s = _train(config, sweep, workdir, step, state,
+                                   inputs, history, names, count)
   params = jax.tree.map(lambda x: x[:count], state.params)
   metrics, evals = (dict(zip(keys, stored))
                     for stored, keys in zip(history, names))
@@ -308,69 +478,16 @@ def run_sweep(config, sweep: dict[str, list], workdir: str,
              for k, v in metrics.items()}
   evals = {k: np.moveaxis(v, 0, 1)[:count] for k, v in evals.items()}
 
-  timing = {'members': len(members), 'compile_s': compile_s,
-            'sweep_s': sweep_s}
+  timing = {'members': count, 'compile_s': compile_s, 'sweep_s': sweep_s}
   if sequential_baseline and mesh is None:
-    init_one = jax.jit(init_member, compiler_options=options)
-    step_one = jax.jit(block_member, donate_argnums=0,
-                       compiler_options=options)
-    first = jax.tree.map(lambda x: x[0], (hparams, data, tests, seeds_array))
-
-    def one_member():
-      one = init_one(first[0], first[3])
-      for _ in range(blocks):
-        one = step_one(one, *first)[0]
-      return jax.block_until_ready(one)
-
-    one_member()  # Compile and warm up.
-    tic = time.perf_counter()
-    one_member()
-    timing['one_member_s'] = time.perf_counter() - tic
-    timing['sequential_estimate_s'] = timing['one_member_s'] * len(members)
+    timing['one_member_s'] = _one_member_seconds(setup, blocks, options)
+    timing['sequential_estimate_s'] = timing['one_member_s'] * count
     timing['speedup'] = timing['sequential_estimate_s'] / sweep_s
-
-  results = []
-  writes = jax.process_index() == 0  # One writer on multi-host runs.
-  if writes:
+  if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
-  for i, settings in enumerate(members):
-    member_dir = os.path.join(workdir, f'member_{i}')
-    upload = np.cumsum(np.asarray(metrics['comm/upload_bytes'][i],
-                                  np.float64))
-    download = np.cumsum(np.asarray(metrics['comm/download_bytes'][i],
-                                    np.float64))
-    records = []
-    for b in range(blocks):
-      last = (b + 1) * config.rounds.eval_every - 1
-      record = {'round': last + 1}
-      record.update({k: float(v[i][b]) for k, v in evals.items()})
-      record.update({k: float(v[i][last]) for k, v in metrics.items()
-                     if k.startswith(train.ROUND_METRICS)})
-      record['comm/upload_bytes'] = float(upload[last])
-      record['comm/download_bytes'] = float(download[last])
-      record['time/round_s'] = sweep_s / config.rounds.num_rounds / len(
-          members)
-      records.append(record)
-    if writes:
-      os.makedirs(member_dir, exist_ok=True)
-      with open(os.path.join(member_dir, 'settings.json'), 'w') as f:
-        json.dump(settings, f, sort_keys=True)
-      with open(os.path.join(member_dir, 'metrics.jsonl'), 'w') as f:
-        for record in records:
-          f.write(json.dumps(record, sort_keys=True) + '\n')
-    results.append({'settings': settings, 'final': records[-1]})
-
-  summary = summarize(results, modalities)
-  if writes:
-    with open(os.path.join(workdir, 'summary.md'), 'w') as f:
-      f.write(summary + '\n')
-    with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
-      json.dump({'timing': timing, 'members': results}, f, indent=2,
-                sort_keys=True)
-  logging.info('sweep of %d members: %.1f s compile, %.1f s run%s', len(members),
-               compile_s, sweep_s,
-               f' (one member alone: {timing["one_member_s"]:.2f} s, '
-               f'{timing["speedup"]:.1f}x)' if 'speedup' in timing else '')
+  results, summary = _write_results(workdir, config, members, metrics, evals,
+                                    timing, setup.modalities)
+  logging.info('sweep of %s.', timing_text(timing))
   return {'timing': timing, 'members': results, 'summary': summary,
           'params': params}
 
@@ -460,7 +577,8 @@ def _write_sweep_config(workdir, config, sweep):
 
 
 def summarize(results, modalities) -> str:
-  """Markdown: final accuracies per setting, mean ± std over seeds."""
+  """Markdown: final accuracies per setting, mean ± standard deviation over
+  seeds (the value alone for one seed)."""
   groups: dict[tuple, list] = {}
   for result in results:
     key = tuple(sorted((k, v) for k, v in result['settings'].items()
@@ -476,7 +594,8 @@ def summarize(results, modalities) -> str:
     cells = []
     for column in columns:
       values = [f[column] for f in finals]
-      cells.append(f'{np.mean(values):.3f} ± {np.std(values):.3f}')
+      cells.append(f'{np.mean(values):.3f} ± {np.std(values):.3f}'
+                   if len(values) > 1 else f'{values[0]:.3f}')
     mib = lambda field: np.mean([f[field] for f in finals]) / 2**20
     lines.append(f'| {name} | {len(finals)} | {finals[0]["round"]} | ' +
                  ' | '.join(cells) + f' | {mib("comm/upload_bytes"):.1f} | '
@@ -500,8 +619,8 @@ def main(argv):
       with open(module) as f:
         exec(compile(f.read(), module, 'exec'), namespace)  # pylint: disable=exec-used
       if 'sweep' not in namespace:
-        raise config_checks.ConfigError(
-            'sweep', None, 'pass --sweep or define sweep() in the config file')
+        raise SystemExit(f'error: no sweep given: pass --sweep=... or '
+                         f'define sweep() in {module}')
       sweep = namespace['sweep']()
     result = run_sweep(config, sweep, _WORKDIR.value, _BASELINE.value,
                        make_mesh(_SWEEP_DEVICES.value))

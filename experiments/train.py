@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 from absl import logging
 import jax
@@ -173,10 +173,23 @@ def build_data(config
         'data.name', config.data.name,
         f'must be one of {", ".join(registry.DATASETS)}')
   try:
-    return registry.DATASETS[config.data.name](config)
+    return registry.DATASETS[config.data.name].load(config)
   except av_raw.RawDataError as e:
     raise config_checks.ConfigError('data.manual_dir',
                                     config.data.manual_dir, str(e)) from None
+
+
+def log_fixed_settings(config) -> None:
+  """One log line naming the fields the config's preset sets whatever the
+  config holds (`registry.fixed_settings`), where they differ."""
+  changed = {k: v for k, v in registry.fixed_settings(config).items()
+             if config_checks.fields.get(config, k) != v}
+  if changed:
+    logging.info('algorithm %s sets %s (the config has %s).',
+                 config.algorithm,
+                 ', '.join(f'{k}={v!r}' for k, v in changed.items()),
+                 ', '.join(f'{config_checks.fields.get(config, k)!r}'
+                           for k in changed))
 
 
 def build_model(config, modalities, num_classes):
@@ -306,6 +319,180 @@ def _finished(config, workdir: str) -> list[dict[str, Any]] | None:
   return records
 
 
+class _Run(NamedTuple):
+  """What a run builds before its first round."""
+  algorithm: fmc.FederatedAlgorithm
+  apply_fn: Callable
+  state: Any
+  data: fmc.data.FederatedData
+  test_batches: Any
+  run_key: jax.Array
+  replicated: jax.sharding.Sharding | None
+
+
+def _build(config) -> _Run:
+  """The data, model and algorithm of a config, and the initial state."""
+  train_np, test_np, num_classes = build_data(config)
+  fmc.data.validate(train_np, test_np, num_classes)
+  modalities = sorted(train_np.features)
+  config_checks.check_data(config, modalities, train_np.num_clients)
+  model = build_model(config, modalities, num_classes)
+  apply_fn = apply_fn_of(model)
+  mesh = make_mesh(config)
+  if mesh is not None:
+    logging.info('Sharding the cohort over %d devices (%s sums over clients).',
+                 mesh.size, config.rounds.mesh_reduction)
+  init_key, run_key = jax.random.split(jax.random.key(config.seed))
+  params = init_params(model, test_np, init_key)
+  algorithm = build_algorithm(config, apply_fn, modalities,
+                              train_np.num_clients, mesh, params=params)
+  # Data and server state are replicated; the round shards the cohort.
+  replicated = (None if mesh is None else jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec()))
+  test_batches = fmc.evaluation.batch_test_data(test_np,
+                                                config.eval.batch_size)
+  return _Run(algorithm, apply_fn,
+              jax.device_put(algorithm.init(params), replicated),
+              jax.device_put(train_np, replicated),
+              jax.device_put(test_batches, replicated), run_key, replicated)
+
+
+class _Loop:
+  """The rounds of a run: compiled calls of up to `rounds_per_call`
+  rounds, evaluated, logged and checkpointed as the config says."""
+
+  def __init__(self, config, workdir, run: _Run):
+    self.config, self.run = config, run
+    self.checkpointer = checkpointing.Checkpointer(
+        os.path.join(workdir, 'checkpoints'), config.rounds.checkpoint_every)
+    self.writer = metrics_io.MetricsWriter(
+        os.path.join(workdir, 'metrics.jsonl'))
+    self.board = None
+    self.options = fmc.determinism.compiler_options(
+        layout_independent=config.rounds.layout_independent_bits)
+    self.round_fns = {}
+    self.round_times = []
+
+  def restore(self, workdir):
+    """(round, state, bytes up, bytes down) from the latest valid
+    checkpoint, or the start; drops the records of later rounds."""
+    counters = {'upload_bytes': np.zeros((), np.float64),
+                'download_bytes': np.zeros((), np.float64)}
+    try:
+      latest, restored = self.checkpointer.restore_latest_valid(
+          {'state': self.run.state, 'counters': counters},
+          warn=logging.warning,
+          quarantine=os.path.join(workdir, 'unreadable_checkpoints'))
+    except ValueError as e:
+      raise ResumeError(str(e)) from None
+    state = self.run.state
+    if latest is not None:
+      state = jax.device_put(restored['state'], self.run.replicated)
+      counters = restored['counters']
+      logging.info('Resumed from the checkpoint of round %d in %s.', latest,
+                   workdir)
+    start = int(state.round)
+    self.writer.truncate_after(start)
+    self.board = metrics_io.TensorBoardWriter(
+        os.path.join(workdir, 'tensorboard'), purge_after=start)
+    return (start, state, float(counters['upload_bytes']),
+            float(counters['download_bytes']))
+
+  def rounds_fn(self, num, state):
+    """The compiled call that runs `num` rounds (one program per count)."""
+    if num not in self.round_fns:
+      run = (self.run.algorithm.run_round if num == 1 else
+             fmc.algorithms.scan_rounds(self.run.algorithm.run_round, num))
+      self.round_fns[num] = jax.jit(
+          run, donate_argnums=0, compiler_options=self.options).lower(
+              state, self.run.data, self.run.run_key).compile()
+    return self.round_fns[num]
+
+  def compile(self, start, state):
+    tic = time.perf_counter()
+    if start < self.config.rounds.num_rounds:
+      self.rounds_fn(self.rounds_in_call(start), state)
+    self.eval_fn = jax.jit(fmc.evaluation.make_evaluate(self.run.apply_fn),
+                           compiler_options=self.options).lower(
+                               state.params, self.run.test_batches).compile()
+    logging.info('Compiled the round and evaluation in %.1f s.',
+                 time.perf_counter() - tic)
+
+  def rounds_in_call(self, done):
+    """Up to rounds_per_call rounds, ending at or before the next round
+    that is evaluated or checkpointed."""
+    rounds = self.config.rounds
+    stop = min(rounds.num_rounds,
+               (done // rounds.eval_every + 1) * rounds.eval_every,
+               (done // rounds.checkpoint_every + 1) * rounds.checkpoint_every)
+    return min(rounds.rounds_per_call, stop - done)
+
+  def save(self, round_number, state, upload, download, force=False):
+    self.checkpointer.save(round_number, {
+        'state': state,
+        'counters': {'upload_bytes': np.float64(upload),
+                     'download_bytes': np.float64(download)},
+    }, force=force)
+
+  def evaluate(self, round_number, state, metrics, upload, download):
+    """Writes the evaluation's record (metrics.jsonl, TensorBoard, log)."""
+    evaluated = jax.device_get(self.eval_fn(state.params,
+                                            self.run.test_batches))
+    record = {'round': round_number}
+    record.update({k: float(v) for k, v in evaluated.items()})
+    record.update({k: float(v) for k, v in metrics.items()
+                   if k.startswith(ROUND_METRICS)})
+    record['comm/upload_bytes'] = upload
+    record['comm/download_bytes'] = download
+    record['time/round_s'] = float(np.mean(self.round_times))
+    self.round_times.clear()
+    self.writer.write(record)
+    self.board.write(round_number, {k: v for k, v in record.items()
+                                    if k != 'round'})
+    logging.info('%s', _summary(record, self.config.rounds.num_rounds))
+    return record
+
+  def one_call(self, round_number, state, upload, download, progress):
+    """Runs the next call's rounds, then evaluates and checkpoints if due."""
+    num = self.rounds_in_call(round_number)
+    run = self.rounds_fn(num, state)  # compiled before the clock starts
+    tic = time.perf_counter()
+    state, metrics = run(state, self.run.data, self.run.run_key)
+    metrics = jax.device_get(metrics)
+    self.round_times.extend([(time.perf_counter() - tic) / num] * num)
+    # Fields [num] when num > 1: add up the bytes round by round (as one
+    # round a call does), keep the last round's other metrics.
+    for i in range(num):
+      one = metrics if num == 1 else jax.tree.map(lambda x, i=i: x[i],
+                                                  metrics)
+      upload += float(one['comm/upload_bytes'])
+      download += float(one['comm/download_bytes'])
+    round_number += num
+    progress.update(num)
+    rounds = self.config.rounds
+    last = round_number == rounds.num_rounds
+    if round_number % rounds.eval_every == 0 or last:
+      record = self.evaluate(round_number, state, one, upload, download)
+      progress.set_postfix_str(
+          f'accuracy {record["eval/accuracy"]:.3f} at round {round_number}',
+          refresh=False)
+    if round_number % rounds.checkpoint_every == 0 or last:
+      self.save(round_number, state, upload, download, force=last)
+    return round_number, state, upload, download
+
+  def close(self):
+    if self.board is not None:
+      self.board.close()
+    self.checkpointer.close()
+
+
+def _write_config(config, workdir):
+  config_path = os.path.join(workdir, 'config.json')
+  with open(config_path + '.tmp', 'w') as f:
+    f.write(config.to_json(indent=2, sort_keys=True))
+  os.replace(config_path + '.tmp', config_path)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> list[dict[str, Any]]:
   """Trains, evaluates and checkpoints; returns all metrics records so far.
@@ -318,6 +505,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       done, so that the same call resumes from there).
   """
   config_checks.validate(config)
+  log_fixed_settings(config)
   os.makedirs(workdir, exist_ok=True)
   checkpoints_dir = os.path.join(workdir, 'checkpoints')
   if os.path.isdir(checkpoints_dir) and os.listdir(checkpoints_dir):
@@ -329,158 +517,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                    _summary(done[-1], config.rounds.num_rounds))
       return done
 
-  train_np, test_np, num_classes = build_data(config)
-  fmc.data.validate(train_np, test_np, num_classes)
-  modalities = sorted(train_np.features)
-  config_checks.check_data(config, modalities, train_np.num_clients)
-  model = build_model(config, modalities, num_classes)
-  apply_fn = apply_fn_of(model)
-  mesh = make_mesh(config)
-  if mesh is not None:
-    logging.info('Sharding the cohort over %d devices (%s sums over clients).',
-                 mesh.size, config.rounds.mesh_reduction)
-  key = jax.random.key(config.seed)
-  init_key, run_key = jax.random.split(key)
-  params = init_params(model, test_np, init_key)
-  algorithm = build_algorithm(config, apply_fn, modalities,
-                              train_np.num_clients, mesh, params=params)
-  state = algorithm.init(params)
-  counters = {'upload_bytes': np.zeros((), np.float64),
-              'download_bytes': np.zeros((), np.float64)}
-
-  checkpointer = checkpointing.Checkpointer(
-      os.path.join(workdir, 'checkpoints'), config.rounds.checkpoint_every)
-  writer = metrics_io.MetricsWriter(os.path.join(workdir, 'metrics.jsonl'))
-  try:
-    latest, restored = checkpointer.restore_latest_valid(
-        {'state': state, 'counters': counters}, warn=logging.warning,
-        quarantine=os.path.join(workdir, 'unreadable_checkpoints'))
-  except ValueError as e:
-    raise ResumeError(str(e)) from None
-  if latest is not None:
-    state, counters = restored['state'], restored['counters']
-    logging.info('Resumed from the checkpoint of round %d in %s.', latest,
-                 workdir)
-  start = int(state.round)
-  writer.truncate_after(start)
-  board = metrics_io.TensorBoardWriter(os.path.join(workdir, 'tensorboard'),
-                                          purge_after=start)
-  config_path = os.path.join(workdir, 'config.json')
-  with open(config_path + '.tmp', 'w') as f:
-    f.write(config.to_json(indent=2, sort_keys=True))
-  os.replace(config_path + '.tmp', config_path)
-
-  # Data and server state are replicated; the round shards the cohort.
-  replicated = (None if mesh is None else jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec()))
-  data = jax.device_put(train_np, replicated)
-  state = jax.device_put(state, replicated)
-  test_batches = jax.device_put(
-      fmc.evaluation.batch_test_data(test_np, config.eval.batch_size),
-      replicated)
-  tic = time.perf_counter()
-  # Bitwise the same whatever the chunk size or device count (determinism),
-  # unless the config trades that for XLA's defaults.
-  options = fmc.determinism.compiler_options(
-      layout_independent=config.rounds.layout_independent_bits)
-  round_fns = {}
-
-  def rounds_fn(num):
-    """The compiled call that runs `num` rounds (one program per count)."""
-    if num not in round_fns:
-      run = (algorithm.run_round if num == 1 else
-             fmc.algorithms.scan_rounds(algorithm.run_round, num))
-      round_fns[num] = jax.jit(run, donate_argnums=0,
-                               compiler_options=options).lower(
-                                   state, data, run_key).compile()
-    return round_fns[num]
-
+  loop = _Loop(config, workdir, _build(config))
   num_rounds = config.rounds.num_rounds
-  eval_every = config.rounds.eval_every
-  checkpoint_every = config.rounds.checkpoint_every
-
-  def rounds_in_call(done):
-    """Up to rounds_per_call rounds, ending at or before the next round
-    that is evaluated or checkpointed."""
-    stop = min(num_rounds, (done // eval_every + 1) * eval_every,
-               (done // checkpoint_every + 1) * checkpoint_every)
-    return min(config.rounds.rounds_per_call, stop - done)
-
-  if start < num_rounds:
-    rounds_fn(rounds_in_call(start))
-  eval_fn = jax.jit(fmc.evaluation.make_evaluate(apply_fn),
-                    compiler_options=options).lower(
-                        state.params, test_batches).compile()
-  logging.info('Compiled the round and evaluation in %.1f s.',
-               time.perf_counter() - tic)
-
-  upload = float(counters['upload_bytes'])
-  download = float(counters['download_bytes'])
-  # A bar with rounds done, rounds/s and ETA on terminals (off in logs).
-  progress = tqdm.tqdm(total=num_rounds, initial=start, unit='round',
-                       disable=None, dynamic_ncols=True, leave=False)
-  round_times = []
-
-  def save(round_number, state, upload, download, force=False):
-    checkpointer.save(round_number, {
-        'state': state,
-        'counters': {'upload_bytes': np.float64(upload),
-                     'download_bytes': np.float64(download)},
-    }, force=force)
-
-  def one_call(round_number, state, upload, download):
-    """Runs the next call's rounds, then evaluates and checkpoints if due."""
-    num = rounds_in_call(round_number)
-    run = rounds_fn(num)  # compiled before the clock starts
-    tic = time.perf_counter()
-    state, metrics = run(state, data, run_key)
-    metrics = jax.device_get(metrics)
-    round_times.extend([(time.perf_counter() - tic) / num] * num)
-    # Fields [num] when num > 1: add up the bytes round by round (as one
-    # round a call does), keep the last round's other metrics.
-    for i in range(num):
-      one = metrics if num == 1 else jax.tree.map(lambda x, i=i: x[i],
-                                                  metrics)
-      upload += float(one['comm/upload_bytes'])
-      download += float(one['comm/download_bytes'])
-    metrics = one
-    round_number += num
-    progress.update(num)
-
-    last = round_number == num_rounds
-    if round_number % eval_every == 0 or last:
-      evaluated = jax.device_get(eval_fn(state.params, test_batches))
-      record = {'round': round_number}
-      record.update({k: float(v) for k, v in evaluated.items()})
-      record.update({k: float(v) for k, v in metrics.items()
-                     if k.startswith(ROUND_METRICS)})
-      record['comm/upload_bytes'] = upload
-      record['comm/download_bytes'] = download
-      record['time/round_s'] = float(np.mean(round_times))
-      round_times.clear()
-      writer.write(record)
-      board.write(round_number, {k: v for k, v in record.items()
-                                 if k != 'round'})
-      progress.set_postfix_str(
-          f'accuracy {record["eval/accuracy"]:.3f} at round {round_number}',
-          refresh=False)
-      logging.info('%s', _summary(record, num_rounds))
-    if round_number % checkpoint_every == 0 or last:
-      save(round_number, state, upload, download, force=last)
-    return round_number, state, upload, download
-
-  round_number = start
   try:
-    with deferred_interrupt() as stop, logs_through(progress):
-      while round_number < num_rounds:
-        round_number, state, upload, download = one_call(
-            round_number, state, upload, download)
-        if stop.is_set() and round_number < num_rounds:
-          if checkpointer.latest_round() != round_number:
-            save(round_number, state, upload, download, force=True)
-          raise Interrupted(round_number)
+    round_number, state, upload, download = loop.restore(workdir)
+    _write_config(config, workdir)
+    loop.compile(round_number, state)
+    # A bar with rounds done, rounds/s and ETA on terminals (off in logs).
+    progress = tqdm.tqdm(total=num_rounds, initial=round_number,
+                         unit='round', disable=None, dynamic_ncols=True,
+                         leave=False)
+    try:
+      with deferred_interrupt() as stop, logs_through(progress):
+        while round_number < num_rounds:
+          round_number, state, upload, download = loop.one_call(
+              round_number, state, upload, download, progress)
+          if stop.is_set() and round_number < num_rounds:
+            if loop.checkpointer.latest_round() != round_number:
+              loop.save(round_number, state, upload, download, force=True)
+            raise Interrupted(round_number)
+    finally:
+      progress.close()
   finally:
-    progress.close()
-    board.close()
-    checkpointer.close()
-  return writer.read()
+    loop.close()
+  return loop.writer.read()

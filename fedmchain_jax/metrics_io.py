@@ -4,9 +4,12 @@ With `checkpointing`, the library's only file writers; the launcher decides
 where.
 """
 
+import glob
 import json
 import os
-from typing import Any
+import struct
+import time
+from typing import Any, Iterator
 
 
 class MetricsWriter:
@@ -49,19 +52,53 @@ class MetricsWriter:
       return [json.loads(line) for line in f if line.strip()]
 
 
+def read_event_scalars(path: str) -> Iterator[tuple[float, int, str, float]]:
+  """(wall time, step, tag, value) of each scalar in a TensorBoard event
+  file, in order; a record cut short by a crash ends the file."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  with open(path, 'rb') as f:
+    while True:
+      header = f.read(12)  # Length (8 bytes) and its CRC (4).
+      if len(header) < 12:
+        return
+      length = struct.unpack('<Q', header[:8])[0]
+      data = f.read(length)
+      if len(data) < length or len(f.read(4)) < 4:
+        return
+      event = event_pb2.Event.FromString(data)
+      for value in event.summary.value:
+        yield event.wall_time, event.step, value.tag, value.simple_value
+
+
 class TensorBoardWriter:
   """Scalars to TensorBoard event files (tensorboardX: no TensorFlow).
 
   Args:
     logdir: the event files' folder.
-    purge_after: on a resumed run, the last round kept; TensorBoard hides
-      events of later rounds written before the restart.
+    purge_after: on a (re)started run, the last round kept: the scalars of
+      later rounds written before the restart are dropped, so that every
+      step is in the event files once (as in metrics.jsonl). None keeps
+      whatever is there.
   """
 
   def __init__(self, logdir: str, purge_after: int | None = None):
     import tensorboardX  # pylint: disable=g-import-not-at-top
+    old = sorted(glob.glob(os.path.join(logdir, 'events.out.tfevents.*')))
+    kept = []
+    if purge_after is not None:
+      kept = [e for path in old for e in read_event_scalars(path)
+              if e[1] <= purge_after]
+    # A name no earlier file has, even one started in the same second.
     self._writer = tensorboardX.SummaryWriter(
-        logdir, purge_step=None if not purge_after else purge_after + 1)
+        logdir, filename_suffix=f'.{os.getpid()}.{time.time_ns()}')
+    if purge_after is not None:
+      # The kept scalars go into the new file before the old files go.
+      for wall_time, step, tag, value in kept:
+        self._writer.add_scalar(tag, value, global_step=step,
+                                walltime=wall_time)
+      self._writer.flush()
+      for path in old:
+        os.remove(path)
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
     for name, value in scalars.items():

@@ -24,8 +24,8 @@ def test_readme_study_rows_are_the_reports():
     readme = f.read()
   with open(os.path.join(ROOT, 'docs', 'RESULTS.md')) as f:
     report = f.read().splitlines()
-  from experiments import study
-  header = study.glance({}, {})[0]  # The table's header as the study writes.
+  from experiments import study_report
+  header = study_report.glance({}, {})[0]  # The table's header as the study writes.
   assert header in readme
   rows = readme.split(header, 1)[1].strip().splitlines()[1:]
   rows = [r for r in rows[:rows.index('')] if r] if '' in rows else rows

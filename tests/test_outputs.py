@@ -55,39 +55,43 @@ def test_study_tunes_on_validation_and_reports_on_test(tmp_path,
                                                        monkeypatch):
   from experiments import registry
   from experiments import study
+  from experiments import study_report
+  from experiments import study_runs
   splits = []
   build = registry.DATASETS['synthetic']
-  monkeypatch.setitem(registry.DATASETS, 'synthetic', lambda config: (
-      splits.append(config.eval.split) or build(config)))
-  monkeypatch.setitem(study.GRIDS, 'fedmchain',
-                      ({'fedmchain.rho': (0.1, 0.3)},))
+  monkeypatch.setitem(registry.DATASETS, 'synthetic', build._replace(
+      load=lambda config: (splits.append(config.eval.split)
+                           or build.load(config))))
+  monkeypatch.setitem(registry.ALGORITHMS, 'fedmchain',
+                      registry.ALGORITHMS['fedmchain']._replace(
+                          grid=({'fedmchain.rho': (0.1, 0.3)},)))
   results = {'synthetic': {(1.0, 0.3): {}}}
   choices = {}
   for algorithm in ('fedavg', 'fedmchain'):
-    chosen, accuracy, _ = study.tune('synthetic', algorithm, 1.0, [0], 2,
+    chosen, accuracy, _ = study_runs.tune('synthetic', algorithm, 1.0, [0], 2,
                                      str(tmp_path))
     assert splits and set(splits) == {'validation'}  # Test never built.
-    assert set(chosen) == set(study.GRIDS[algorithm][0])
+    assert set(chosen) == set(registry.ALGORITHMS[algorithm].grid[0])
     choices[algorithm] = (chosen, accuracy)
     del splits[:]
-    _, runs, _ = study.run_cell('synthetic', algorithm, 1.0, 0.3, [0, 1], 2,
+    _, runs, _ = study_runs.run_cell('synthetic', algorithm, 1.0, 0.3, [0, 1], 2,
                                 str(tmp_path), chosen=chosen)
     assert set(splits) == {'test'}
     assert [len(r) for r in runs] == [1, 1]  # One evaluation at round 2.
     assert runs[0][-1]['eval/examples'] == 2000  # The test split.
     del splits[:]
-    results['synthetic'][(1.0, 0.3)][algorithm] = study.summarize_cell(
+    results['synthetic'][(1.0, 0.3)][algorithm] = study_report.summarize_cell(
         runs, target=0.5)
   # A second call finds the finished sweeps and runs nothing.
-  assert study.tune('synthetic', 'fedavg', 1.0, [0], 2, str(tmp_path),
+  assert study_runs.tune('synthetic', 'fedavg', 1.0, [0], 2, str(tmp_path),
                     report_only=True)[0] == choices['fedavg'][0]
   assert not splits
   # Final runs of another choice are not the saved ones: run again.
   other = {'client.lr': 0.5 * choices['fedavg'][0]['client.lr']}
-  assert study.run_cell('synthetic', 'fedavg', 1.0, 0.3, [0, 1], 2,
+  assert study_runs.run_cell('synthetic', 'fedavg', 1.0, 0.3, [0, 1], 2,
                         str(tmp_path), chosen=other,
                         report_only=True) is None
-  text = study.report(results, [0, 1], {'synthetic': 2},
+  text = study_report.report(results, [0, 1], {'synthetic': 2},
                       {('synthetic', 1.0): choices}, 12.0,
                       test_sizes={'synthetic': 2000})
   assert '### Dirichlet alpha 1.0, missing-modality rate 0.3' in text
@@ -100,21 +104,22 @@ def test_study_tunes_on_validation_and_reports_on_test(tmp_path,
   assert '![synthetic](RESULTS_synthetic.png)' in text
   # Another report's figures are its own, beside it.
   assert study._figures('docs/RESULTS_examples.md') == 'RESULTS_examples'
-  assert '(RESULTS_examples_synthetic.png)' in study.report(
+  assert '(RESULTS_examples_synthetic.png)' in study_report.report(
       results, [0, 1], {'synthetic': 2}, figures='RESULTS_examples')
 
 
 def test_equal_bytes_runs_the_frugal_method_longer_and_reads_it_at_fedavgs_upload():
-  from experiments import study
-  assert study.equal_bytes_rounds(10, 1.0, 4.0) == 40
-  assert study.equal_bytes_rounds(10, 1.0, 100.0) == 10 * study.MAX_ROUNDS_FACTOR
-  assert study.equal_bytes_rounds(10, 3.7, 4.0) is None  # Nearly as much.
+  from experiments import study_report
+  from experiments import study_runs
+  assert study_runs.equal_bytes_rounds(10, 1.0, 4.0) == 40
+  assert study_runs.equal_bytes_rounds(10, 1.0, 100.0) == 10 * study_runs.MAX_ROUNDS_FACTOR
+  assert study_runs.equal_bytes_rounds(10, 3.7, 4.0) is None  # Nearly as much.
   mib = 2**20
   records = lambda accuracies, per_round: [
       {'round': 10 * (i + 1), 'eval/accuracy': a,
        'comm/upload_bytes': per_round * 10 * (i + 1) * mib,
        'comm/download_bytes': 0} for i, a in enumerate(accuracies)]
-  cell = lambda runs: study.summarize_cell(runs, target=0.99)
+  cell = lambda runs: study_report.summarize_cell(runs, target=0.99)
   by_algorithm = {'fedavg': cell([records([0.5, 0.6], 0.2)] * 2),
                   'sparse': cell([records([0.3, 0.4], 0.05)] * 2)}
   asked = []
@@ -123,22 +128,22 @@ def test_equal_bytes_runs_the_frugal_method_longer_and_reads_it_at_fedavgs_uploa
     asked.append((algorithm, rounds))
     return [records([0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], 0.05),
             records([0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.7, 0.9], 0.05)], 3.0
-  assert study.equal_bytes(by_algorithm, 20, run) == 3.0
+  assert study_runs.equal_bytes(by_algorithm, 20, run) == 3.0
   assert asked == [('sparse', 80)]
   assert by_algorithm['sparse'][0]['equal_bytes'] == [0.95, 0.9]
   assert by_algorithm['sparse'][0]['equal_bytes_rounds'] == 80
   assert by_algorithm['fedavg'][0]['equal_bytes'] == [0.6, 0.6]
-  table = '\n'.join(study._setting_table(by_algorithm, [0, 1], 100))
+  table = '\n'.join(study_report._setting_table(by_algorithm, [0, 1], 100))
   assert "| fused at FedAvg's bytes (rounds) |" in table
   assert '| 0.925 ± 0.025 (80) |' in table
 
 
 def test_equal_bytes_runs_go_on_from_the_settings_own_runs(tmp_path):
-  from experiments import study
+  from experiments import study_runs
   from tests.test_launcher import without_times
   root = str(tmp_path)
-  _, base, _ = study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 10, root)
-  _, longer, seconds = study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0],
+  _, base, _ = study_runs.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 10, root)
+  _, longer, seconds = study_runs.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0],
                                       20, root, under='equal_bytes')
   workdir = os.path.join(root, 'synthetic', 'steps', 'alpha1.0',
                          'missing0.0', 'equal_bytes', 'fedavg')
@@ -157,8 +162,8 @@ def test_equal_bytes_runs_go_on_from_the_settings_own_runs(tmp_path):
 
 def test_examples_budget_changes_the_chain_and_reads_joint_training_from_steps(
     tmp_path):
-  from experiments import study
-  config = lambda algorithm, budget: study.study_config(
+  from experiments import study_runs
+  config = lambda algorithm, budget: study_runs.study_config(
       'synthetic', algorithm, 1.0, 0.0, 2, budget=budget).to_dict()
   chain, steps = config('fedmchain', 'examples'), config('fedmchain', 'steps')
   assert (chain['client']['steps_per_phase'] ==
@@ -167,12 +172,12 @@ def test_examples_budget_changes_the_chain_and_reads_joint_training_from_steps(
   for algorithm in ('fedavg', 'joint_ssca', 'joint_sparse_mean'):
     assert config(algorithm, 'examples') == config(algorithm, 'steps')
   root = str(tmp_path)
-  _, runs, _ = study.run_cell('synthetic', 'joint_ssca', 1.0, 0.0, [0], 2,
+  _, runs, _ = study_runs.run_cell('synthetic', 'joint_ssca', 1.0, 0.0, [0], 2,
                               root)
-  read = study.run_cell('synthetic', 'joint_ssca', 1.0, 0.0, [0], 2, root,
+  read = study_runs.run_cell('synthetic', 'joint_ssca', 1.0, 0.0, [0], 2, root,
                         budget='examples', report_only=True)
   assert read is not None and read[1] == runs
-  assert study.run_cell('synthetic', 'fedmchain', 1.0, 0.0, [0], 2, root,
+  assert study_runs.run_cell('synthetic', 'fedmchain', 1.0, 0.0, [0], 2, root,
                         budget='examples', report_only=True) is None
 
 
@@ -235,34 +240,34 @@ def test_study_settings_are_checked_before_any_run(alphas, missing, message):
 
 
 def test_tuning_steps_past_the_grid_edge_of_rates_only():
-  from experiments import study
+  from experiments import study_runs
   grid = {'client.lr': [0.05, 0.1, 0.2], 'fedmchain.rho': [0.05, 0.1, 0.3]}
   tried = {k: set(v) for k, v in grid.items()}
   # The largest lr and the smallest rho: lr goes on (x2), rho is bounded.
-  assert study._edge_steps(grid, tried, {'client.lr': 0.2,
+  assert study_runs._edge_steps(grid, tried, {'client.lr': 0.2,
                                          'fedmchain.rho': 0.05}) == {
                                              'client.lr': 0.4}
-  assert study._edge_steps(grid, tried, {'client.lr': 0.05,
+  assert study_runs._edge_steps(grid, tried, {'client.lr': 0.05,
                                          'fedmchain.rho': 0.1}) == {
                                              'client.lr': 0.025}
-  assert study._edge_steps(grid, tried, {'client.lr': 0.1,
+  assert study_runs._edge_steps(grid, tried, {'client.lr': 0.1,
                                          'fedmchain.rho': 0.3}) == {}
   tried['client.lr'].add(0.4)  # Tried past the edge, and 0.2 stayed best.
-  assert study._edge_steps(grid, tried, {'client.lr': 0.2}) == {}
+  assert study_runs._edge_steps(grid, tried, {'client.lr': 0.2}) == {}
 
 
 def test_saved_sweeps_compare_only_the_sections_their_algorithm_reads():
-  from experiments import study
+  from experiments import study_record
   from experiments.configs import default
   config = json.loads(default.get_config().to_json())
   changed = json.loads(json.dumps(config))
   changed['fedmchain']['normalize'] = 'senders'
-  assert study._read_by(config) == study._read_by(changed)  # FedAvg.
+  assert study_record.read_by(config) == study_record.read_by(changed)  # FedAvg.
   config['algorithm'] = changed['algorithm'] = 'fedmchain'
-  assert study._read_by(config) != study._read_by(changed)
+  assert study_record.read_by(config) != study_record.read_by(changed)
   changed['fedmchain']['normalize'] = config['fedmchain']['normalize']
   changed['ogm']['alpha'] = 2.0
-  assert study._read_by(config) == study._read_by(changed)
+  assert study_record.read_by(config) == study_record.read_by(changed)
 
 
 def test_plot_without_matplotlib_names_the_install(monkeypatch, tmp_path):
@@ -293,17 +298,26 @@ def test_plot_labels_sweep_members_by_settings_and_groups_seeds(tmp_path):
   groups = plot.group_seeds(runs)
   assert [(label, len(m)) for label, m in groups] == [
       ('client.lr=0.02 (2 seeds)', 2), ('client.lr=0.1, seed 0', 1)]
+  # A sweep's workdir stands for its members, in member order.
+  for i in range(10, 12):  # member_10 sorts after member_2.
+    (tmp_path / f'member_{i}').mkdir()
+    for name in ('settings.json', 'metrics.jsonl'):
+      (tmp_path / f'member_{i}' / name).write_bytes(
+          (tmp_path / 'member_2' / name).read_bytes())
+  assert plot.load_runs(str(tmp_path)) == runs + [runs[2]] * 2
+  assert plot.load_runs(str(tmp_path / 'member_1')) == [runs[1]]
   out = tmp_path / 'sweep.png'
-  plot.plot(runs, str(out))
+  plot.main(['--workdir', str(tmp_path), '--out', str(out)])
   assert out.read_bytes()[:4] == b'\x89PNG'
 
 
 def test_study_record_carries_finished_sweeps_to_an_empty_study_dir(
     tmp_path, monkeypatch):
-  from experiments import study
+  from experiments import study_record
+  from experiments import study_runs
   path = str(tmp_path / 'record.jsonl')
-  first = study.Record(path, str(tmp_path / 'a'), commit='abc1234')
-  _, runs, seconds = study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0, 1],
+  first = study_record.Record(path, str(tmp_path / 'a'), commit='abc1234')
+  _, runs, seconds = study_runs.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0, 1],
                                     2, str(tmp_path / 'a'), record=first)
   with open(path) as f:
     lines = [json.loads(line) for line in f]
@@ -311,9 +325,9 @@ def test_study_record_carries_finished_sweeps_to_an_empty_study_dir(
       'synthetic/steps/alpha1.0/missing0.0/fedavg']
   assert lines[0]['commit'] == 'abc1234'
   # Another machine: an empty study dir, the same record. Nothing runs.
-  monkeypatch.setattr(study.sweep, 'run_sweep', lambda *a, **k: 1 / 0)
-  second = study.Record(path, str(tmp_path / 'b'), commit='def5678')
-  _, again, again_seconds = study.run_cell(
+  monkeypatch.setattr(study_runs.sweep, 'run_sweep', lambda *a, **k: 1 / 0)
+  second = study_record.Record(path, str(tmp_path / 'b'), commit='def5678')
+  _, again, again_seconds = study_runs.run_cell(
       'synthetic', 'fedavg', 1.0, 0.0, [0, 1], 2, str(tmp_path / 'b'),
       record=second)
   assert again_seconds == pytest.approx(seconds, rel=1e-5)
@@ -324,7 +338,7 @@ def test_study_record_carries_finished_sweeps_to_an_empty_study_dir(
         theirs[-1]['eval/accuracy'], rel=1e-5)
     assert mine[-1]['comm/upload_bytes'] == theirs[-1]['comm/upload_bytes']
   # Another choice is not the recorded sweep.
-  assert study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0, 1], 2,
+  assert study_runs.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0, 1], 2,
                         str(tmp_path / 'b'), chosen={'client.lr': 0.01},
                         report_only=True, record=second) is None
   with open(path) as f:
@@ -333,16 +347,17 @@ def test_study_record_carries_finished_sweeps_to_an_empty_study_dir(
 
 def test_study_record_ending_in_gz_is_gzip(tmp_path, monkeypatch):
   import gzip
-  from experiments import study
+  from experiments import study_record
+  from experiments import study_runs
   path = str(tmp_path / 'record.jsonl.gz')
-  first = study.Record(path, str(tmp_path / 'a'), commit='abc1234')
-  _, runs, _ = study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2,
+  first = study_record.Record(path, str(tmp_path / 'a'), commit='abc1234')
+  _, runs, _ = study_runs.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2,
                               str(tmp_path / 'a'), record=first)
   with open(path, 'rb') as f:
     assert f.read(2) == b'\x1f\x8b'  # gzip's magic number.
-  monkeypatch.setattr(study.sweep, 'run_sweep', lambda *a, **k: 1 / 0)
-  second = study.Record(path, str(tmp_path / 'b'))
-  _, again, _ = study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2,
+  monkeypatch.setattr(study_runs.sweep, 'run_sweep', lambda *a, **k: 1 / 0)
+  second = study_record.Record(path, str(tmp_path / 'b'))
+  _, again, _ = study_runs.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2,
                                str(tmp_path / 'b'), record=second)
   assert again[0][-1]['eval/accuracy'] == pytest.approx(
       runs[0][-1]['eval/accuracy'], rel=1e-5)
@@ -351,17 +366,19 @@ def test_study_record_ending_in_gz_is_gzip(tmp_path, monkeypatch):
 
 
 def test_study_record_takes_in_sweeps_already_in_the_study_dir(tmp_path):
-  from experiments import study
+  from experiments import study_record
+  from experiments import study_report
+  from experiments import study_runs
   root = str(tmp_path)
-  study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2, root)
+  study_runs.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2, root)
   path = str(tmp_path / 'record.jsonl')
-  record = study.Record(path, root, commit='abc1234')
-  assert study.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2, root,
+  record = study_record.Record(path, root, commit='abc1234')
+  assert study_runs.run_cell('synthetic', 'fedavg', 1.0, 0.0, [0], 2, root,
                         report_only=True, record=record) is not None
   with open(path) as f:
     (entry,) = [json.loads(line) for line in f]
   assert entry['commit'] == ''  # It ran without a record: commit unknown.
-  text = study.report({}, [0], {}, machine={
+  text = study_report.report({}, [0], {}, machine={
       'commit': 'def5678', 'sweep_commits': record.used})
   assert 'at commit def5678; its sweeps ran at an unrecorded commit (1 ' \
          'sweeps)' in text
@@ -369,19 +386,20 @@ def test_study_record_takes_in_sweeps_already_in_the_study_dir(tmp_path):
 
 def test_study_record_reads_back_a_tuning_stage_of_several_fields(
     tmp_path, monkeypatch):
-  from experiments import study
+  from experiments import study_record
+  from experiments import study_runs
   path = str(tmp_path / 'record.jsonl')
   # The grid's keys out of sorted order: the record stores them sorted.
   grid = {'seed': [0, 1], 'client.lr': [0.1, 0.03]}
-  config = study.study_config('synthetic', 'fedavg', 1.0, 0.0, 2)
-  first = study.Record(path, str(tmp_path / 'a'), commit='abc1234')
-  settings, runs, _ = study._run_sweep(
+  config = study_runs.study_config('synthetic', 'fedavg', 1.0, 0.0, 2)
+  first = study_record.Record(path, str(tmp_path / 'a'), commit='abc1234')
+  settings, runs, _ = study_runs.run_sweep(
       config, grid, str(tmp_path / 'a' / 'stage0'), record=first)
   assert [(s['seed'], s['client.lr']) for s in settings] == [
       (0, 0.1), (0, 0.03), (1, 0.1), (1, 0.03)]
-  monkeypatch.setattr(study.sweep, 'run_sweep', lambda *a, **k: 1 / 0)
-  second = study.Record(path, str(tmp_path / 'b'), commit='def5678')
-  again, again_runs, _ = study._run_sweep(
+  monkeypatch.setattr(study_runs.sweep, 'run_sweep', lambda *a, **k: 1 / 0)
+  second = study_record.Record(path, str(tmp_path / 'b'), commit='def5678')
+  again, again_runs, _ = study_runs.run_sweep(
       config, grid, str(tmp_path / 'b' / 'stage0'), record=second)
   assert again == settings
   assert [r[-1]['eval/accuracy'] for r in again_runs] == pytest.approx(
@@ -391,12 +409,12 @@ def test_study_record_reads_back_a_tuning_stage_of_several_fields(
 
 
 def test_report_names_what_has_not_run_and_leaves_it_out_of_the_summary():
-  from experiments import study
+  from experiments import study_report
   pending = {('synthetic', 1.0, 0.3, 'final'): ['fedprox'],
              ('synthetic', 0.1, None, 'tuning'): ['fedavg'],
              ('av_digits', None, 0.5, 'diagnosis'): ['tau 0.2'],
              ('crema_d', None, None, 'data'): ['its raw files are absent']}
-  lines, incomplete = study.not_run_yet(pending, empty=['av_digits'])
+  lines, incomplete = study_report.not_run_yet(pending, empty=['av_digits'])
   assert lines == [
       '- synthetic, alpha 1.0, missing 0.3: final runs of fedprox.',
       '- synthetic, alpha 0.1: not tuned yet (nor run): fedavg.',
@@ -407,10 +425,10 @@ def test_report_names_what_has_not_run_and_leaves_it_out_of_the_summary():
                            'comm/upload_bytes': 2**20,
                            'comm/download_bytes': 2**20}]
   cells = {(alpha, missing): {
-      name: study.summarize_cell([run(a)], target=0.5)
+      name: study_report.summarize_cell([run(a)], target=0.5)
       for name, a in (('fedavg', 0.6), ('fedmchain', 0.7))}
            for alpha, missing in ((1.0, 0.0), (1.0, 0.3), (0.1, 0.0))}
-  text = study.report({'synthetic': cells, 'av_digits': {}}, [0],
+  text = study_report.report({'synthetic': cells, 'av_digits': {}}, [0],
                       {'synthetic': 10}, pending=pending)
   assert '## Not run yet' in text and '## av_digits' not in text
   summary = text.split('## Summary')[1].split('## synthetic')[0]

@@ -243,3 +243,40 @@ def test_finished_sweep_extends_to_more_rounds(tmp_path):
   with pytest.raises(config_checks.ConfigError,
                      match='config.client.num_local_steps differs'):
     sweep.run_sweep(other, grid, workdir, sequential_baseline=False)
+
+
+def test_a_finished_sweep_is_read_back_without_building_anything(
+    tmp_path, monkeypatch, caplog):
+  import logging
+  config = tiny_config(**{'rounds.num_rounds': 2, 'rounds.eval_every': 2})
+  workdir = str(tmp_path / 'sweep')
+  first = sweep.run_sweep(config, {'client.lr': [0.02, 0.1]}, workdir,
+                          sequential_baseline=False)
+  # One seed a setting: the value alone, no spread.
+  summary = (tmp_path / 'sweep' / 'summary.md').read_text()
+  assert '±' not in summary
+  assert f"| {first['members'][0]['final']['eval/accuracy']:.3f} |" in summary
+  monkeypatch.setattr(train, 'build_data', lambda config: 1 / 0)
+  with caplog.at_level(logging.INFO):
+    again = sweep.run_sweep(config, {'client.lr': [0.02, 0.1]}, workdir,
+                            sequential_baseline=False)
+  assert 'holds this sweep finished (2 rounds); nothing to run.' in (
+      caplog.text)
+  assert again['members'] == first['members']
+  assert again['summary'] == first['summary']
+  jax.tree.map(np.testing.assert_array_equal, first['params'],
+               again['params'])
+  # Another grid is not this sweep: it is refused as before.
+  with pytest.raises(config_checks.ConfigError, match='holds a sweep of '
+                     'another config or grid'):
+    sweep.run_sweep(config, {'client.lr': [0.05, 0.1]}, workdir,
+                    sequential_baseline=False)
+
+
+def test_timing_text_says_what_the_ratio_compares():
+  assert sweep.timing_text({
+      'members': 8, 'compile_s': 2.0, 'sweep_s': 4.0, 'one_member_s': 0.1,
+      'sequential_estimate_s': 0.8, 'speedup': 0.2}) == (
+          '8 members: 2.0 s compiling, 4.0 s running; one member alone runs '
+          'in 0.10 s, so the members one after another would take 0.8 s: '
+          'the sweep is 0.20 times as fast')

@@ -181,7 +181,8 @@ def test_config_trains_on_the_generated_files(tmp_path):
 def test_study_skips_it_without_files_and_builds_it_with_them(tmp_path,
                                                              monkeypatch):
   # pylint: disable=g-import-not-at-top
-  from experiments import study
+  from experiments import registry
+  from experiments import study_runs
   from experiments.configs import uci_har_fedavg
 
   def config_at(manual_dir):
@@ -191,16 +192,16 @@ def test_study_skips_it_without_files_and_builds_it_with_them(tmp_path,
       return config
     return get_config
 
-  entry = study.DATASETS['uci_har']
-  monkeypatch.setitem(study.DATASETS, 'uci_har',
-                      (config_at(tmp_path / 'absent'),) + entry[1:])
-  reason = study.missing_data('uci_har', str(tmp_path / 'tfds'))
+  entry = registry.DATASETS['uci_har']
+  monkeypatch.setitem(registry.DATASETS, 'uci_har', entry._replace(
+      config=config_at(tmp_path / 'absent')))
+  reason = study_runs.missing_data('uci_har', str(tmp_path / 'tfds'))
   assert reason.startswith('UCI-HAR raw files not found')
   make_raw(tmp_path / 'raw')
-  monkeypatch.setitem(study.DATASETS, 'uci_har',
-                      (config_at(tmp_path / 'raw'),) + entry[1:])
-  assert study.missing_data('uci_har', str(tmp_path / 'tfds')) is None
-  config = study.study_config('uci_har', 'fedavg', 5.0, 0.0, 10,
+  monkeypatch.setitem(registry.DATASETS, 'uci_har', entry._replace(
+      config=config_at(tmp_path / 'raw')))
+  assert study_runs.missing_data('uci_har', str(tmp_path / 'tfds')) is None
+  config = study_runs.study_config('uci_har', 'fedavg', 5.0, 0.0, 10,
                               str(tmp_path / 'tfds'))
   assert (config.data.partition, config.data.num_clients) == ('dirichlet',
                                                               105)

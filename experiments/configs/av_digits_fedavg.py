@@ -6,8 +6,8 @@ Command:
       --workdir=/tmp/av_digits_fedavg
 
 Needs the `data` extra and the raw files: FSDD recordings and MNIST idx files
-under --config.data.manual_dir (default ../shared/data on this project's
-machines). The dataset is built once into --config.data.data_dir.
+under --config.data.manual_dir (default $FEDMCHAIN_RAW_DIR, else
+~/fedmchain_data/raw). The dataset is built once into --config.data.data_dir.
 
 Expected result (2-core CPU, about 30 s with the dataset built): after 100
 rounds fused test accuracy about 0.97, the image head alone about 0.78 and

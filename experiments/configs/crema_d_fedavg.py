@@ -9,8 +9,8 @@ Command:
 Raw files: the repository's AudioWAV/ and VideoFlash/ folders
 (https://github.com/CheyneyComputerScience/CREMA-D, Open Database License;
 the files are in git LFS) in --config.data.manual_dir (default
-~/fedmchain_data/raw/crema_d). Without VideoFlash/ the run is audio-only
-and the log says so. The dataset is built once (the videos are decoded
+$FEDMCHAIN_RAW_DIR/crema_d, else ~/fedmchain_data/raw/crema_d). Without
+VideoFlash/ the run is audio-only and the log says so. The dataset is built once (the videos are decoded
 then) into --config.data.data_dir; the test split is 18 actors no client
 has. Label skew instead of actors: --config.data.partition=dirichlet
 --config.data.num_clients=73 --config.data.dirichlet_alpha=0.1.
@@ -31,7 +31,7 @@ from experiments.configs import default
 def get_config():
   config = default.get_config()
   config.data.name = 'crema_d'
-  config.data.manual_dir = os.path.expanduser('~/fedmchain_data/raw/crema_d')
+  config.data.manual_dir = os.path.join(default.RAW_DIR, 'crema_d')
   config.data.partition = 'natural'
   config.data.clients_per_speaker = 1
   config.data.num_clients = 73

@@ -17,19 +17,19 @@ import os
 
 import ml_collections
 
-# Raw AV-digits files on this project's machines (see ../shared/data/README.md);
-# elsewhere pass --config.data.manual_dir=DIR.
-_SHARED_DATA = os.path.normpath(os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared',
-    'data'))
+# Where the raw-file datasets lie (each config's `data.manual_dir`): the
+# environment variable FEDMCHAIN_RAW_DIR, else ~/fedmchain_data/raw; or pass
+# --config.data.manual_dir=DIR (docs/datasets.md).
+RAW_DIR = os.path.expanduser(
+    os.environ.get('FEDMCHAIN_RAW_DIR', '~/fedmchain_data/raw'))
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   # fedavg | fedprox | fedavg_ogm | fedopt_adam | fedopt_yogi | fedmchain |
-  # fedmchain_noreg | fedmchain_mean | fedmchain_ties | joint_ssca |
-  # joint_sparse_mean | fedavg_median | fedavg_trimmed_mean
+  # fedmchain_adam | fedmchain_noreg | fedmchain_mean | fedmchain_ties |
+  # joint_ssca | joint_sparse_mean | fedavg_median | fedavg_trimmed_mean
   # (experiments/registry.py, docs/algorithm.md).
   config.algorithm = 'fedavg'
 
@@ -52,8 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.synthetic.informativeness = (0.8, 0.7)
   config.data.synthetic.noise_scale = (0.5, 2.0)
   # AV-digits (data.name = 'av_digits'; fedmchain_jax/data/av_digits.py).
-  config.data.manual_dir = (_SHARED_DATA if os.path.isdir(_SHARED_DATA) else
-                            os.path.expanduser('~/fedmchain_data/raw'))
+  config.data.manual_dir = RAW_DIR
   config.data.data_dir = os.path.expanduser('~/fedmchain_data/tfds')
   config.data.source = 'manual'  # manual | catalog (needs TensorFlow).
   # natural (by speaker, subject or actor) | dirichlet (num_clients).

@@ -8,8 +8,8 @@ Command:
 
 Raw files: unpack the official archive (https://archive.ics.uci.edu/dataset/
 240, CC BY 4.0) into --config.data.manual_dir (default
-~/fedmchain_data/raw/uci_har), so that its 'UCI HAR Dataset/train/' exists;
-the dataset is built once into --config.data.data_dir. The test split is the
+$FEDMCHAIN_RAW_DIR/uci_har, else ~/fedmchain_data/raw/uci_har), so that its
+'UCI HAR Dataset/train/' exists; the dataset is built once into --config.data.data_dir. The test split is the
 official one (9 subjects no client has). FedMultimodal's label-skewed
 setting: --config.data.partition=dirichlet --config.data.num_clients=105
 --config.data.dirichlet_alpha=5.0.
@@ -29,7 +29,7 @@ from experiments.configs import default
 def get_config():
   config = default.get_config()
   config.data.name = 'uci_har'
-  config.data.manual_dir = os.path.expanduser('~/fedmchain_data/raw/uci_har')
+  config.data.manual_dir = os.path.join(default.RAW_DIR, 'uci_har')
   config.data.partition = 'natural'
   config.data.clients_per_speaker = 5
   config.data.num_clients = 105

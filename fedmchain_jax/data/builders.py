@@ -19,6 +19,10 @@ import numpy as np
 
 from fedmchain_jax.data import federated
 
+# How a raw-file dataset's training examples become clients
+# (`federated_from_splits`).
+PARTITIONS = ('natural', 'dirichlet')
+
 
 @functools.cache
 def tfds():
@@ -114,7 +118,7 @@ def federate(train: Mapping[str, np.ndarray],
     parts = federated.dirichlet_partition(train['label'], num_clients,
                                           dirichlet_alpha, rng, min_examples)
   else:
-    raise ValueError(f"partition must be 'natural' or 'dirichlet', got "
+    raise ValueError(f'partition must be one of {PARTITIONS}, got '
                      f'{partition!r}')
   mask = federated.draw_modality_mask(modalities, len(parts),
                                       missing_modality_rate, rng)

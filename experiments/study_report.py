@@ -1,0 +1,275 @@
+"""The study's report: per-setting tables, the summary and its sentences,
+written as markdown from the runs' records (`experiments.study`)."""
+
+import numpy as np
+
+from experiments import diagnosis
+from experiments import registry
+from experiments import study_runs
+
+# FedMChain as reconstructed (the summary's columns) and the baselines it is
+# judged against (`Algorithm.role`).
+OURS = registry.names('ours')
+BASELINES = registry.names('baseline')
+BUDGET_TEXT = {
+    'steps': 'budget steps: a client takes the same steps a round under '
+             'every method, so under the chain each encoder sees half the '
+             'examples',
+    'examples': 'budget examples: each encoder sees the same examples a '
+                'round under every method, so a chained client takes joint '
+                "training's steps once per modality; joint training's runs "
+                'are the budget-steps ones',
+}
+
+
+def to_target(records, target):
+  for record in records:
+    if record['eval/accuracy'] >= target:
+      return record['round'], record['comm/upload_bytes'] / 2**20
+  return None, None
+
+
+def summarize_cell(runs, target):
+  finals = [r[-1] for r in runs]
+  modalities = sorted(k.rsplit('/', 1)[1] for k in finals[0]
+                      if k.startswith('eval/accuracy/'))
+  cell = {'fused': [f['eval/accuracy'] for f in finals], 'runs': runs}
+  for m in modalities:
+    cell[m] = [f[f'eval/accuracy/{m}'] for f in finals]
+  reached = [to_target(r, target) for r in runs]
+  cell['rounds'] = [r for r, _ in reached if r is not None]
+  cell['mib'] = [b for _, b in reached if b is not None]
+  cell['total_mib'] = np.mean([f['comm/upload_bytes'] for f in finals]) / 2**20
+  cell['download_mib'] = np.mean([f['comm/download_bytes']
+                                  for f in finals]) / 2**20
+  return cell, modalities
+
+
+def fmt(values):
+  return f'{np.mean(values):.3f} ± {np.std(values):.3f}'
+
+
+def standard_error(accuracy, count):
+  """The test split's binomial standard error at this accuracy."""
+  return float(np.sqrt(accuracy * (1 - accuracy) / count))
+
+
+def _complete(results, incomplete):
+  """(dataset, alpha, missing, by_algorithm) of the settings whose final
+  runs are all in (FedAvg's and FedMChain's at least)."""
+  for dataset, cells in results.items():
+    for (alpha, missing), by_algorithm in cells.items():
+      if ('fedmchain' in by_algorithm and 'fedavg' in by_algorithm and not
+          {(dataset, alpha, missing), (dataset, alpha, None)} & incomplete):
+        yield dataset, alpha, missing, by_algorithm
+
+
+def _best_baseline(by_algorithm):
+  return max((a for a in by_algorithm if a in BASELINES),
+             key=lambda a: np.mean(by_algorithm[a][0]['fused']))
+
+
+def verdicts(results, incomplete=frozenset()) -> list[str]:
+  """Plain sentences: per dataset and FedMChain variant (`OURS`), in how
+  many settings it beats FedAvg and the best tuned baseline on final fused
+  accuracy, and by how much (settings in `incomplete` left out)."""
+  lines, by_dataset = [], {}
+  for dataset, alpha, missing, by_algorithm in _complete(results,
+                                                          incomplete):
+    by_dataset.setdefault(dataset, []).append((alpha, missing, by_algorithm))
+  for dataset, settings in by_dataset.items():
+    for name in OURS:
+      rows = [(a, m, b) for a, m, b in settings if name in b]
+      if not rows:
+        continue
+      mean = lambda b, a: float(np.mean(b[a][0]['fused']))
+      over_fedavg = sum(mean(b, name) > mean(b, 'fedavg') for _, _, b in rows)
+      over_best = sum(mean(b, name) > mean(b, _best_baseline(b))
+                      for _, _, b in rows)
+      lines.append(f'- **{dataset}**, `{name}`: above FedAvg in '
+                   f'{over_fedavg} of {len(rows)} settings, above the best '
+                   f'tuned baseline in {over_best} of {len(rows)}: ' +
+                   '; '.join(
+                       f'alpha {a}, missing {m}: {mean(b, name):.3f} vs '
+                       f'fedavg {mean(b, "fedavg"):.3f}, '
+                       f'{_best_baseline(b)} {mean(b, _best_baseline(b)):.3f}'
+                       for a, m, b in rows) + '.')
+  return lines
+
+
+def glance(results, test_sizes, incomplete=frozenset()) -> list[str]:
+  """One table: per dataset and setting, FedAvg, the best tuned baseline
+  and the `OURS` variants (final fused test accuracy, mean ± std over
+  seeds), with the test split's standard error; settings in `incomplete`
+  left out. README.md quotes its rows."""
+  lines = ['| dataset | alpha | missing | fedavg | best baseline | ' +
+           ' | '.join(OURS) + ' | test s.e. |',
+           '| --- | --- | --- | --- | --- | ' + ' | '.join('---' for _ in OURS)
+           + ' | --- |']
+  for dataset, alpha, missing, by_algorithm in _complete(results,
+                                                          incomplete):
+    best = _best_baseline(by_algorithm)
+    ours = [by_algorithm[a][0]['fused'] for a in OURS if a in by_algorithm]
+    se = standard_error(max(float(np.mean(o)) for o in ours),
+                        test_sizes.get(dataset, 0) or 1)
+    lines.append(f'| {dataset} | {alpha} | {missing} | '
+                 f'{fmt(by_algorithm["fedavg"][0]["fused"])} | '
+                 f'{best} {fmt(by_algorithm[best][0]["fused"])} | ' +
+                 ' | '.join(fmt(by_algorithm[a][0]['fused'])
+                            if a in by_algorithm else '—' for a in OURS) +
+                 f' | {se:.3f} |')
+  return lines
+
+
+def choice_text(chosen) -> str:
+  if chosen is None:
+    return "the config's values"
+  values, accuracy = chosen
+  text = ', '.join(f'{k}={v:g}' for k, v in sorted(values.items()))
+  return f'{text} (validation {accuracy:.3f})'
+
+
+def _setting_table(by_algorithm, seeds, test_size) -> list[str]:
+  modalities = by_algorithm[next(iter(by_algorithm))][1]
+  lines = ['| algorithm | fused | ' +
+           ' | '.join(f'{m} head' for m in modalities) +
+           ' | rounds to target | MiB to target | fused at the least bytes '
+           '| fused at FedAvg\'s bytes (rounds) | upload MiB | download MiB |',
+           '| --- | --- | ' + ' | '.join('---' for _ in modalities) +
+           ' | --- | --- | --- | --- | --- | --- |']
+  best = max(np.mean(c['fused']) for c, _ in by_algorithm.values())
+  # Equal bytes: each method's accuracy once it has uploaded as much as the
+  # most frugal method uploads in all its rounds.
+  budget_bytes = min(c['total_mib'] for c, _ in by_algorithm.values()) * 2**20
+  for algorithm, (cell, _) in by_algorithm.items():
+    fused = fmt(cell['fused'])
+    if np.mean(cell['fused']) == best:
+      fused = f'**{fused}**'
+    reached = len(cell['rounds'])
+    rounds_text = (f'{np.mean(cell["rounds"]):.0f} ({reached}/'
+                   f'{len(seeds)})' if reached else '—')
+    mib_text = f'{np.mean(cell["mib"]):.1f}' if reached else '—'
+    at_budget = [study_runs.last_within(r, budget_bytes * 1.0001)
+                 for r in cell['runs']]
+    at_budget = [a['eval/accuracy'] for a in at_budget if a is not None]
+    budget_text = fmt(at_budget) if len(at_budget) == len(seeds) else '—'
+    fedavg_text = (f'{fmt(cell["equal_bytes"])} '
+                   f'({cell["equal_bytes_rounds"]})'
+                   if 'equal_bytes' in cell else '—')
+    lines.append(f'| {algorithm} | {fused} | ' +
+                 ' | '.join(fmt(cell[m]) for m in modalities) +
+                 f' | {rounds_text} | {mib_text} | {budget_text} | '
+                 f'{fedavg_text} | '
+                 f'{cell["total_mib"]:.1f} | {cell["download_mib"]:.1f} |')
+  se = standard_error(best, test_size) if test_size else None
+  lines += ['', f'Test split: {test_size} examples; standard error of an '
+            f'accuracy near {best:.2f}: {se:.3f}.' if se else '']
+  return lines
+
+
+_PARTS = {'data': '{d}: skipped, {names}',
+          'tuning': '{d}, alpha {a}: not tuned yet (nor run): {names}',
+          'final': '{d}, alpha {a}, missing {m}: final runs of {names}',
+          'equal bytes': '{d}, alpha {a}, missing {m}: equal-bytes runs of '
+                         '{names}',
+          'diagnosis': '{d} diagnosis, missing {m}: {names}'}
+
+
+def not_run_yet(pending, empty=()) -> tuple[list[str], set]:
+  """Lines naming what the report lacks, and the settings whose final runs
+  are not all in: (dataset, alpha, missing), or (dataset, alpha, None) for
+  every missing rate of an alpha. `pending`: {(dataset, alpha, missing,
+  part): [names]}, part one of `_PARTS` (alpha, missing None where they do
+  not apply); `empty`: datasets with nothing run yet, one line each."""
+  lines, incomplete, said = [], set(), set()
+  for (d, a, m, part), names in pending.items():
+    if part in ('tuning', 'final'):
+      incomplete.add((d, a, m))
+    if d in empty and part != 'data':
+      if d not in said:
+        lines.append(f'- {d}: nothing has run yet.')
+        said.add(d)
+      continue
+    lines.append('- ' + _PARTS[part].format(d=d, a=a, m=m,
+                                            names=', '.join(names)) + '.')
+  return lines, incomplete
+
+
+def report(results, seeds, rounds, choices=None, seconds=0.0,
+           budget='steps', test_sizes=None,
+           command='python -m experiments.study', machine=None,
+           diagnoses=None, pending=None, figures='RESULTS') -> str:
+  """The study as markdown. `choices`: {(dataset, alpha): {algorithm:
+  (values, validation accuracy)}}; `machine`: commit, cpu_count,
+  cpu_model; `diagnoses`: {dataset: `diagnose(...)`'s rows}; `pending`:
+  what has not run yet (`not_run_yet`); `figures`: the curves' file names
+  before `_{dataset}.png` (`_plot`)."""
+  diagnoses = diagnoses or {}
+  ran = lambda d: results.get(d) or any(diagnoses.get(d, {}).values())
+  missing_lines, incomplete = not_run_yet(
+      pending or {}, [d for d in results if not ran(d)])
+  machine = machine or {}
+  choices = choices or {}
+  test_sizes = test_sizes or {}
+  commits = machine.get('sweep_commits') or {}
+  ran_at = ('; its sweeps ran at ' + ', '.join(
+      f'{c or "an unrecorded commit"} ({n} sweeps)'
+      for c, n in sorted(commits.items(), key=lambda item: -item[1]))
+            if commits else '')
+  lines = ['# Results', '',
+           f'Written by `{command}` at commit {machine.get("commit", "?")}'
+           f'{ran_at} on '
+           f'{machine.get("cpu_count", "?")} cores of '
+           f'{machine.get("cpu_model", "?")} ({BUDGET_TEXT[budget]}; rounds: '
+           f'{", ".join(f"{d} {r}" for d, r in rounds.items())}; '
+           f'final seeds {", ".join(map(str, seeds))}, mean ± standard '
+           'deviation over seeds; wall time of the sweeps: '
+           f'{seconds / 60:.0f} min). Each algorithm runs the values it '
+           f'chose on a validation split ({study_runs.VALIDATION_FRACTION:.0%} of each '
+           'training client\'s examples, never the test split) at missing '
+           f'rate {study_runs.TUNE_MISSING}, listed per dataset and alpha below. '
+           '"to target": rounds and uploaded MiB until the fused accuracy '
+           'first reaches the target, over the seeds that reach it '
+           f'(n/{len(seeds)}); "fused at the least bytes": accuracy at the '
+           'last evaluation within the upload the most frugal method of the '
+           'setting spends in all its rounds; "fused at FedAvg\'s bytes": '
+           'accuracy at the last evaluation within FedAvg\'s upload, a method '
+           'that uploads less running more rounds (in brackets; at most '
+           f'{study_runs.MAX_ROUNDS_FACTOR}x); bytes count what a client '
+           'sends (values plus positions or a bitmap) and downloads (the '
+           'dense model). The best mean fused accuracy of each setting is '
+           'in bold.', '', '## Summary', '']
+  if missing_lines:
+    lines[-2:-2] = ['## Not run yet', '',
+                    'The summary leaves out the settings whose final runs '
+                    'are not all in.', ''] + missing_lines + ['']
+  table = glance(results, test_sizes, incomplete)
+  lines += (verdicts(results, incomplete) + [''] + table + [''] if
+            table[2:] else ['No setting has all its final runs yet.', ''])
+  for dataset, cells in results.items():
+    if not ran(dataset):
+      continue  # Nothing run yet (said under 'Not run yet').
+    target = registry.DATASETS[dataset].target
+    lines += [f'## {dataset}', '', f'Target fused accuracy: {target}.', '']
+    for alpha in sorted({a for a, _ in cells}):
+      tuned = choices.get((dataset, alpha))
+      if tuned:
+        lines += [f'### Chosen on validation, Dirichlet alpha {alpha}', '',
+                  '| algorithm | values |', '| --- | --- |']
+        lines += [f'| {name} | {choice_text(choice)} |'
+                  for name, choice in tuned.items()]
+        lines.append('')
+      for (cell_alpha, missing), by_algorithm in cells.items():
+        if cell_alpha != alpha:
+          continue
+        lines += [f'### Dirichlet alpha {alpha}, missing-modality rate '
+                  f'{missing}', '']
+        lines += _setting_table(by_algorithm, seeds,
+                                test_sizes.get(dataset)) + ['']
+    if (1.0, 0.3) in cells:  # The figure main() draws.
+      lines += [f'Curves (seed {seeds[0]}, alpha 1.0, missing rate 0.3):',
+                '', f'![{dataset}]({figures}_{dataset}.png)', '']
+    if any(diagnoses.get(dataset, {}).values()):
+      lines += diagnosis.section(diagnoses[dataset], seeds, dataset)
+  return '\n'.join(lines)
+
