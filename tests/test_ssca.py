@@ -359,7 +359,10 @@ def test_threshold_is_the_documented_search_step_by_step(size):
   vectors = {'normal': rng.standard_normal(size),
              'cauchy': rng.standard_cauchy(size),
              'sparse': rng.standard_normal(size) * (rng.random(size) < 0.3),
-             'levels': rng.integers(-4, 5, size).astype(np.float64)}
+             'levels': rng.integers(-4, 5, size).astype(np.float64),
+             # Tails so heavy that 8 false-position passes have not settled
+             # at rho = 0.01 (a ninth moves the threshold).
+             'heavy': rng.standard_cauchy(size) ** 3}
   # k = 1 at the smallest share of 1,000; the bracket's low end clipped at
   # the largest.
   fractions = [0.0005, 0.01, 0.05, 0.1, 0.3, 0.99]
@@ -378,6 +381,22 @@ def test_threshold_is_the_documented_search_step_by_step(size):
       for got in (threshold(x, rho, key), swept[j]):
         np.testing.assert_allclose(got, expected, rtol=3e-7, err_msg=name)
         assert np.count_nonzero(np.abs(np.asarray(x)) >= float(got)) == kept
+
+
+def test_count_at_least_counts_zeros_only_when_asked_to():
+  x = jnp.array([0.0, -0.0, 1.0, -2.0, 0.5, 0.0], jnp.float32)
+  assert int(compression.count_at_least(x, 0.0)) == 6
+  assert int(compression.count_at_least(x, 0.0, nonzero=True)) == 3
+  assert int(compression.count_at_least(x, 1.0)) == 2
+  assert int(compression.count_at_least(x, 1.0, nonzero=True)) == 2
+
+
+def test_keep_mask_sends_every_nonzero_entry_at_the_threshold_either_sign():
+  x = jnp.array([-1.0, 0.0, 2.0, -0.5, 1.0, -0.0], jnp.float32)
+  np.testing.assert_array_equal(compression.keep_mask(x, 0.0),
+                                [True, False, True, True, True, False])
+  np.testing.assert_array_equal(compression.keep_mask(x, 1.0),
+                                [True, False, True, False, True, False])
 
 
 def test_magnitude_at_least_is_the_absolute_comparison():
@@ -429,7 +448,7 @@ def test_message_bytes_takes_the_cheaper_encoding():
 
 def test_traced_fraction_matches_the_static_one():
   x = jax.random.normal(jax.random.key(0), (20000,))
-  fractions = [0.01, 0.1, 0.3]
+  fractions = [0.01, 0.1, 0.3, 1.0]
   traced = jax.jit(jax.vmap(lambda f: sparsify(
       x, f, jax.random.key(1))))(jnp.array(fractions))
   for i, fraction in enumerate(fractions):

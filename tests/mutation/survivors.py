@@ -23,6 +23,27 @@ _PADDING_ROW = ('equivalent: the row matters only for a padding client '
                 '(weight 0), which may read any client\'s finite examples; '
                 'JAX clamps a gather past the last row')
 
+_PADDED_MAX = ('equivalent: the padding is int32 max, which no candidate '
+               'exceeds, so padding of any length or place counts nowhere '
+               '(the counts take any length)')
+_LOW_RANK_BELOW_TOP = ('equivalent: floor((1 - rho - spread) n) - 1 is at '
+                       'most n - 2 for rho > 0, so the upper clip never binds')
+_HIGH_RANK_ABOVE_ZERO = ('equivalent: ceil((1 - rho + spread) n) is at '
+                         'least 1 (spread > 0), so a lower clip of -1, 0 or 1 '
+                         'never binds')
+_BISECTION = ('not worth a test: the midpoint is taken only when f_lo <= f_hi; '
+              'f_lo starts above 0 and stays >= 0, so that needs the '
+              'sample\'s clipped high end to over-predict its count, and '
+              'normal, Cauchy and cubed-Cauchy vectors of 5e4-1e5 entries at '
+              'rho 2e-5 to 2e-4 never changed the threshold under any of '
+              'these variants')
+_SIDE_SIGN = ('equivalent: `side` is only compared with 0, so any positive '
+              'or negative marker reads the same')
+_RHO_ONE_GUARD = ('equivalent: rho >= 1 gives k >= P, so the "at most k '
+                  'non-zero entries" guard already returns 0; applying the '
+                  'rho >= 1 line to a static rho < 1, or skipping it for a '
+                  'traced one, changes nothing')
+
 REASONS = {
     (_UPLOADS, '_every_entry', 'NumberReplacer',
      'return jnp.where(holders, 0.0, jnp.inf).astype(jnp.float32)',
@@ -183,6 +204,74 @@ REASONS = {
         'lo < hi, i.e. the sample\'s predicted count at the high end above '
         'the measured count at the low end (rho below 1 / samples on a '
         'skewed sample); the kept count stays within the tested bound',
+    (_COMPRESSION, 'magnitude_order_statistics', 'NumberReplacer',
+     'bits = jnp.pad(bits, (0, -bits.shape[0] % blockwise.COUNT_WIDTH),',
+     'bits = jnp.pad(bits, ( 1, -bits.shape[0] % blockwise.COUNT_WIDTH),'):
+        _PADDED_MAX,
+    (_COMPRESSION, 'magnitude_order_statistics',
+     'ReplaceUnaryOperator_Delete_USub',
+     'bits = jnp.pad(bits, (0, -bits.shape[0] % blockwise.COUNT_WIDTH),',
+     'bits = jnp.pad(bits, (0, bits.shape[0] % blockwise.COUNT_WIDTH),'):
+        _PADDED_MAX,
+    (_COMPRESSION, 'magnitude_order_statistics', 'NumberReplacer',
+     'found = jax.lax.fori_loop(0, 31, take_bit, jnp.zeros_like(ranks))',
+     'found = jax.lax.fori_loop(0, 32, take_bit, jnp.zeros_like(ranks))'):
+        'equivalent: a 32nd pass shifts 1 left by -1, which XLA defines as '
+        '0, so its candidate is the prefix already taken',
+    (_COMPRESSION, 'magnitude_threshold', 'ReplaceComparisonOperator_GtE_Gt',
+     'if static and rho >= 1.0:', 'if static and rho > 1.0:'):
+        'equivalent: at rho = 1, k = P, so the search ends in the '
+        '"at most k non-zero entries" case and returns 0 as the shortcut does',
+    (_COMPRESSION, 'magnitude_threshold', 'NumberReplacer',
+     'xp.float32(samples)) - 1, 0, samples - 1)',
+     'xp.float32(samples)) - 1, 0, samples - 0)'):
+        _LOW_RANK_BELOW_TOP,
+    (_COMPRESSION, 'magnitude_threshold', 'ReplaceBinaryOperator_Sub_Add',
+     'xp.float32(samples)) - 1, 0, samples - 1)',
+     'xp.float32(samples)) - 1, 0, samples + 1)'):
+        _LOW_RANK_BELOW_TOP,
+    (_COMPRESSION, 'magnitude_threshold', 'NumberReplacer',
+     'xp.float32(samples)), 0, samples - 1)',
+     'xp.float32(samples)), 1, samples - 1)'):
+        _HIGH_RANK_ABOVE_ZERO,
+    (_COMPRESSION, 'magnitude_threshold', 'NumberReplacer',
+     'xp.float32(samples)), 0, samples - 1)',
+     'xp.float32(samples)), -1, samples - 1)'):
+        _HIGH_RANK_ABOVE_ZERO,
+    (_COMPRESSION, 'false_position', 'ReplaceComparisonOperator_Gt_GtE',
+     't = jnp.where(f_lo > f_hi, (lo * f_hi - hi * f_lo) / (f_hi - f_lo),',
+     't = jnp.where(f_lo >= f_hi, (lo * f_hi - hi * f_lo) / (f_hi - f_lo),'):
+        _BISECTION,
+    (_COMPRESSION, 'false_position', 'NumberReplacer',
+     't = jnp.where(f_lo > f_hi, (lo * f_hi - hi * f_lo) / (f_hi - f_lo), '
+     '/ 0.5 * (lo + hi))',
+     't = jnp.where(f_lo > f_hi, (lo * f_hi - hi * f_lo) / (f_hi - f_lo), '
+     '-0.5 * (lo + hi))'):
+        _BISECTION,
+    (_COMPRESSION, 'false_position', 'ReplaceBinaryOperator_Add_Sub',
+     '0.5 * (lo + hi))', '0.5 * (lo - hi))'):
+        _BISECTION,
+    (_COMPRESSION, 'false_position', 'ReplaceBinaryOperator_Mul_Div',
+     '0.5 * (lo + hi))', '0.5 / (lo + hi))'):
+        _BISECTION,
+    (_COMPRESSION, 'false_position', 'NumberReplacer',
+     'up = f >= 0', 'up = f >= 1'):
+        'equivalent: f is a count minus the integer k, so f >= 1 differs '
+        'from f >= 0 only where t keeps exactly k entries; then either end '
+        'becomes t with f = 0, the search stays there, and that end is '
+        'returned',
+    (_COMPRESSION, 'false_position', 'NumberReplacer',
+     'jnp.where(up, 1, -1))', 'jnp.where(up, 2, -1))'):
+        _SIDE_SIGN,
+    (_COMPRESSION, 'false_position', 'NumberReplacer',
+     'jnp.where(up, 1, -1))', 'jnp.where(up, 1, - 2))'):
+        _SIDE_SIGN,
+    (_COMPRESSION, 'magnitude_threshold', 'AddNot',
+     'if not static:', 'if not not static:'):
+        _RHO_ONE_GUARD,
+    (_COMPRESSION, 'magnitude_threshold', 'ReplaceUnaryOperator_Delete_Not',
+     'if not static:', 'if  static:'):
+        _RHO_ONE_GUARD,
     (_CHECKPOINTING, '__init__', 'ReplaceTrueWithFalse',
      'save_interval_steps=save_every, max_to_keep=max_to_keep, create=True,',
      'save_interval_steps=save_every, max_to_keep=max_to_keep, '

@@ -83,6 +83,10 @@ TARGETS = {
          'tests/test_ssca.py::test_threshold_keeps_about_the_top_fraction',
          'tests/test_ssca.py::test_magnitude_at_least_is_the_absolute_'
          'comparison',
+         'tests/test_ssca.py::test_count_at_least_counts_zeros_only_when_'
+         'asked_to',
+         'tests/test_ssca.py::test_keep_mask_sends_every_nonzero_entry_at_'
+         'the_threshold_either_sign',
          'tests/test_ssca.py::test_order_statistics_are_the_sorted_entries_'
          'bit_for_bit',
          'tests/test_ssca.py::test_fraction_one_is_the_identity_and_zeros_are_'
