@@ -322,3 +322,130 @@ def test_uploads_count_nothing_for_clients_that_do_not_hold_the_block():
   message = fmc.uploads.top_fraction().encode(row, jnp.ones(1, bool),
                                               keys[:1])
   assert abs(int(message.kept[0]) - 100) <= 2
+
+
+@pytest.mark.parametrize('senders', [1, 2, 4, 6])
+def test_coordinate_median_of_one_or_an_even_number_of_senders(senders):
+  # The one sender's value, or the mean of the middle two; the silent
+  # client and the non-holder (the last two rows) are not among them.
+  rng = np.random.default_rng(senders)
+  values = np.concatenate([rng.normal(size=(senders, 5)),
+                           np.full((2, 5), 100.0)]).astype(np.float32)
+  weights = np.array([1.0] * senders + [0.0, 1.0], np.float32)
+  holders = np.array([True] * (senders + 1) + [False])
+  update, _ = fmc.aggregators.coordinate_median().aggregate(
+      _message(values), weights, holders, fmc.placement.Placement())
+  np.testing.assert_allclose(update, np.median(values[:senders], axis=0),
+                             rtol=1e-6)
+
+
+def _five_sign_clusters():
+  """Ten dense rows in five sign patterns, two clients each: A, -A, B and
+  -B (B agrees with A on half the coordinates: agreement 0) and E (0 with
+  both), weights 5, 2, 3, 1 and 0.5 a client. tau 0 links only within a
+  pattern (5 groups), tau -1 links every pattern through the zeros (1
+  group), tau 1 none (10 singletons); G picks how many are kept."""
+  a = np.ones(8)
+  b = np.array([1, 1, 1, 1, -1, -1, -1, -1.0])
+  e = np.array([1, -1, 1, -1, 1, -1, 1, -1.0])
+  patterns = [a, -a, b, -b, e]
+  magnitude = np.arange(1, 9) / 8
+  rows = np.stack([sign * magnitude * (1 + 0.1 * i + 0.05 * copy)
+                   for i, sign in enumerate(patterns) for copy in range(2)])
+  weights = np.repeat([5.0, 2.0, 3.0, 1.0, 0.5], 2)
+  return rows.astype(np.float32), weights.astype(np.float32)
+
+
+def test_ssca_defaults_are_the_documented_method():
+  # tau 0, G = 4, weighted combination, the members' mean (docs/
+  # algorithm.md): the defaults give those, on a cohort where each other
+  # value of tau or G gives another update.
+  placement = fmc.placement.Placement()
+  rows, weights = _five_sign_clusters()
+  holders = np.ones(len(rows), bool)
+  run = lambda aggregator: np.asarray(aggregator.aggregate(
+      _message(rows), weights, holders, placement)[0])
+  default = run(fmc.aggregators.ssca())
+  np.testing.assert_array_equal(default, run(fmc.aggregators.ssca(
+      0.0, 4, 'weighted', normalize='members')))
+  for other in (dict(tau=1.0), dict(tau=-1.0), dict(max_groups=3),
+                dict(max_groups=5), dict(combine='largest')):
+    assert not np.allclose(default, run(fmc.aggregators.ssca(**other)),
+                           atol=1e-4), other
+
+
+def test_agreement_row_groups_below_one_are_refused():
+  with pytest.raises(ValueError, match='agreement_row_groups must be None or '
+                     'at least 1, got 0'):
+    fmc.aggregators.ssca(row_groups=0)
+  fmc.aggregators.ssca(row_groups=1)
+  fmc.aggregators.ssca(row_groups=None)
+
+
+def test_aggregation_metrics_count_the_senders_only():
+  # Two opposed senders of weights 0.5 and 0.25 (two groups, every entry
+  # below 1: norms below 1), then a padding client (weight 0) and a client
+  # that does not hold the block, both with rows that must not count: the
+  # update and every metric are the two senders' alone.
+  senders = np.array([[0.02, 0.04, 0.0, 0.0], [-0.01, -0.03, 0.05, 0.0]],
+                     np.float32)
+  others = np.array([[0.5, -0.5, 0.5, 0.5], [0.7, 0.7, -0.7, 0.7]],
+                    np.float32)
+  aggregator = fmc.aggregators.with_metrics(fmc.aggregators.ssca(0.0, 4))
+  placement = fmc.placement.Placement()
+  alone = aggregator.aggregate(_message(senders),
+                               np.array([0.5, 0.25], np.float32),
+                               np.ones(2, bool), placement)
+  among = aggregator.aggregate(
+      _message(np.concatenate([senders, others])),
+      np.array([0.5, 0.25, 0.0, 1.0], np.float32),
+      np.array([True, True, True, False]), placement)
+  np.testing.assert_array_equal(alone[0], among[0])
+  assert jax.device_get(alone[1]) == jax.device_get(among[1])
+  metrics = jax.device_get(alone[1])
+  assert metrics['agg/groups'] == 2
+  assert metrics['agg/clients_kept'] == 1.0
+  assert metrics['agg/weight_kept'] == 1.0
+  # Coordinates 0 and 1 have two senders, 2 one, 3 none (not counted).
+  assert metrics['agg/senders'] == pytest.approx(5 / 3)
+  assert metrics['agg/single_sender'] == pytest.approx(1 / 3)
+  # Every coordinate of one group (members' mean) and the other: the SSCA
+  # update is the weighted mean of the rows here, so the ratio is 1.
+  assert metrics['agg/norm_ratio'] == pytest.approx(1.0, rel=1e-6)
+  # One sender among non-senders: all of the senders are kept.
+  one = aggregator.aggregate(_message(np.concatenate([senders[:1], others])),
+                             np.array([0.5, 0.0, 1.0], np.float32),
+                             np.array([True, True, False]), placement)
+  assert float(one[1]['agg/clients_kept']) == 1.0
+  assert float(one[1]['agg/weight_kept']) == 1.0
+  assert int(one[1]['agg/groups']) == 1
+  # One coordinate sent, by one client.
+  single = aggregator.aggregate(
+      _message(np.array([[0.0, 0.3, 0.0, 0.0]], np.float32)),
+      np.array([0.5], np.float32), np.ones(1, bool), placement)[1]
+  assert float(single['agg/senders']) == 1.0
+  assert float(single['agg/single_sender']) == 1.0
+  # Nobody sends: every metric 0, none NaN.
+  nobody = jax.device_get(aggregator.aggregate(
+      _message(others), np.array([0.0, 1.0], np.float32),
+      np.array([True, False]), placement))
+  np.testing.assert_array_equal(nobody[0], np.zeros(4))
+  assert all(float(v) == 0.0 for v in nobody[1].values()), nobody[1]
+
+
+def test_trimmed_mean_default_cuts_a_tenth_from_each_end():
+  values, weights, holders, senders = _senders(4)
+  values = np.concatenate([values, values[:5] + 0.5])  # 10 senders.
+  weights = np.concatenate([weights, np.ones(5, np.float32)])
+  holders = np.concatenate([holders, np.ones(5, bool)])
+  run = lambda aggregator: aggregator.aggregate(
+      _message(values), weights, holders, fmc.placement.Placement())[0]
+  np.testing.assert_array_equal(run(fmc.aggregators.trimmed_mean()),
+                                run(fmc.aggregators.trimmed_mean(0.1)))
+  ordered = np.sort(values[holders & (weights > 0)], axis=0)
+  assert len(ordered) == 10  # floor(0.1 x 10) = 1 cut from each end.
+  np.testing.assert_allclose(run(fmc.aggregators.trimmed_mean()),
+                             ordered[1:9].mean(axis=0), rtol=1e-5)
+  with pytest.raises(ValueError, match=r'trim must be in \[0, 0.5\), got '
+                     r'-0.1'):
+    fmc.aggregators.trimmed_mean(-0.1)

@@ -127,6 +127,45 @@ def test_elected_sign_and_disjoint_mean_by_hand():
   np.testing.assert_allclose(weighted.update, [10 / 3, -3.0, 0.0], rtol=1e-6)
 
 
+def test_agreement_over_one_shared_entry_and_over_none():
+  # Clients 0 and 1 share one sent coordinate (same sign): agreement 1.
+  # Client 2 shares none with either: agreement 0, not 0 / 0.
+  values = np.array([[1.0, 0.0, 2.0, 0.0], [3.0, -1.0, 0.0, 0.0],
+                     [0.0, 0.0, 0.0, 5.0]], np.float32)
+  result = ssca.ssca(values, np.ones(3, np.float32), np.ones(3, bool), 0.0, 3)
+  np.testing.assert_array_equal(result.agreement,
+                                [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0],
+                                 [0.0, 0.0, 1.0]])
+  np.testing.assert_array_equal(result.support, [2, 2, 1])
+
+
+def test_a_coordinate_whose_group_mass_cancels_elects_no_sign():
+  # One group (tau -2); coordinate 1 holds +1 and -1 at equal weight: its
+  # mass is 0, no sign is elected, and no entry agrees with none, so the
+  # merged coordinate is 0 under either normalization.
+  values = np.array([[2.0, 1.0], [2.0, -1.0]], np.float32)
+  for normalize in ssca.NORMALIZE:
+    result = ssca.ssca(values, np.ones(2, np.float32), np.ones(2, bool), -2.0,
+                       1, normalize=normalize)
+    np.testing.assert_array_equal(result.update, [2.0, 0.0])
+
+
+def test_groups_of_fractional_weight_count_as_any_other():
+  # Opposed clients, two groups of weight 0.5 and 0.25: every group of
+  # positive weight is kept, and a mean over members of total weight
+  # below 1 is still that mean.
+  values = np.array([[2.0, 4.0], [-1.0, -3.0]], np.float32)
+  weights = np.array([0.5, 0.25], np.float32)
+  for normalize in ssca.NORMALIZE:
+    result = ssca.ssca(values, weights, np.ones(2, bool), 0.0, 2,
+                       normalize=normalize)
+    np.testing.assert_allclose(result.group_weights, [0.5, 0.25])
+    np.testing.assert_array_equal(result.membership,
+                                  [[True, False], [False, True]])
+    # (0.5 (2, 4) + 0.25 (-1, -3)) / 0.75.
+    np.testing.assert_allclose(result.update, [1.0, 5 / 3], rtol=1e-6)
+
+
 @pytest.mark.parametrize('dtype,materialize,row_groups,block', [
     ('int8', False, 1, 0), ('int8', True, 1, 0), ('bfloat16', True, 1, 0),
     ('float32', True, 1, 0), ('float32', False, 2, 0),

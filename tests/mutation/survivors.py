@@ -44,6 +44,32 @@ _RHO_ONE_GUARD = ('equivalent: rho >= 1 gives k >= P, so the "at most k '
                   'rho >= 1 line to a static rho < 1, or skipping it for a '
                   'traced one, changes nothing')
 
+_SSCA = 'fedmchain_jax/ssca.py'
+_AGGREGATORS = 'fedmchain_jax/aggregators.py'
+_SPEED_ONLY = ('equivalent: how the agreement products are laid out; every '
+               'setting gives the same bits (test_every_agreement_form_is_'
+               'exact), and without a mesh rows_sharded selects nothing')
+_MESH_SPLIT = ('equivalent: the mesh\'s column split and the plain one give '
+               'the same update bitwise (test_scale: 1 device == 8 devices); '
+               'without a mesh the test stops at `mesh is not None`')
+_OUT_OF_SEGMENT = ('equivalent: inactive clients carry label C, the segment '
+                   'that [:C] drops (segment_sum drops ids past '
+                   'num_segments), so neither their weight nor one segment '
+                   'more or fewer changes a kept one')
+_EMPTY_GROUP = ('equivalent: a group of weight 0 has no active member '
+                '(active clients weigh > 0, the others carry label C), so its '
+                'membership row is all False under either comparison')
+_INERT_FILL = ('equivalent: rows outside every kept group, or of '
+               'non-senders, have weight 0 in every product (and client sign '
+               '0), so any finite fill adds nothing; 0 keeps a NaN row out')
+_ZERO_DENOMINATOR = ('equivalent: where the denominator is 0 the numerator is '
+                     '0 too (the same weights over agreeing entries, or an '
+                     'empty group), and the outer where returns 0 there '
+                     'whatever is divided')
+_EMPTY_MEDIAN = ('equivalent: differs only for at most one sender, where '
+                 '(count - 1) // 2 is 0 either way or the result is the '
+                 'where\'s 0')
+
 REASONS = {
     (_UPLOADS, '_every_entry', 'NumberReplacer',
      'return jnp.where(holders, 0.0, jnp.inf).astype(jnp.float32)',
@@ -272,6 +298,130 @@ REASONS = {
     (_COMPRESSION, 'magnitude_threshold', 'ReplaceUnaryOperator_Delete_Not',
      'if not static:', 'if  static:'):
         _RHO_ONE_GUARD,
+    (_SSCA, 'connected_components', 'NumberReplacer',
+     'size = adjacency.shape[0]',
+     'size = adjacency.shape[ 1]'):
+        'equivalent: the adjacency is square, [C, C]',
+    (_SSCA, 'connected_components', 'NumberReplacer',
+     'size = adjacency.shape[0]',
+     'size = adjacency.shape[ -1]'):
+        'equivalent: the adjacency is square, [C, C]',
+    (_SSCA, 'ssca', 'ReplaceFalseWithTrue',
+     'materialize: bool = False,',
+     'materialize: bool = True,'):
+        _SPEED_ONLY,
+    (_SSCA, 'ssca', 'ReplaceFalseWithTrue',
+     'rows_sharded: bool = False,',
+     'rows_sharded: bool = True,'):
+        _SPEED_ONLY,
+    (_SSCA, 'ssca', 'ReplaceComparisonOperator_Gt_Lt',
+     'if (mesh is not None and mesh.shape.get(axis, 1) > 1',
+     'if (mesh is not None and mesh.shape.get(axis, 1) < 1'):
+        _MESH_SPLIT,
+    (_SSCA, 'ssca', 'ReplaceComparisonOperator_Gt_LtE',
+     'if (mesh is not None and mesh.shape.get(axis, 1) > 1',
+     'if (mesh is not None and mesh.shape.get(axis, 1) <= 1'):
+        _MESH_SPLIT,
+    (_SSCA, 'ssca', 'ReplaceComparisonOperator_Gt_GtE',
+     'if (mesh is not None and mesh.shape.get(axis, 1) > 1',
+     'if (mesh is not None and mesh.shape.get(axis, 1) >= 1'):
+        _MESH_SPLIT,
+    (_SSCA, 'ssca', 'NumberReplacer',
+     'if (mesh is not None and mesh.shape.get(axis, 1) > 1',
+     'if (mesh is not None and mesh.shape.get(axis, 2) > 1'):
+        _MESH_SPLIT,
+    (_SSCA, 'ssca', 'NumberReplacer',
+     'if (mesh is not None and mesh.shape.get(axis, 1) > 1',
+     'if (mesh is not None and mesh.shape.get(axis, 0) > 1'):
+        _MESH_SPLIT,
+    (_SSCA, 'ssca', 'NumberReplacer',
+     'if (mesh is not None and mesh.shape.get(axis, 1) > 1',
+     'if (mesh is not None and mesh.shape.get(axis, 1) > 2'):
+        _MESH_SPLIT,
+    (_SSCA, 'ssca', 'NumberReplacer',
+     'if (mesh is not None and mesh.shape.get(axis, 1) > 1',
+     'if (mesh is not None and mesh.shape.get(axis, 1) > 0'):
+        _MESH_SPLIT,
+    (_SSCA, 'ssca', 'ReplaceUnaryOperator_Delete_Not',
+     'and not rows_sharded):',
+     'and  rows_sharded):'):
+        _MESH_SPLIT,
+    (_SSCA, 'ssca', 'NumberReplacer',
+     'jnp.where(active, weights, 0.0), labels, num_segments=size + 1)[:size]',
+     'jnp.where(active, weights, 1.0), labels, num_segments=size + 1)[:size]'):
+        _OUT_OF_SEGMENT,
+    (_SSCA, 'ssca', 'NumberReplacer',
+     'jnp.where(active, weights, 0.0), labels, num_segments=size + 1)[:size]',
+     'jnp.where(active, weights, -1.0), labels, num_segments=size + 1)[:size]'):
+        _OUT_OF_SEGMENT,
+    (_SSCA, 'ssca', 'NumberReplacer',
+     'jnp.where(active, weights, 0.0), labels, num_segments=size + 1)[:size]',
+     'jnp.where(active, weights, 0.0), labels, num_segments=size + 2)[:size]'):
+        _OUT_OF_SEGMENT,
+    (_SSCA, 'ssca', 'NumberReplacer',
+     'jnp.where(active, weights, 0.0), labels, num_segments=size + 1)[:size]',
+     'jnp.where(active, weights, 0.0), labels, num_segments=size + 0)[:size]'):
+        _OUT_OF_SEGMENT,
+    (_SSCA, 'ssca', 'ReplaceComparisonOperator_Gt_GtE',
+     '& (group_weights[:, None] > 0))',
+     '& (group_weights[:, None] >= 0))'):
+        _EMPTY_GROUP,
+    (_SSCA, 'ssca', 'NumberReplacer',
+     '& (group_weights[:, None] > 0))',
+     '& (group_weights[:, None] > -1))'):
+        _EMPTY_GROUP,
+    (_SSCA, 'consensus', 'NumberReplacer',
+     '_sent(piece, threshold), 0.0)',
+     '_sent(piece, threshold), 1.0)'):
+        _INERT_FILL,
+    (_SSCA, 'consensus', 'NumberReplacer',
+     '_sent(piece, threshold), 0.0)',
+     '_sent(piece, threshold), -1.0)'):
+        _INERT_FILL,
+    (_SSCA, 'consensus', 'ReplaceComparisonOperator_Gt_GtE',
+     'denominator > 0,',
+     'denominator >= 0,'):
+        _ZERO_DENOMINATOR,
+    (_SSCA, 'consensus', 'NumberReplacer',
+     'denominator > 0,',
+     'denominator > -1,'):
+        _ZERO_DENOMINATOR,
+    (_SSCA, 'consensus', 'ReplaceComparisonOperator_Gt_GtE',
+     'numerator / jnp.where(denominator > 0, denominator, 1.0), 0.0)',
+     'numerator / jnp.where(denominator >= 0, denominator, 1.0), 0.0)'):
+        _ZERO_DENOMINATOR,
+    (_SSCA, 'consensus', 'NumberReplacer',
+     'numerator / jnp.where(denominator > 0, denominator, 1.0), 0.0)',
+     'numerator / jnp.where(denominator > -1, denominator, 1.0), 0.0)'):
+        _ZERO_DENOMINATOR,
+    (_SSCA, 'consensus', 'NumberReplacer',
+     'numerator / jnp.where(denominator > 0, denominator, 1.0), 0.0)',
+     'numerator / jnp.where(denominator > 0, denominator, 2.0), 0.0)'):
+        _ZERO_DENOMINATOR,
+    (_SSCA, 'consensus', 'NumberReplacer',
+     'numerator / jnp.where(denominator > 0, denominator, 1.0), 0.0)',
+     'numerator / jnp.where(denominator > 0, denominator, 0.0), 0.0)'):
+        _ZERO_DENOMINATOR,
+    (_AGGREGATORS, 'ssca', 'ReplaceFalseWithTrue',
+     "materialize: bool = False, normalize: str = 'members'",
+     "materialize: bool = True, normalize: str = 'members'"):
+        _SPEED_ONLY,
+    (_AGGREGATORS, 'aggregate', 'NumberReplacer',
+     'jnp.where(sending[:, None], message.rows, 0.0),',
+     'jnp.where(sending[:, None], message.rows, 1.0),'):
+        _INERT_FILL,
+    (_AGGREGATORS, 'aggregate', 'NumberReplacer',
+     'jnp.where(sending[:, None], message.rows, 0.0),',
+     'jnp.where(sending[:, None], message.rows, -1.0),'):
+        _INERT_FILL,
+    (_AGGREGATORS, 'aggregate', 'NumberReplacer',
+     'low = ordered[jnp.maximum(count - 1, 0) // 2]',
+     'low = ordered[jnp.maximum(count - 1, 1) // 2]'):
+        _EMPTY_MEDIAN,
+    (_AGGREGATORS, 'aggregate', 'NumberReplacer',
+     'low = ordered[jnp.maximum(count - 1, 0) // 2]',
+     'low = ordered[jnp.maximum(count - 1, -1) // 2]'):
+        _EMPTY_MEDIAN,
     (_CHECKPOINTING, '__init__', 'ReplaceTrueWithFalse',
      'save_interval_steps=save_every, max_to_keep=max_to_keep, create=True,',
      'save_interval_steps=save_every, max_to_keep=max_to_keep, '

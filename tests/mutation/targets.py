@@ -110,6 +110,12 @@ TARGETS = {
         'fedmchain_jax/ssca.py',
         ('_sent', '_finish', 'connected_components', 'ssca', 'SSCAResult'),
         ('tests/test_ssca.py::test_ssca_matches_numpy',
+         'tests/test_ssca.py::test_agreement_over_one_shared_entry_and_over_'
+         'none',
+         'tests/test_ssca.py::test_a_coordinate_whose_group_mass_cancels_'
+         'elects_no_sign',
+         'tests/test_ssca.py::test_groups_of_fractional_weight_count_as_any_'
+         'other',
          'tests/test_ssca.py::test_two_opposed_clusters_form_two_groups',
          'tests/test_ssca.py::test_elected_sign_and_disjoint_mean_by_hand',
          'tests/test_ssca.py::test_connected_components_of_a_known_graph',
