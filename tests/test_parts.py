@@ -449,3 +449,32 @@ def test_trimmed_mean_default_cuts_a_tenth_from_each_end():
   with pytest.raises(ValueError, match=r'trim must be in \[0, 0.5\), got '
                      r'-0.1'):
     fmc.aggregators.trimmed_mean(-0.1)
+
+
+def test_each_client_trains_with_its_key_from_the_rounds_training_key():
+  # A client update that adds noise drawn from its key: the cohort's deltas
+  # are the draws from fold_in(round_keys(key, round)[1], client id), the
+  # training key of the round, not its sampling key.
+  def noisy(params, batches, present, key, round_index):
+    del batches, present, round_index
+    return jax.tree.map(lambda p: p + jax.random.uniform(key, p.shape),
+                        params), {}
+
+  algorithm = fmc.algorithms.compose(
+      fmc.client.ClientUpdate(noisy, 1), fmc.uploads.identity(),
+      fmc.aggregators.weighted_mean(), optax.sgd(1.0), cohort_size=3,
+      batch_size=1)
+  params = {'w': jnp.zeros(4)}
+  ids = jnp.array([7, 2, 5])
+  cohort = fmc.data.federated.Cohort(
+      client_ids=ids, features={}, labels=jnp.zeros((3, 1, 1), jnp.int32),
+      example_mask=jnp.ones((3, 1, 1), bool), modality_mask={},
+      weights=jnp.ones(3))
+  state = algorithm.init(params)._replace(round=jnp.asarray(4, jnp.int32))
+  key = jax.random.key(11)
+  trained, _ = jax.jit(algorithm.train_cohort)(state, cohort, key)
+  train_key = fmc.algorithms.base.round_keys(key, 4)[1]
+  expected = jnp.stack([jax.random.uniform(jax.random.fold_in(train_key, i),
+                                           (4,)) for i in (7, 2, 5)])
+  (rows,) = trained.rows.values()
+  np.testing.assert_array_equal(rows, expected)
