@@ -112,6 +112,12 @@ def test_docs_list_every_registered_name():
   row = re.search(r'^\| `data.name` \| (.*?) \|$', reliability,
                   re.M).group(1)
   assert _names_in(row) == datasets
+  row = re.search(r'^\| `fedmchain.aggregator` \| (.*?) \(', reliability,
+                  re.M).group(1)
+  assert _names_in(row) == set(registry.AGGREGATORS)
+  row = re.search(r'^\| `client.optimizer`, `server.optimizer` \| (.*?) \|$',
+                  reliability, re.M).group(1)
+  assert _names_in(row) == set(registry.OPTIMIZERS)
   comment = re.search(r'  # (fedavg .*?)\n  # \(experiments/registry.py',
                       _read('experiments', 'configs', 'default.py'),
                       re.S).group(1)

@@ -143,7 +143,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.fedmchain.tau = 0.0  # SSCA link threshold on sign agreement.
   config.fedmchain.max_groups = 4
   config.fedmchain.combine = 'weighted'  # weighted | largest.
-  # ssca | mean (the weighted mean of the same sparse uploads).
+  # ssca | mean (the weighted mean of the same sparse uploads) | median |
+  # trimmed_mean (experiments/registry.py: AGGREGATORS).
   config.fedmchain.aggregator = 'ssca'
   # A group's coordinate: the mean over all its members (chosen on
   # validation, docs/RESULTS.md) | over its agreeing senders (the literal
