@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 
+from experiments import host
 from tests.mutation import survivors as survivors_lib
 from tests.mutation import targets as targets_lib
 
@@ -224,15 +225,8 @@ def _previous(text: str, kind: str, name: str) -> str | None:
 
 
 def _machine() -> str:
-  model = platform.processor() or platform.machine()
-  try:
-    for line in open('/proc/cpuinfo'):
-      if line.startswith('model name'):
-        model = line.split(':', 1)[1].strip()
-        break
-  except OSError:
-    pass
-  return f'{model}, {os.cpu_count()} CPUs, Python {platform.python_version()}'
+  return (f'{host.cpu_model()}, {os.cpu_count()} CPUs, Python '
+          f'{platform.python_version()}')
 
 
 def write_report(results: dict, command: str) -> None:
