@@ -122,7 +122,8 @@ def help_text(full: bool = False, configs: bool = True) -> str:
            flags.FLAGS.main_module_help()]
   if not configs:
     return '\n'.join(lines)
-  lines += ['', 'Config files (--config=PATH; each docstring gives its command and '
+  lines += ['', 'Config files (--config=PATH; each docstring gives its '
+            'command and '
            'expected result):']
   lines += [f'  {path}: {first}' for path, first in _config_files()]
   config = default.get_config()

@@ -16,6 +16,8 @@ sent, groups, share of clients and of weight kept, ||U|| / ||dense mean||).
 
 import numpy as np
 
+from experiments import stats
+
 ALPHA = 0.1
 MISSING = (0.0, 0.5)
 REFERENCE = 'fedmchain'
@@ -76,7 +78,7 @@ def summarize(runs) -> dict:
 
 def section(rows_by_missing, seeds, dataset) -> list[str]:
   """Markdown: one table per missing rate, then one sentence per variant
-  that moves validation accuracy by more than the seeds' spread."""
+  whose paired interval against the reference excludes 0 (`stats`)."""
   lines = [f'## Diagnosis under label skew ({dataset}, validation split)', '',
            f'Dirichlet alpha {ALPHA}; seeds {", ".join(map(str, seeds))}; '
            'each row changes one thing of the `fedmchain` reference '
@@ -96,18 +98,18 @@ def section(rows_by_missing, seeds, dataset) -> list[str]:
     for name, row in rows.items():
       cells = [('—' if row[c] is None else f'{row[c]:.2f}')
                for c in AGG_COLUMNS]
-      lines.append(f'| {name} | {np.mean(row["fused"]):.3f} ± '
-                   f'{np.std(row["fused"]):.3f} | ' + ' | '.join(cells) + ' |')
+      lines.append(f'| {name} | {stats.fmt(row["fused"])} | ' +
+                   ' | '.join(cells) + ' |')
       if reference is None or row is reference:
         continue
-      gain = np.mean(row['fused']) - np.mean(reference['fused'])
-      noise = max(np.std(row['fused']), np.std(reference['fused']))
-      if abs(gain) > noise:
-        findings.append(f'- missing {missing}: {name}: {gain:+.3f} '
+      change = stats.paired(row['fused'], reference['fused'])
+      if stats.verdict(*change) != 'level':
+        findings.append(f'- missing {missing}: {name}: '
+                        f'{stats.fmt_paired(*change)} '
                         f'({np.mean(row["fused"]):.3f} vs '
-                        f'{np.mean(reference["fused"]):.3f}; spread over '
-                        f'seeds up to {noise:.3f}).')
+                        f'{np.mean(reference["fused"]):.3f}).')
     lines.append('')
-  lines += ['Changes larger than the spread over seeds:', ''] + (
+  lines += [f'Changes whose {stats.CONFIDENCE:.0%} interval over seeds '
+            '(paired with the reference) excludes 0:', ''] + (
       findings or ['- none.']) + ['']
   return lines

@@ -8,8 +8,8 @@ the same against cumulative uploaded MiB (log scale with labelled ticks
 when it spans more than a decade); each row shares its accuracy axis. Each
 line is a workdir's metrics.jsonl, labelled with the run's algorithm from
 config.json (or the folder name); a sweep's workdir stands for all its
-members, each labelled by its settings (settings.json), and the seeds of one setting are drawn as their
-mean with a band from lowest to highest. Needs matplotlib
+members, each labelled by its settings (settings.json), and the seeds of
+one setting are drawn as their mean with a band from lowest to highest. Needs matplotlib
 (`pip install -e '.[plot]'`).
 """
 
@@ -134,7 +134,8 @@ def plot(runs: list[tuple[str, list[dict]]], out: str) -> None:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', nargs='+', required=True,
-                      help='Run workdirs (each with metrics.jsonl) or sweep workdirs.')
+                      help='Run workdirs (each with metrics.jsonl) or '
+                      'sweep workdirs.')
   parser.add_argument('--out', required=True, help='Output image (.png).')
   args = parser.parse_args(argv)
   plot([run for w in args.workdir for run in load_runs(w)], args.out)

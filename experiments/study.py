@@ -25,7 +25,8 @@ and the chain `steps_per_phase` per modality (equal steps: each encoder
 sees half the examples under the chain); 'examples' gives each chain phase
 `num_local_steps` steps, so each encoder sees as many examples a round as
 under joint training. Joint training does the same work under either
-budget, so its sweeps are the equal-steps ones (`budget_folder`). Every run reports uploaded and downloaded bytes
+budget, so its sweeps are the equal-steps ones (`budget_folder`). Every
+run reports uploaded and downloaded bytes
 counted the same way for every method (`comm/*`, docs/algorithm.md).
 Equal bytes (`--equal_bytes`): a method that uploads less than FedAvg in
 the study's rounds goes on from its final runs' last checkpoint to up to
@@ -61,6 +62,7 @@ from experiments import diagnosis
 from experiments import host
 from experiments import plot
 from experiments import registry
+from experiments import stats
 from experiments import study_record
 from experiments import study_report
 from experiments import study_runs
@@ -81,7 +83,8 @@ _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of final runs.')
 _TUNE_SEEDS = flags.DEFINE_list('tune_seeds', ['0'], 'Seeds of tuning runs.')
 _TUNE = flags.DEFINE_bool('tune', True, 'Tune on validation; --notune runs '
                           "the config's values.")
-_BUDGET = flags.DEFINE_enum('budget', 'steps', study_runs.BUDGETS, 'Local work.')
+_BUDGET = flags.DEFINE_enum('budget', 'steps', study_runs.BUDGETS,
+                            'Local work.')
 _ROUNDS = flags.DEFINE_integer('rounds', None,
                                'Rounds per run (default: per dataset).',
                                lower_bound=1)
@@ -110,8 +113,9 @@ _RECORD = flags.DEFINE_string(
 def check_lists(datasets, algorithms, seeds, alphas=('1.0',),
                 missing=('0.0',)) -> list[int]:
   """The seeds as integers; `app.UsageError` naming a bad list entry."""
-  for flag, values, allowed in (('datasets', datasets, registry.DATASETS),
-                                ('algorithms', algorithms, registry.ALGORITHMS)):
+  for flag, values, allowed in (
+      ('datasets', datasets, registry.DATASETS),
+      ('algorithms', algorithms, registry.ALGORITHMS)):
     unknown = [v for v in values if v not in allowed]
     if unknown or not values:
       raise app.UsageError(f'--{flag}={",".join(values)} is invalid: '
@@ -188,7 +192,7 @@ def _final_runs(study, dataset, alpha, algorithm, chosen, num_rounds,
     cells.setdefault((alpha, missing), {})[algorithm] = (
         study_report.summarize_cell(runs, registry.DATASETS[dataset].target))
     print(dataset, alpha, missing, algorithm,
-          study_report.fmt(cells[(alpha, missing)][algorithm][0]['fused']),
+          stats.fmt(cells[(alpha, missing)][algorithm][0]["fused"]),
           flush=True)
     if alpha == 1.0 and missing == 0.3:
       curves.append((algorithm, runs[0]))

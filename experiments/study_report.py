@@ -5,6 +5,7 @@ import numpy as np
 
 from experiments import diagnosis
 from experiments import registry
+from experiments import stats
 from experiments import study_runs
 
 # FedMChain as reconstructed (the summary's columns) and the baselines it is
@@ -45,15 +46,6 @@ def summarize_cell(runs, target):
   return cell, modalities
 
 
-def fmt(values):
-  return f'{np.mean(values):.3f} ± {np.std(values):.3f}'
-
-
-def standard_error(accuracy, count):
-  """The test split's binomial standard error at this accuracy."""
-  return float(np.sqrt(accuracy * (1 - accuracy) / count))
-
-
 def _complete(results, incomplete):
   """(dataset, alpha, missing, by_algorithm) of the settings whose final
   runs are all in (FedAvg's and FedMChain's at least)."""
@@ -65,14 +57,27 @@ def _complete(results, incomplete):
 
 
 def _best_baseline(by_algorithm):
+  """The baseline of the highest mean fused test accuracy (chosen on the
+  same test runs it is compared on, which favours the baseline)."""
   return max((a for a in by_algorithm if a in BASELINES),
              key=lambda a: np.mean(by_algorithm[a][0]['fused']))
 
 
+def _fused(by_algorithm, name):
+  return by_algorithm[name][0]['fused']
+
+
+def _against(by_algorithm, name, other) -> str:
+  """`name`'s paired difference from `other` in fused accuracy."""
+  return stats.fmt_paired(*stats.paired(_fused(by_algorithm, name),
+                                        _fused(by_algorithm, other)))
+
+
 def verdicts(results, incomplete=frozenset()) -> list[str]:
   """Plain sentences: per dataset and FedMChain variant (`OURS`), in how
-  many settings it beats FedAvg and the best tuned baseline on final fused
-  accuracy, and by how much (settings in `incomplete` left out)."""
+  many settings it wins, is level with or loses to FedAvg and the best
+  tuned baseline (paired over seeds, `paired`), settings in `incomplete`
+  left out."""
   lines, by_dataset = [], {}
   for dataset, alpha, missing, by_algorithm in _complete(results,
                                                           incomplete):
@@ -82,42 +87,49 @@ def verdicts(results, incomplete=frozenset()) -> list[str]:
       rows = [(a, m, b) for a, m, b in settings if name in b]
       if not rows:
         continue
-      mean = lambda b, a: float(np.mean(b[a][0]['fused']))
-      over_fedavg = sum(mean(b, name) > mean(b, 'fedavg') for _, _, b in rows)
-      over_best = sum(mean(b, name) > mean(b, _best_baseline(b))
-                      for _, _, b in rows)
-      lines.append(f'- **{dataset}**, `{name}`: above FedAvg in '
-                   f'{over_fedavg} of {len(rows)} settings, above the best '
-                   f'tuned baseline in {over_best} of {len(rows)}: ' +
-                   '; '.join(
-                       f'alpha {a}, missing {m}: {mean(b, name):.3f} vs '
-                       f'fedavg {mean(b, "fedavg"):.3f}, '
-                       f'{_best_baseline(b)} {mean(b, _best_baseline(b)):.3f}'
-                       for a, m, b in rows) + '.')
+      counts = []
+      for other in ('fedavg', None):
+        outcomes = [stats.verdict(*stats.paired(
+            _fused(b, name), _fused(b, other or _best_baseline(b))))
+                    for _, _, b in rows]
+        counts.append(', '.join(f'{outcome} {outcomes.count(outcome)}'
+                                for outcome in ('wins', 'level', 'loses')))
+      against_best = [
+          f'alpha {a}, missing {m}: '
+          f'{_against(b, name, _best_baseline(b))} against '
+          f'{_best_baseline(b)}' for a, m, b in rows]
+      lines.append(
+          f'- **{dataset}**, `{name}` in {len(rows)} settings: against '
+          f'FedAvg {counts[0]}; against the best tuned baseline '
+          f'{counts[1]}: ' + '; '.join(against_best) + '.')
   return lines
 
 
-def glance(results, test_sizes, incomplete=frozenset()) -> list[str]:
+def glance(results, incomplete=frozenset()) -> list[str]:
   """One table: per dataset and setting, FedAvg, the best tuned baseline
-  and the `OURS` variants (final fused test accuracy, mean ± std over
-  seeds), with the test split's standard error; settings in `incomplete`
-  left out. README.md quotes its rows."""
-  lines = ['| dataset | alpha | missing | fedavg | best baseline | ' +
-           ' | '.join(OURS) + ' | test s.e. |',
-           '| --- | --- | --- | --- | --- | ' + ' | '.join('---' for _ in OURS)
-           + ' | --- |']
+  and the `OURS` variants (final fused test accuracy, `fmt`), with each
+  variant's paired difference from the best baseline (`fmt_paired`);
+  settings in `incomplete` left out. README.md quotes its rows."""
+  columns = ' | '.join(f'{name} | {name} - best ({stats.CONFIDENCE:.0%} CI)'
+                       for name in OURS)
+  lines = [f'| dataset | alpha | missing | fedavg | best baseline | '
+           f'{columns} |',
+           '| --- | --- | --- | --- | --- | ' +
+           ' | '.join('--- | ---' for _ in OURS) + ' |']
   for dataset, alpha, missing, by_algorithm in _complete(results,
                                                           incomplete):
     best = _best_baseline(by_algorithm)
-    ours = [by_algorithm[a][0]['fused'] for a in OURS if a in by_algorithm]
-    se = standard_error(max(float(np.mean(o)) for o in ours),
-                        test_sizes.get(dataset, 0) or 1)
+    cells = []
+    for name in OURS:
+      if name not in by_algorithm:
+        cells.append('— | —')
+        continue
+      cells.append(f'{stats.fmt(_fused(by_algorithm, name))} | '
+                   f'{_against(by_algorithm, name, best)}')
     lines.append(f'| {dataset} | {alpha} | {missing} | '
-                 f'{fmt(by_algorithm["fedavg"][0]["fused"])} | '
-                 f'{best} {fmt(by_algorithm[best][0]["fused"])} | ' +
-                 ' | '.join(fmt(by_algorithm[a][0]['fused'])
-                            if a in by_algorithm else '—' for a in OURS) +
-                 f' | {se:.3f} |')
+                 f'{stats.fmt(_fused(by_algorithm, "fedavg"))} | '
+                 f'{best} {stats.fmt(_fused(by_algorithm, best))} | ' +
+                 ' | '.join(cells) + ' |')
   return lines
 
 
@@ -134,15 +146,16 @@ def _setting_table(by_algorithm, seeds, test_size) -> list[str]:
   lines = ['| algorithm | fused | ' +
            ' | '.join(f'{m} head' for m in modalities) +
            ' | rounds to target | MiB to target | fused at the least bytes '
-           '| fused at FedAvg\'s bytes (rounds) | upload MiB | download MiB |',
+           '| fused at FedAvg\'s upload (rounds) | fused at FedAvg\'s '
+           'traffic (rounds) | upload MiB | download MiB |',
            '| --- | --- | ' + ' | '.join('---' for _ in modalities) +
-           ' | --- | --- | --- | --- | --- | --- |']
+           ' | --- | --- | --- | --- | --- | --- | --- |']
   best = max(np.mean(c['fused']) for c, _ in by_algorithm.values())
   # Equal bytes: each method's accuracy once it has uploaded as much as the
   # most frugal method uploads in all its rounds.
   budget_bytes = min(c['total_mib'] for c, _ in by_algorithm.values()) * 2**20
   for algorithm, (cell, _) in by_algorithm.items():
-    fused = fmt(cell['fused'])
+    fused = stats.fmt(cell['fused'])
     if np.mean(cell['fused']) == best:
       fused = f'**{fused}**'
     reached = len(cell['rounds'])
@@ -152,18 +165,18 @@ def _setting_table(by_algorithm, seeds, test_size) -> list[str]:
     at_budget = [study_runs.last_within(r, budget_bytes * 1.0001)
                  for r in cell['runs']]
     at_budget = [a['eval/accuracy'] for a in at_budget if a is not None]
-    budget_text = fmt(at_budget) if len(at_budget) == len(seeds) else '—'
-    fedavg_text = (f'{fmt(cell["equal_bytes"])} '
-                   f'({cell["equal_bytes_rounds"]})'
-                   if 'equal_bytes' in cell else '—')
+    budget_text = (stats.fmt(at_budget) if len(at_budget) == len(seeds)
+                   else '—')
+    at_fedavg = [(f'{stats.fmt(cell[key])} ({cell[key + "_rounds"]})'
+                  if key in cell else '—')
+                 for key in ('equal_bytes', 'equal_traffic')]
     lines.append(f'| {algorithm} | {fused} | ' +
-                 ' | '.join(fmt(cell[m]) for m in modalities) +
-                 f' | {rounds_text} | {mib_text} | {budget_text} | '
-                 f'{fedavg_text} | '
+                 ' | '.join(stats.fmt(cell[m]) for m in modalities) +
+                 f' | {rounds_text} | {mib_text} | {budget_text} | ' +
+                 ' | '.join(at_fedavg) + ' | '
                  f'{cell["total_mib"]:.1f} | {cell["download_mib"]:.1f} |')
-  se = standard_error(best, test_size) if test_size else None
-  lines += ['', f'Test split: {test_size} examples; standard error of an '
-            f'accuracy near {best:.2f}: {se:.3f}.' if se else '']
+  if test_size:
+    lines += ['', f'Test split: {test_size} examples.']
   return lines
 
 
@@ -222,12 +235,13 @@ def report(results, seeds, rounds, choices=None, seconds=0.0,
            f'{machine.get("cpu_count", "?")} cores of '
            f'{machine.get("cpu_model", "?")} ({BUDGET_TEXT[budget]}; rounds: '
            f'{", ".join(f"{d} {r}" for d, r in rounds.items())}; '
-           f'final seeds {", ".join(map(str, seeds))}, mean ± standard '
-           'deviation over seeds; wall time of the sweeps: '
+           f'final seeds {", ".join(map(str, seeds))}; wall time of the '
+           'sweeps: '
            f'{seconds / 60:.0f} min). Each algorithm runs the values it '
-           f'chose on a validation split ({study_runs.VALIDATION_FRACTION:.0%} of each '
-           'training client\'s examples, never the test split) at missing '
-           f'rate {study_runs.TUNE_MISSING}, listed per dataset and alpha below. '
+           'chose on a validation split '
+           f'({study_runs.VALIDATION_FRACTION:.0%} of each training '
+           'client\'s examples, never the test split) at missing rate '
+           f'{study_runs.TUNE_MISSING}, listed per dataset and alpha below. '
            '"to target": rounds and uploaded MiB until the fused accuracy '
            'first reaches the target, over the seeds that reach it '
            f'(n/{len(seeds)}); "fused at the least bytes": accuracy at the '
@@ -235,15 +249,25 @@ def report(results, seeds, rounds, choices=None, seconds=0.0,
            'setting spends in all its rounds; "fused at FedAvg\'s bytes": '
            'accuracy at the last evaluation within FedAvg\'s upload, a method '
            'that uploads less running more rounds (in brackets; at most '
-           f'{study_runs.MAX_ROUNDS_FACTOR}x); bytes count what a client '
+           f'{study_runs.MAX_ROUNDS_FACTOR}x): upload is held equal, while '
+           'its rounds, downloads and client compute grow; "fused at '
+           'FedAvg\'s traffic": the same within FedAvg\'s upload plus '
+           'download, so the rounds grow less; bytes count what a client '
            'sends (values plus positions or a bitmap) and downloads (the '
            'dense model). The best mean fused accuracy of each setting is '
-           'in bold.', '', '## Summary', '']
+           'in bold. Uncertainty comes from the seeds alone, one convention '
+           'throughout: a cell is the mean ± the standard deviation over '
+           'seeds (n - 1); a comparison is the mean of the per-seed '
+           'differences (the same seeds, splits and test examples) with its '
+           f'{stats.CONFIDENCE:.0%} t interval over seeds, and a method '
+           '"wins" or "loses" only where that interval excludes 0, else it is "level". '
+           'The best baseline of a setting is the one of highest mean test '
+           'accuracy there, which favours it.', '', '## Summary', '']
   if missing_lines:
     lines[-2:-2] = ['## Not run yet', '',
                     'The summary leaves out the settings whose final runs '
                     'are not all in.', ''] + missing_lines + ['']
-  table = glance(results, test_sizes, incomplete)
+  table = glance(results, incomplete)
   lines += (verdicts(results, incomplete) + [''] + table + [''] if
             table[2:] else ['No setting has all its final runs yet.', ''])
   for dataset, cells in results.items():

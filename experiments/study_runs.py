@@ -270,13 +270,17 @@ def equal_bytes_rounds(rounds: int, own_mib: float,
 def equal_bytes(by_algorithm, rounds, run) -> float:
   """Fills each cell's 'equal_bytes' (fused accuracy per seed at the last
   evaluation within FedAvg's upload, its largest over seeds) and
-  'equal_bytes_rounds' (that evaluation's round, the mean over seeds):
-  methods uploading less than FedAvg run `run(algorithm, rounds)` ->
-  (records, seconds) or None. Returns the seconds spent."""
+  'equal_bytes_rounds' (that evaluation's round, the mean over seeds), and
+  the same within FedAvg's upload plus download ('equal_traffic',
+  'equal_traffic_rounds'): methods uploading less than FedAvg run
+  `run(algorithm, rounds)` -> (records, seconds) or None. Returns the
+  seconds spent."""
   if 'fedavg' not in by_algorithm:
     return 0.0
   reference = max(r[-1]['comm/upload_bytes']
                   for r in by_algorithm['fedavg'][0]['runs']) / 2**20
+  traffic = max(_traffic(r[-1])
+                for r in by_algorithm['fedavg'][0]['runs']) / 2**20
   seconds = 0.0
   for algorithm, (cell, _) in by_algorithm.items():
     runs, longer = cell['runs'], equal_bytes_rounds(
@@ -287,19 +291,30 @@ def equal_bytes(by_algorithm, rounds, run) -> float:
         continue
       runs, spent = result
       seconds += spent
-    records = [last_within(r, reference * 2**20 * 1.0001) for r in runs]
-    if None in records:
-      continue
-    cell['equal_bytes'] = [r['eval/accuracy'] for r in records]
-    cell['equal_bytes_rounds'] = round(np.mean([r['round']
-                                                for r in records]))
+    for key, budget, spent_of in (
+        ('equal_bytes', reference, _upload),
+        ('equal_traffic', traffic, _traffic)):
+      records = [last_within(r, budget * 2**20 * 1.0001, spent_of)
+                 for r in runs]
+      if None in records:
+        continue
+      cell[key] = [r['eval/accuracy'] for r in records]
+      cell[key + '_rounds'] = round(np.mean([r['round'] for r in records]))
   return seconds
 
 
-def last_within(records, budget_bytes):
-  """The last evaluation's record within `budget_bytes` uploaded (None if
-  the first evaluation already spent more)."""
-  within = [r for r in records if r['comm/upload_bytes'] <= budget_bytes]
+def _upload(record) -> float:
+  return record['comm/upload_bytes']
+
+
+def _traffic(record) -> float:
+  return record['comm/upload_bytes'] + record['comm/download_bytes']
+
+
+def last_within(records, budget_bytes, spent=_upload):
+  """The last evaluation's record within `budget_bytes` (of upload, or
+  what `spent(record)` counts), None if the first already spent more."""
+  within = [r for r in records if spent(r) <= budget_bytes]
   return within[-1] if within else None
 
 

@@ -69,7 +69,8 @@ class SweepError(config_checks.ConfigError):
 
 
 def parse_sweep(spec: str) -> dict[str, list]:
-  """'client.lr=[0.01,0.1];seed=[0,1]' -> {'client.lr': [...], 'seed': [...]}."""
+  """'client.lr=[0.01,0.1];seed=[0,1]' -> {'client.lr': [...],
+  'seed': [...]}."""
   sweep = {}
   for part in filter(None, (p.strip() for p in spec.split(';'))):
     if '=' not in part:

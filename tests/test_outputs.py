@@ -95,7 +95,9 @@ def test_study_tunes_on_validation_and_reports_on_test(tmp_path,
                       {('synthetic', 1.0): choices}, 12.0,
                       test_sizes={'synthetic': 2000})
   assert '### Dirichlet alpha 1.0, missing-modality rate 0.3' in text
-  assert re.search('`fedmchain`: above FedAvg in [01] of 1 settings', text)
+  assert re.search('`fedmchain` in 1 settings: against FedAvg wins [01], '
+                   'level [01], loses [01]; against the best tuned baseline',
+                   text)
   # Its choice and its results (and the summary table's header).
   assert text.count('| fedmchain |') == 3
   assert '| synthetic | 1.0 | 0.3 | ' in text  # The summary table's row.
@@ -115,10 +117,12 @@ def test_equal_bytes_runs_the_frugal_method_longer_and_reads_it_at_fedavgs_uploa
   assert study_runs.equal_bytes_rounds(10, 1.0, 100.0) == 10 * study_runs.MAX_ROUNDS_FACTOR
   assert study_runs.equal_bytes_rounds(10, 3.7, 4.0) is None  # Nearly as much.
   mib = 2**20
+  # Every method downloads 0.1 MiB a round.
   records = lambda accuracies, per_round: [
       {'round': 10 * (i + 1), 'eval/accuracy': a,
        'comm/upload_bytes': per_round * 10 * (i + 1) * mib,
-       'comm/download_bytes': 0} for i, a in enumerate(accuracies)]
+       'comm/download_bytes': 0.1 * 10 * (i + 1) * mib}
+      for i, a in enumerate(accuracies)]
   cell = lambda runs: study_report.summarize_cell(runs, target=0.99)
   by_algorithm = {'fedavg': cell([records([0.5, 0.6], 0.2)] * 2),
                   'sparse': cell([records([0.3, 0.4], 0.05)] * 2)}
@@ -133,9 +137,16 @@ def test_equal_bytes_runs_the_frugal_method_longer_and_reads_it_at_fedavgs_uploa
   assert by_algorithm['sparse'][0]['equal_bytes'] == [0.95, 0.9]
   assert by_algorithm['sparse'][0]['equal_bytes_rounds'] == 80
   assert by_algorithm['fedavg'][0]['equal_bytes'] == [0.6, 0.6]
+  # FedAvg's 20 rounds move 6 MiB up and down; the sparse method 0.15 MiB
+  # a round: 40 rounds within it.
+  assert by_algorithm['sparse'][0]['equal_traffic'] == [0.6, 0.6]
+  assert by_algorithm['sparse'][0]['equal_traffic_rounds'] == 40
+  assert by_algorithm['fedavg'][0]['equal_traffic'] == [0.6, 0.6]
   table = '\n'.join(study_report._setting_table(by_algorithm, [0, 1], 100))
-  assert "| fused at FedAvg's bytes (rounds) |" in table
-  assert '| 0.925 ± 0.025 (80) |' in table
+  assert ("| fused at FedAvg's upload (rounds) | fused at FedAvg's traffic "
+          '(rounds) |') in table
+  # Standard deviation over the two seeds, n - 1 in the denominator.
+  assert '| 0.925 ± 0.035 (80) | 0.600 ± 0.000 (40) |' in table
 
 
 def test_equal_bytes_runs_go_on_from_the_settings_own_runs(tmp_path):
@@ -186,13 +197,16 @@ def test_diagnosis_section_states_changes_beyond_the_seed_spread():
   row = lambda fused, ratio: {'fused': fused, **{
       c: (ratio if c == 'norm_ratio' else None)
       for c in diagnosis.AGG_COLUMNS}}
-  rows = {0.0: {'reference (fedmchain)': row([0.80, 0.82], 4.0),
-                'rho 0.3': row([0.90, 0.90], 2.0),
-                'rho 0.05': row([0.81, 0.80], 5.0)}}
-  text = '\n'.join(diagnosis.section(rows, [0, 1], 'synthetic'))
-  assert '| rho 0.3 | 0.900 ± 0.000 | — | — | — | — | — | 2.00 |' in text
-  # +0.09 beats the spread of 0.01; rho 0.05's -0.005 does not.
-  assert '- missing 0.0: rho 0.3: +0.090 (0.900 vs 0.810' in text
+  rows = {0.0: {'reference (fedmchain)': row([0.80, 0.82, 0.81], 4.0),
+                'rho 0.3': row([0.90, 0.91, 0.90], 2.0),
+                'rho 0.05': row([0.81, 0.80, 0.80], 5.0)}}
+  text = '\n'.join(diagnosis.section(rows, [0, 1, 2], 'synthetic'))
+  assert '| rho 0.3 | 0.903 ± 0.006 | — | — | — | — | — | 2.00 |' in text
+  # Per seed +0.10, +0.09, +0.09: the 95% t interval (half-width 4.303 x
+  # 0.00577 / sqrt 3 = 0.014) excludes 0; rho 0.05's -0.01, +0.02, +0.01
+  # ... -0.007 on average does not.
+  assert ('- missing 0.0: rho 0.3: +0.093 [+0.079, +0.108] wins (0.903 vs '
+          '0.810).') in text
   assert 'rho 0.05:' not in text
 
 
@@ -435,9 +449,27 @@ def test_report_names_what_has_not_run_and_leaves_it_out_of_the_summary():
   assert '| synthetic | 1.0 | 0.0 |' in summary  # All its runs are in.
   assert '| synthetic | 1.0 | 0.3 |' not in summary
   assert '| synthetic | 0.1 |' not in summary
-  assert '`fedmchain`: above FedAvg in 1 of 1 settings' in summary
-  # fedmchain_adam did not run: its column says so.
-  assert ('| synthetic | 1.0 | 0.0 | 0.600 ± 0.000 | fedavg 0.600 ± 0.000 | '
-          '0.700 ± 0.000 | — |') in summary
+  # One seed: no interval, so level.
+  assert ('`fedmchain` in 1 settings: against FedAvg wins 0, level 1, '
+          'loses 0') in summary
+  # fedmchain_adam did not run: its columns say so.
+  assert ('| synthetic | 1.0 | 0.0 | 0.600 | fedavg 0.600 | 0.700 | '
+          '+0.100 [+nan, +nan] level | — | — |') in summary
   # The per-setting tables still show what has run.
   assert '### Dirichlet alpha 1.0, missing-modality rate 0.3' in text
+
+
+def test_paired_differences_and_their_t_interval_by_hand():
+  from experiments import stats
+  # Differences 0.02, 0.025, 0.03: mean 0.025, s 0.005, t(0.975, 2) =
+  # 4.3027, half-width 4.3027 x 0.005 / sqrt(3) = 0.0124.
+  mean, half = stats.paired([0.92, 0.925, 0.93], [0.90, 0.90, 0.90])
+  assert mean == pytest.approx(0.025)
+  assert half == pytest.approx(4.302653 * 0.005 / 3**0.5, rel=1e-5)
+  assert stats.fmt_paired(mean, half) == '+0.025 [+0.013, +0.037] wins'
+  assert stats.verdict(-mean, half) == 'loses'
+  # Differences 0.02, 0.01, 0.03: s 0.01, half-width 0.0248 > 0.02.
+  assert stats.fmt_paired(*stats.paired([0.92, 0.91, 0.93], [0.9] * 3)) == (
+      '+0.020 [-0.005, +0.045] level')
+  assert stats.fmt([0.9, 0.95]) == '0.925 ± 0.035'
+  assert stats.fmt([0.9]) == '0.900'

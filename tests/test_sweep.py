@@ -256,8 +256,8 @@ def test_a_finished_sweep_is_read_back_without_building_anything(
   summary = (tmp_path / 'sweep' / 'summary.md').read_text()
   assert '±' not in summary
   assert f"| {first['members'][0]['final']['eval/accuracy']:.3f} |" in summary
-  monkeypatch.setattr(train, 'build_data', lambda config: 1 / 0)
-  with caplog.at_level(logging.INFO):
+  with monkeypatch.context() as patch, caplog.at_level(logging.INFO):
+    patch.setattr(train, 'build_data', lambda config: 1 / 0)
     again = sweep.run_sweep(config, {'client.lr': [0.02, 0.1]}, workdir,
                             sequential_baseline=False)
   assert 'holds this sweep finished (2 rounds); nothing to run.' in (
