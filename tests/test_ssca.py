@@ -190,6 +190,34 @@ def test_every_agreement_form_is_exact(dtype, materialize, row_groups, block):
   np.testing.assert_array_equal(agreement, expected.astype(np.float32))
 
 
+@pytest.mark.parametrize('backend', ['cpu', 'gpu'])
+@pytest.mark.parametrize('size', [3, 70, 300])
+def test_default_agreement_layouts_are_exact_on_every_backend(
+    backend, size, monkeypatch):
+  # Every default the agreement picks from the backend and C (operand
+  # type, row groups, block), with and without per-row thresholds, gives
+  # the counts of the definition; the 'gpu' defaults run here on the CPU.
+  monkeypatch.setattr(jax, 'default_backend', lambda: backend)
+  rng = np.random.default_rng(size)
+  dense = rng.normal(size=(size, 2100)).astype(np.float32)
+  threshold = rng.uniform(0.5, 1.5, size).astype(np.float32)
+  holders = rng.random(size) < 0.9
+  for dtype, given in itertools.product(('auto', 'int8', 'float32'),
+                                        (None, threshold)):
+    values = (dense if given is None else
+              np.where(np.abs(dense) >= given[:, None], dense, 0.0))
+    signs = np.sign(values) * holders[:, None]
+    overlap = np.abs(signs) @ np.abs(signs).T
+    expected = (signs @ signs.T) / np.maximum(overlap, 1)
+    agreement, got = ssca.sign_agreement(
+        jnp.asarray(dense), holders, dtype,
+        threshold=None if given is None else jnp.asarray(given))
+    np.testing.assert_array_equal(got, overlap)
+    np.testing.assert_array_equal(agreement, expected.astype(np.float32))
+  with pytest.raises(ValueError, match='row_groups must be at least 1, got 0'):
+    ssca.sign_agreement(jnp.asarray(dense), holders, row_groups=0)
+
+
 @pytest.mark.parametrize('size', [5, 1024, 2048, 3000])
 def test_packed_signs_are_the_bits_of_the_support_and_the_negatives(size):
   rng = np.random.default_rng(size)

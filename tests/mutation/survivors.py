@@ -70,6 +70,19 @@ _EMPTY_MEDIAN = ('equivalent: differs only for at most one sender, where '
                  '(count - 1) // 2 is 0 either way or the result is the '
                  'where\'s 0')
 
+_LAYOUT_EXACT = ('equivalent: a layout choice of the agreement products '
+                 '(operand type, row groups and where they are cut, block '
+                 'size, when to block): every form gives the same counts bit '
+                 'for bit (test_every_agreement_form_is_exact, test_default_'
+                 'agreement_layouts_are_exact_on_every_backend)')
+_PACK_BODY = ('equivalent: the body is a multiple of 1,024 (never 1 or -1), '
+              'and a negative one slices nothing off the front and all of '
+              'the row into the tail, padded the same: the same words')
+_FIELD_SUMS = ('not worth a test: summing the words\' 11-bit fields over the '
+               'other axis first gives the same totals while no field passes '
+               '2,047, i.e. for blocks up to 2^16 entries (bits_block is at '
+               'most 32,768); only an explicit larger block could tell')
+
 REASONS = {
     (_UPLOADS, '_every_entry', 'NumberReplacer',
      'return jnp.where(holders, 0.0, jnp.inf).astype(jnp.float32)',
@@ -422,6 +435,274 @@ REASONS = {
      'low = ordered[jnp.maximum(count - 1, 0) // 2]',
      'low = ordered[jnp.maximum(count - 1, -1) // 2]'):
         _EMPTY_MEDIAN,
+    (_SSCA, 'bits_block', 'ReplaceBinaryOperator_Sub_Add',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() + 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'ReplaceBinaryOperator_FloorDiv_Add',
+     'return max(1, min(BITS_ROW_GROUPS_MAX, size // BITS_ROW_GROUP_CLIENTS))',
+     'return max(1, min(BITS_ROW_GROUPS_MAX, size + BITS_ROW_GROUP_CLIENTS))'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'ReplaceBinaryOperator_FloorDiv_Add',
+     'return max(1, min(ROW_GROUPS_MAX, size // ROW_GROUP_CLIENTS))',
+     'return max(1, min(ROW_GROUPS_MAX, size + ROW_GROUP_CLIENTS))'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'ReplaceBinaryOperator_FloorDiv_Add',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2**20 + max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'ReplaceBinaryOperator_FloorDiv_Sub',
+     'return max(1, min(BITS_ROW_GROUPS_MAX, size // BITS_ROW_GROUP_CLIENTS))',
+     'return max(1, min(BITS_ROW_GROUPS_MAX, size - BITS_ROW_GROUP_CLIENTS))'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'ReplaceBinaryOperator_FloorDiv_Sub',
+     'return max(1, min(ROW_GROUPS_MAX, size // ROW_GROUP_CLIENTS))',
+     'return max(1, min(ROW_GROUPS_MAX, size - ROW_GROUP_CLIENTS))'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'ReplaceBinaryOperator_FloorDiv_Sub',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2**20 - max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'ReplaceBinaryOperator_FloorDiv_Mul',
+     'return max(1, min(BITS_ROW_GROUPS_MAX, size // BITS_ROW_GROUP_CLIENTS))',
+     'return max(1, min(BITS_ROW_GROUPS_MAX, size * BITS_ROW_GROUP_CLIENTS))'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'ReplaceBinaryOperator_FloorDiv_Mul',
+     'return max(1, min(ROW_GROUPS_MAX, size // ROW_GROUP_CLIENTS))',
+     'return max(1, min(ROW_GROUPS_MAX, size * ROW_GROUP_CLIENTS))'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'ReplaceBinaryOperator_FloorDiv_Mul',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2**20 * max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'ReplaceBinaryOperator_FloorDiv_Div',
+     'return max(1, min(BITS_ROW_GROUPS_MAX, size // BITS_ROW_GROUP_CLIENTS))',
+     'return max(1, min(BITS_ROW_GROUPS_MAX, size / BITS_ROW_GROUP_CLIENTS))'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'ReplaceBinaryOperator_FloorDiv_Div',
+     'return max(1, min(ROW_GROUPS_MAX, size // ROW_GROUP_CLIENTS))',
+     'return max(1, min(ROW_GROUPS_MAX, size / ROW_GROUP_CLIENTS))'):
+        _LAYOUT_EXACT,
+    (_SSCA, '_pack_signs', 'ReplaceBinaryOperator_Mod_Mul',
+     'body = size - size % BITS_WIDTH',
+     'body = size - size * BITS_WIDTH'):
+        _PACK_BODY,
+    (_SSCA, 'bits_block', 'ReplaceBinaryOperator_Pow_Add',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2+20 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'ReplaceBinaryOperator_Pow_Sub',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2-20 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'ReplaceBinaryOperator_Pow_Mul',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2*20 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'ReplaceBinaryOperator_LShift_BitOr',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 | max(0, (2**20 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'ReplaceBinaryOperator_LShift_BitAnd',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 & max(0, (2**20 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'ReplaceComparisonOperator_Eq_NotEq',
+     "if dtype == 'bits':",
+     "if dtype != 'bits':"):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'ReplaceComparisonOperator_Eq_NotEq',
+     "dtype = 'bits' if jax.default_backend() == 'cpu' else 'int8'",
+     "dtype = 'bits' if jax.default_backend() != 'cpu' else 'int8'"):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'ReplaceComparisonOperator_Eq_NotEq',
+     "if dtype == 'bits':",
+     "if dtype != 'bits':"):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'ReplaceComparisonOperator_NotEq_Eq',
+     "if jax.default_backend() != 'cpu':",
+     "if jax.default_backend() == 'cpu':"):
+        _LAYOUT_EXACT,
+    (_SSCA, '_symmetric', 'ReplaceComparisonOperator_LtE_Lt',
+     'jnp.concatenate([pieces[i, j] if i <= j else pieces[j, i].T',
+     'jnp.concatenate([pieces[i, j] if i < j else pieces[j, i].T'):
+        'equivalent: a diagonal block pieces[i, i] is symmetric, so it equals its own transpose',
+    (_SSCA, 'sign_agreement', 'ReplaceComparisonOperator_LtE_Lt',
+     'if size <= BLOCKED_AGREEMENT_MAX_CLIENTS else 0)',
+     'if size < BLOCKED_AGREEMENT_MAX_CLIENTS else 0)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'ReplaceComparisonOperator_LtE_Gt',
+     'if size <= BLOCKED_AGREEMENT_MAX_CLIENTS else 0)',
+     'if size > BLOCKED_AGREEMENT_MAX_CLIENTS else 0)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'ReplaceComparisonOperator_LtE_GtE',
+     'if size <= BLOCKED_AGREEMENT_MAX_CLIENTS else 0)',
+     'if size >= BLOCKED_AGREEMENT_MAX_CLIENTS else 0)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'ReplaceComparisonOperator_Gt_Lt',
+     'if mesh is not None and mesh.shape.get(axis, 1) > 1:',
+     'if mesh is not None and mesh.shape.get(axis, 1) < 1:'):
+        _MESH_SPLIT,
+    (_SSCA, 'sign_agreement', 'ReplaceComparisonOperator_Gt_LtE',
+     'if mesh is not None and mesh.shape.get(axis, 1) > 1:',
+     'if mesh is not None and mesh.shape.get(axis, 1) <= 1:'):
+        _MESH_SPLIT,
+    (_SSCA, '_row_cuts', 'ReplaceComparisonOperator_Gt_GtE',
+     'return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]',
+     'return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b >= a]'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'ReplaceComparisonOperator_Gt_GtE',
+     'if mesh is not None and mesh.shape.get(axis, 1) > 1:',
+     'if mesh is not None and mesh.shape.get(axis, 1) >= 1:'):
+        _MESH_SPLIT,
+    (_SSCA, 'sign_agreement', 'ReplaceComparisonOperator_Is_IsNot',
+     'if block is None:',
+     'if block is not None:'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'AddNot',
+     "if jax.default_backend() != 'cpu':",
+     "if not jax.default_backend() != 'cpu':"):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'AddNot',
+     "if dtype == 'bits':",
+     "if not dtype == 'bits':"):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'AddNot',
+     "dtype = 'bits' if jax.default_backend() == 'cpu' else 'int8'",
+     "dtype = 'bits' if not jax.default_backend() == 'cpu' else 'int8'"):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'AddNot',
+     'if block is None:',
+     'if not block is None:'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'AddNot',
+     "if dtype == 'bits':",
+     "if not dtype == 'bits':"):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'AddNot',
+     'if size <= BLOCKED_AGREEMENT_MAX_CLIENTS else 0)',
+     'if not size <= BLOCKED_AGREEMENT_MAX_CLIENTS else 0)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'products', 'AddNot',
+     'if materialize:',
+     'if not materialize:'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'ReplaceFalseWithTrue',
+     'materialize: bool = False, block: int | None = None,',
+     'materialize: bool = True, block: int | None = None,'):
+        _SPEED_ONLY,
+    (_SSCA, 'sign_agreement', 'ReplaceFalseWithTrue',
+     'rows_sharded: bool = False) -> tuple[Array, Array]:',
+     'rows_sharded: bool = True) -> tuple[Array, Array]:'):
+        _SPEED_ONLY,
+    (_SSCA, 'default_row_groups', 'NumberReplacer',
+     'return 1',
+     'return 2'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'NumberReplacer',
+     'return max(1, min(BITS_ROW_GROUPS_MAX, size // BITS_ROW_GROUP_CLIENTS))',
+     'return max( 2, min(BITS_ROW_GROUPS_MAX, size // BITS_ROW_GROUP_CLIENTS))'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'default_row_groups', 'NumberReplacer',
+     'return max(1, min(ROW_GROUPS_MAX, size // ROW_GROUP_CLIENTS))',
+     'return max( 2, min(ROW_GROUPS_MAX, size // ROW_GROUP_CLIENTS))'):
+        _LAYOUT_EXACT,
+    (_SSCA, '_row_cuts', 'NumberReplacer',
+     'cuts = np.linspace(0, size, groups + 1).round().astype(int)',
+     'cuts = np.linspace(0, size, groups + 2).round().astype(int)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 2 << max(0, (2**20 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 0 << max(0, (2**20 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max( 1, (2**20 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max( -1, (2**20 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, ( 3**20 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, ( 1**20 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2** 21 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2** 19 // max(size, 1)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2**20 // max(size, 2)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2**20 // max(size, 0)).bit_length() - 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 2)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 1)',
+     'block = 1 << max(0, (2**20 // max(size, 1)).bit_length() - 0)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'return min(32768, max(BITS_WIDTH, block))',
+     'return min( 32769, max(BITS_WIDTH, block))'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'bits_block', 'NumberReplacer',
+     'return min(32768, max(BITS_WIDTH, block))',
+     'return min( 32767, max(BITS_WIDTH, block))'):
+        _LAYOUT_EXACT,
+    (_SSCA, '_pack_signs', 'NumberReplacer',
+     'if body == 0:',
+     'if body == 1:'):
+        _PACK_BODY,
+    (_SSCA, '_pack_signs', 'NumberReplacer',
+     'if body == 0:',
+     'if body == -1:'):
+        _PACK_BODY,
+    (_SSCA, '_bit_counts', 'NumberReplacer',
+     'both = both.sum(-1, dtype=jnp.int32)',
+     'both = both.sum(- 2, dtype=jnp.int32)'):
+        _FIELD_SUMS,
+    (_SSCA, 'sign_agreement', 'NumberReplacer',
+     'if size <= BLOCKED_AGREEMENT_MAX_CLIENTS else 0)',
+     'if size <= BLOCKED_AGREEMENT_MAX_CLIENTS else 1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'NumberReplacer',
+     'if size <= BLOCKED_AGREEMENT_MAX_CLIENTS else 0)',
+     'if size <= BLOCKED_AGREEMENT_MAX_CLIENTS else -1)'):
+        _LAYOUT_EXACT,
+    (_SSCA, 'sign_agreement', 'NumberReplacer',
+     'if mesh is not None and mesh.shape.get(axis, 1) > 1:',
+     'if mesh is not None and mesh.shape.get(axis, 2) > 1:'):
+        _MESH_SPLIT,
+    (_SSCA, 'sign_agreement', 'NumberReplacer',
+     'if mesh is not None and mesh.shape.get(axis, 1) > 1:',
+     'if mesh is not None and mesh.shape.get(axis, 0) > 1:'):
+        _MESH_SPLIT,
+    (_SSCA, 'sign_agreement', 'NumberReplacer',
+     'if mesh is not None and mesh.shape.get(axis, 1) > 1:',
+     'if mesh is not None and mesh.shape.get(axis, 1) > 2:'):
+        _MESH_SPLIT,
+    (_SSCA, 'sign_agreement', 'NumberReplacer',
+     'if mesh is not None and mesh.shape.get(axis, 1) > 1:',
+     'if mesh is not None and mesh.shape.get(axis, 1) > 0:'):
+        _MESH_SPLIT,
     (_CHECKPOINTING, '__init__', 'ReplaceTrueWithFalse',
      'save_interval_steps=save_every, max_to_keep=max_to_keep, create=True,',
      'save_interval_steps=save_every, max_to_keep=max_to_keep, '

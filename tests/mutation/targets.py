@@ -132,6 +132,10 @@ TARGETS = {
         ('default_row_groups', '_row_cuts', 'bits_block', '_pack_signs',
          '_bit_counts', '_symmetric', '_pair', 'sign_agreement'),
         ('tests/test_ssca.py::test_every_agreement_form_is_exact',
+         'tests/test_ssca.py::test_default_agreement_layouts_are_exact_on_'
+         'every_backend',
+         'tests/test_ssca.py::test_dense_rows_with_thresholds_are_their_'
+         'sparse_updates',
          'tests/test_ssca.py::test_packed_signs_are_the_bits_of_the_support_'
          'and_the_negatives',
          'tests/test_ssca.py::test_blocks_over_p_give_the_one_block_result',
