@@ -116,3 +116,54 @@ def test_compute_dtype_runs_the_products_in_it_with_float32_parameters():
     grads = jax.grad(loss)(params)
     assert {leaf.dtype for leaf in jax.tree.leaves((params, grads))} == {
         jnp.dtype(jnp.float32)}
+
+
+def _same_conv(x, kernel, bias):
+  """NumPy 'SAME' convolution (stride 1) of x [B, *S, C] by kernel
+  [*K, C, F]: output position s reads x[s - (k - 1) // 2 + i]."""
+  spatial = kernel.shape[:-2]
+  pads = [(0, 0)] + [((k - 1) // 2, k // 2) for k in spatial] + [(0, 0)]
+  padded = np.pad(x, pads)
+  out = np.zeros(x.shape[:-1] + (kernel.shape[-1],))
+  for offset in np.ndindex(*spatial):
+    window = padded[(slice(None),) + tuple(
+        slice(o, o + n) for o, n in zip(offset, x.shape[1:-1]))]
+    out += window @ kernel[offset]
+  return out + bias
+
+
+def _max_pool_by_2(x):
+  """NumPy max-pooling by 2 with stride 2 over every spatial axis, the last
+  odd row or column alone ('SAME')."""
+  for axis in range(1, x.ndim - 1):
+    if x.shape[axis] % 2:
+      pad = [(0, 0)] * x.ndim
+      pad[axis] = (0, 1)
+      x = np.pad(x, pad, constant_values=-np.inf)
+    shape = list(x.shape)
+    shape[axis:axis + 1] = [shape[axis] // 2, 2]
+    x = x.reshape(shape).max(axis=axis + 1)
+  return x
+
+
+def test_conv_encoders_are_their_documented_layers():
+  # Per width a SAME convolution (length 5, or 3 x 3), ReLU and max-pooling
+  # by 2 (odd lengths keep their last entry alone), then the mean over the
+  # pooled positions; inputs without a channel axis get one.
+  rng = np.random.default_rng(5)
+  for encoder, x in (
+      (fmc.models.Conv1DEncoder((3, 4)), rng.normal(size=(2, 11, 2))),
+      (fmc.models.Conv1DEncoder((3,)), rng.normal(size=(2, 9))),
+      (fmc.models.Conv2DEncoder((3, 4)), rng.normal(size=(2, 7, 5, 2))),
+      (fmc.models.Conv2DEncoder((3,)), rng.normal(size=(2, 6, 5)))):
+    x = x.astype(np.float32)
+    params = encoder.init(jax.random.key(1), x)['params']
+    h = x if x.ndim in (3, 4) and x.shape[-1] == 2 else x[..., None]
+    for i in range(len(encoder.hidden)):
+      layer = params[f'Conv_{i}']
+      h = _max_pool_by_2(np.maximum(_same_conv(
+          h, np.asarray(layer['kernel'], np.float64),
+          np.asarray(layer['bias'], np.float64)), 0.0))
+    expected = h.mean(axis=tuple(range(1, h.ndim - 1)))
+    np.testing.assert_allclose(encoder.apply({'params': params}, x),
+                               expected, rtol=1e-5, atol=1e-6)
