@@ -164,3 +164,27 @@ def test_sweep_errors_name_the_flag():
   assert str(info.value).startswith(
       "--sweep entry 'client.batch_size=[8, 16]' is invalid: only these "
       'fields can be swept in one program: seed, client.lr')
+
+
+def test_the_algorithm_table_says_what_each_preset_runs():
+  # Local training, upload and merge of each FedMChain-family row of
+  # docs/algorithm.md, against the preset's settings on the default config.
+  table = _read('docs', 'algorithm.md').split(
+      '### Algorithms (`config.algorithm`)')[1].split('\n\n')[1]
+  rows = {}
+  for line in table.splitlines()[2:]:
+    cells = [c.strip() for c in re.split(r'(?<!\\)\|', line.strip('|'))]
+    for name in re.findall(r'`([a-z0-9_]+)`', cells[0]):
+      rows[name] = cells[1:]
+  for name, algorithm in registry.ALGORITHMS.items():
+    training, upload, merge = rows[name]
+    assert training.startswith(algorithm.local_training), name
+    if algorithm.fedmchain is None:
+      continue
+    config = default.get_config()
+    config.algorithm = name
+    setting = lambda field: registry.fedmchain_setting(config, field)
+    sparse = setting('rho') < 1 or setting('error_feedback')
+    assert upload == ('top-rho, error feedback' if sparse else 'dense'), name
+    assert merge.startswith('SSCA' if setting('aggregator') == 'ssca'
+                            else 'weighted mean'), name
