@@ -50,8 +50,6 @@ class Algorithm(NamedTuple):
     sections: config sections besides the common ones the algorithm reads
       (a saved sweep of it is compared on these only).
     in_study: run by `experiments.study` unless --algorithms names it.
-    server: the server optimizer the preset fixes (`OPTIMIZERS`), or None
-      for `config.server.optimizer`.
   """
   build: Callable
   grid: tuple
@@ -60,7 +58,6 @@ class Algorithm(NamedTuple):
   fedmchain: dict | None = None
   sections: tuple[str, ...] = ()
   in_study: bool = True
-  server: str | None = None
 
 
 class AggregatorEntry(NamedTuple):
@@ -174,13 +171,11 @@ def _chain(grid, role='ablation', server=None, **fixed) -> Algorithm:
   build = (functools.partial(_fedmchain, server=server) if server
            else _fedmchain)
   return Algorithm(build, grid, role, fixed['local_training'], fixed,
-                   sections=('fedmchain',), server=server)
+                   sections=('fedmchain',))
 
 
 # The study's grids (`Algorithm.grid`): the values each rate or strength is
-# tuned over on validation. An adaptive server optimizer (ADAPTIVE) has its
-# rate in the first stage.
-ADAPTIVE = ('adam', 'adagrad', 'yogi')
+# tuned over on validation.
 _LR = (0.05, 0.1, 0.2)
 _RHO = (0.05, 0.1, 0.3)
 # The sparse methods' aggregate is not the dense mean's size (agg/*/
@@ -206,21 +201,17 @@ ALGORITHMS = {
     # FedOpt (Reddi et al., ICLR 2021): server Adam / Yogi at server.lr
     # (experiments/configs/fedopt.py: 0.01; the study tunes it).
     'fedopt_adam': Algorithm(_fedavg(server='adam'),
-                             ({'client.lr': _LR, 'server.lr': _ADAM_LR},),
-                             server='adam'),
+                             ({'client.lr': _LR, 'server.lr': _ADAM_LR},)),
     'fedopt_yogi': Algorithm(_fedavg(server='yogi'),
-                             ({'client.lr': _LR, 'server.lr': _ADAM_LR},),
-                             server='yogi'),
+                             ({'client.lr': _LR, 'server.lr': _ADAM_LR},)),
     'fedmchain': _chain(({**_SPARSE},
                          {'server.lr': _SERVER_LR, 'fedmchain.tau': _TAU},
                          {'fedmchain.reg_lambda': _LAMBDA}), role='ours'),
     # FedOpt's server Adam on FedMChain's sparse consensus aggregate (the
     # diagnosis's largest gain on validation, docs/RESULTS.md).
-    # Server Adam's rate is tuned with the client's from the first stage
-    # (an adaptive server step at the SGD default rate 1.0 trains nothing).
-    'fedmchain_adam': _chain(({'client.lr': _LR,
-                               'server.lr': (0.001, 0.003, 0.01)},
-                              {'fedmchain.rho': _RHO, 'fedmchain.tau': _TAU},
+    'fedmchain_adam': _chain(({**_SPARSE},
+                              {'server.lr': (0.001, 0.003, 0.01),
+                               'fedmchain.tau': _TAU},
                               {'fedmchain.reg_lambda': _LAMBDA}),
                              role='ours', server='adam'),
     'fedmchain_noreg': _chain(({**_SPARSE},

@@ -188,14 +188,3 @@ def test_the_algorithm_table_says_what_each_preset_runs():
     assert upload == ('top-rho, error feedback' if sparse else 'dense'), name
     assert merge.startswith('SSCA' if setting('aggregator') == 'ssca'
                             else 'weighted mean'), name
-
-
-def test_an_adaptive_server_rate_is_tuned_from_the_first_stage():
-  # Tuning the client's rate (or rho) under server Adam at the SGD default
-  # rate 1.0 chooses from runs near chance.
-  server_default = default.get_config().server.optimizer
-  adaptive = [name for name, algorithm in registry.ALGORITHMS.items()
-              if (algorithm.server or server_default) in registry.ADAPTIVE]
-  assert {'fedopt_adam', 'fedopt_yogi', 'fedmchain_adam'} <= set(adaptive)
-  for name in adaptive:
-    assert 'server.lr' in registry.ALGORITHMS[name].grid[0], name
