@@ -563,6 +563,38 @@ def _settings(config, workload, algorithm, hidden, steps_per_phase,
   }
 
 
+def _setup(config):
+  """(modalities, apply_fn, mesh, params, algorithm, population, its data
+  and initial state placed as the launcher places them) of a benchmark
+  config: a random population of exactly the cohort."""
+  cohort_size, batch_size = config.rounds.cohort_size, config.client.batch_size
+  modalities = tuple(sorted(INPUTS))
+  model = runner.build_model(config, modalities, NUM_CLASSES)
+  apply_fn = runner.apply_fn_of(model)
+  mesh = runner.make_mesh(config)
+  sample = {m: jnp.zeros((1,) + s) for m, s in INPUTS.items()}
+  params = model.init(jax.random.key(0), sample)['params']
+  algorithm_fns = runner.build_algorithm(config, apply_fn, modalities,
+                                         cohort_size, mesh, params=params)
+  population = random_population(
+      cohort_size, algorithm_fns.num_local_steps * batch_size)
+  replicated = (jax.devices()[0] if mesh is None else
+                jax.sharding.NamedSharding(mesh,
+                                           jax.sharding.PartitionSpec()))
+  return (modalities, apply_fn, mesh, params, algorithm_fns, population,
+          jax.device_put(population, replicated),
+          jax.device_put(algorithm_fns.init(params), replicated))
+
+
+def _memory_mb(compiled) -> float | None:
+  """Arguments, outputs and temporaries of a compiled program, MiB."""
+  memory = compiled.memory_analysis()
+  if memory is None:
+    return None
+  return (memory.argument_size_in_bytes + memory.output_size_in_bytes +
+          memory.temp_size_in_bytes) / 2**20
+
+
 def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                   cohort_size=None, steps_per_phase=5, batch_size=32,
                   chunk_size=0, rho=0.1, repeats=5, warmup=1,
@@ -582,21 +614,9 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
                        agreement_materialize, mesh_reduction,
                        layout_independent_bits, regularizer, reg_lambda,
                        dtype)
-  modalities = tuple(sorted(INPUTS))
-  model = runner.build_model(config, modalities, NUM_CLASSES)
-  apply_fn = runner.apply_fn_of(model)
-  mesh = runner.make_mesh(config)
-  sample = {m: jnp.zeros((1,) + s) for m, s in INPUTS.items()}
-  params = model.init(jax.random.key(0), sample)['params']
-  algorithm_fns = runner.build_algorithm(config, apply_fn, modalities,
-                                         cohort_size, mesh, params=params)
+  (modalities, apply_fn, mesh, params, algorithm_fns, population, data,
+   state) = _setup(config)
   num_steps = algorithm_fns.num_local_steps
-  population = random_population(cohort_size, num_steps * batch_size)
-  single = jax.devices()[0]
-  replicated = single if mesh is None else jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec())
-  data = jax.device_put(population, replicated)
-  state = jax.device_put(algorithm_fns.init(params), replicated)
   key = jax.random.key(1)
 
   tic = time.perf_counter()
@@ -635,11 +655,6 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
   products, _ = products_flops(params, modalities,
                                max(-(-width // devices), 2), batch_size,
                                options, dtype=dtype)
-  memory = round_fn.memory_analysis()
-  memory_bytes = None
-  if memory is not None:
-    memory_bytes = (memory.argument_size_in_bytes +
-                    memory.output_size_in_bytes + memory.temp_size_in_bytes)
   examples = cohort_size * num_steps * batch_size
   result = {
       **_settings(config, workload, algorithm, hidden, steps_per_phase,
@@ -653,7 +668,7 @@ def run_benchmark(workload='reference', algorithm='fedmchain', hidden=None,
       'round_tflops': flops / round_s / 1e12,
       'peak_tflops': peak / 1e12,
       'products_tflops': products / 1e12,
-      'memory_mb': None if memory_bytes is None else memory_bytes / 2**20,
+      'memory_mb': _memory_mb(round_fn),
       'max_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       'page_faults_per_round': round_faults,
   }

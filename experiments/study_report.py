@@ -208,28 +208,15 @@ def not_run_yet(pending, empty=()) -> tuple[list[str], set]:
   return lines, incomplete
 
 
-def report(results, seeds, rounds, choices=None, seconds=0.0,
-           budget='steps', test_sizes=None,
-           command='python -m experiments.study', machine=None,
-           diagnoses=None, pending=None, figures='RESULTS') -> str:
-  """The study as markdown. `choices`: {(dataset, alpha): {algorithm:
-  (values, validation accuracy)}}; `machine`: commit, cpu_count,
-  cpu_model; `diagnoses`: {dataset: `diagnose(...)`'s rows}; `pending`:
-  what has not run yet (`not_run_yet`); `figures`: the curves' file names
-  before `_{dataset}.png` (`_plot`)."""
-  diagnoses = diagnoses or {}
-  ran = lambda d: results.get(d) or any(diagnoses.get(d, {}).values())
-  missing_lines, incomplete = not_run_yet(
-      pending or {}, [d for d in results if not ran(d)])
-  machine = machine or {}
-  choices = choices or {}
-  test_sizes = test_sizes or {}
+def _header(command, machine, budget, rounds, seeds, seconds) -> list[str]:
+  """The report's first lines: how it was written, from which sweeps, and
+  how to read its figures."""
   commits = machine.get('sweep_commits') or {}
   ran_at = ('; its sweeps ran at ' + ', '.join(
       f'{c or "an unrecorded commit"} ({n} sweeps)'
       for c, n in sorted(commits.items(), key=lambda item: -item[1]))
             if commits else '')
-  lines = ['# Results', '',
+  return ['# Results', '',
            f'Written by `{command}` at commit {machine.get("commit", "?")}'
            f'{ran_at} on '
            f'{machine.get("cpu_count", "?")} cores of '
@@ -262,7 +249,27 @@ def report(results, seeds, rounds, choices=None, seconds=0.0,
            f'{stats.CONFIDENCE:.0%} t interval over seeds, and a method '
            '"wins" or "loses" only where that interval excludes 0, else it is "level". '
            'The best baseline of a setting is the one of highest mean test '
-           'accuracy there, which favours it.', '', '## Summary', '']
+           'accuracy there, which favours it.']
+
+
+def report(results, seeds, rounds, choices=None, seconds=0.0,
+           budget='steps', test_sizes=None,
+           command='python -m experiments.study', machine=None,
+           diagnoses=None, pending=None, figures='RESULTS') -> str:
+  """The study as markdown. `choices`: {(dataset, alpha): {algorithm:
+  (values, validation accuracy)}}; `machine`: commit, cpu_count,
+  cpu_model; `diagnoses`: {dataset: `diagnose(...)`'s rows}; `pending`:
+  what has not run yet (`not_run_yet`); `figures`: the curves' file names
+  before `_{dataset}.png` (`_plot`)."""
+  diagnoses = diagnoses or {}
+  ran = lambda d: results.get(d) or any(diagnoses.get(d, {}).values())
+  missing_lines, incomplete = not_run_yet(
+      pending or {}, [d for d in results if not ran(d)])
+  machine = machine or {}
+  choices = choices or {}
+  test_sizes = test_sizes or {}
+  lines = _header(command, machine, budget, rounds, seeds, seconds) + [
+      '', '## Summary', '']
   if missing_lines:
     lines[-2:-2] = ['## Not run yet', '',
                     'The summary leaves out the settings whose final runs '
