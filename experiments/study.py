@@ -5,18 +5,18 @@ r"""The comparison study: tuned on validation, reported on test.
       [--missing=0.0,0.3,0.5] [--algorithms=...] [--budget=steps|examples]
 
 Settings: Dirichlet alpha x missing-modality rate. Every run holds out
-`VALIDATION_FRACTION` of each training client's examples
+`study_runs.VALIDATION_FRACTION` of each training client's examples
 (`fmc.data.federated.hold_out`), so the training population is the same
 whether a run evaluates on validation or test.
 
 1. Tuning: for each dataset and alpha, each algorithm runs its own grid
    (`registry.ALGORITHMS[name].grid`: stages of {field: values}, each one
-   in-program sweep
-   starting from the previous stage's choice) at missing rate
-   `TUNE_MISSING` with `--tune_seeds`, evaluated on the validation split
-   only (`eval.split = 'validation'`: the test split is not even read).
-   The member with the best final validation fused accuracy is chosen; a
-   rate chosen on its grid's edge is tried one step further (`EXTENDABLE`).
+   in-program sweep starting from the previous stage's choice) at missing
+   rate `study_runs.TUNE_MISSING` with `--tune_seeds`, evaluated on the
+   validation split only (`eval.split = 'validation'`: the test split is
+   not even read). The member with the best final validation fused
+   accuracy is chosen; a rate chosen on its grid's edge is tried one step
+   further (`study_runs.EXTENDABLE`).
 2. Final runs: the chosen values on every setting of that alpha, seeds
    `--seeds`, evaluated on the test split.
 
@@ -25,13 +25,14 @@ and the chain `steps_per_phase` per modality (equal steps: each encoder
 sees half the examples under the chain); 'examples' gives each chain phase
 `num_local_steps` steps, so each encoder sees as many examples a round as
 under joint training. Joint training does the same work under either
-budget, so its sweeps are the equal-steps ones (`budget_folder`). Every
-run reports uploaded and downloaded bytes
-counted the same way for every method (`comm/*`, docs/algorithm.md).
+budget, so its sweeps are the equal-steps ones (`study_runs.budget_folder`).
+Every run reports uploaded and downloaded bytes counted the same way for
+every method (`comm/*`, docs/algorithm.md).
 Equal bytes (`--equal_bytes`): a method that uploads less than FedAvg in
 the study's rounds goes on from its final runs' last checkpoint to up to
-`MAX_ROUNDS_FACTOR` times the rounds (in DIR/.../equal_bytes) and is read
-at the last evaluation within FedAvg's upload.
+`study_runs.MAX_ROUNDS_FACTOR` times the rounds (in DIR/.../equal_bytes)
+and is read at the last evaluation within FedAvg's upload, and within
+FedAvg's upload plus download (equal total traffic).
 
 UCI-HAR and CREMA-D run when their raw files are in their configs'
 `data.manual_dir` (or already built into the cache); otherwise the study
@@ -40,7 +41,8 @@ prints one line saying why and goes on without them.
 Every finished sweep stays in --study_dir and is not rerun (an interrupted
 study resumes where it stopped); the report is rewritten after each, so it
 always holds what has finished. `--record=FILE` also keeps each finished
-sweep's config, evaluation records and timing as one JSON line (`Record`):
+sweep's config, evaluation records and timing as one JSON line
+(`study_record.Record`):
 a study given the same file on another machine reads those sweeps instead
 of running them, so a study longer than one machine's stay goes on where
 it stopped (docs/RESULTS.md is written with a record kept out of the
