@@ -7,6 +7,7 @@ recorded reason for a survivor still points at a line in its module.
 
 import ast
 import os
+import sqlite3
 
 import pytest
 
@@ -61,3 +62,29 @@ def test_the_summary_counts_equivalents_out_of_the_score():
   # 3 killed (1 by timeout) of 4, none recorded as equivalent, 5 to run.
   assert '| 4 | 5 | 3 (1 by timeout) | 1 | 0 | 0 | 75.0% |' in row
   assert '`x = y + 1` -> `x = y - 1`: **not yet killed**' in section
+
+
+def test_retesting_the_unexplained_leaves_the_explained_survivors(tmp_path):
+  # A session of two survivors, one with a recorded reason, and a kill.
+  (module, function, operator, old, new), _ = next(
+      iter(survivors.REASONS.items()))
+  diff = lambda a, b: f'--- a\n+++ b\n-{a}\n+{b}\n'
+  session = str(tmp_path / 'session.sqlite')
+  with sqlite3.connect(session) as db:
+    db.execute('CREATE TABLE mutation_specs (job_id TEXT, module_path TEXT, '
+               'definition_name TEXT, operator_name TEXT)')
+    db.execute('CREATE TABLE work_results (job_id TEXT, test_outcome TEXT, '
+               'diff TEXT)')
+    db.executemany('INSERT INTO mutation_specs VALUES (?, ?, ?, ?)', [
+        ('a', module, function, f'core/{operator}'),
+        ('b', module, function, 'core/NumberReplacer'),
+        ('c', module, function, 'core/NumberReplacer')])
+    db.executemany('INSERT INTO work_results VALUES (?, ?, ?)', [
+        ('a', 'SURVIVED', diff(old, new)),
+        ('b', 'SURVIVED', diff('x = 1', 'x = 2')),
+        ('c', 'KILLED', diff('y = 1', 'y = 2'))])
+  assert run._retest_survivors(session, unexplained_only=True) == 1
+  with sqlite3.connect(session) as db:
+    left = db.execute('SELECT job_id FROM work_results').fetchall()
+  assert sorted(left) == [('a',), ('c',)]
+  assert run._retest_survivors(session) == 1

@@ -2,7 +2,8 @@ r"""Mutation testing of the round's core with cosmic-ray; writes docs/MUTATION.m
 
   pip install -e '.[test,mutation]'
   python -m tests.mutation.run [--targets=uploads,compression] \
-      [--work_dir=/tmp/fedmchain_mutation] [--retest_survivors] [--report_only]
+      [--work_dir=/tmp/fedmchain_mutation] [--retest_survivors | \
+      --retest_unexplained] [--report_only]
 
 Each target (`tests/mutation/targets.py`) is one module: cosmic-ray plants
 one mutant at a time in a copy of the tracked tree under `work_dir/tree`
@@ -10,7 +11,8 @@ one mutant at a time in a copy of the tracked tree under `work_dir/tree`
 mutant survives when they all pass. Sessions are sqlite files in
 `work_dir/sessions`, one per target and module text: a stopped run goes on
 where it stopped, and a changed module starts a fresh session.
-`--retest_survivors` runs the survivors again (after new tests).
+`--retest_survivors` runs the survivors again (after new tests);
+`--retest_unexplained` only those without a recorded reason.
 Not part of CI: a module takes from minutes to hours on 2 cores.
 
 The report lists every survivor with the reason it stays
@@ -128,11 +130,22 @@ def _baseline(target, tree, env) -> float:
   return time.perf_counter() - tic
 
 
-def _retest_survivors(session: str) -> int:
+def _retest_survivors(session: str, unexplained_only: bool = False) -> int:
+  """Marks the session's survivors (or those without a recorded reason) to
+  run again; returns how many."""
   with sqlite3.connect(session) as db:
-    count = db.execute("DELETE FROM work_results WHERE test_outcome = "
-                       "'SURVIVED'").rowcount
-  return count
+    rows = db.execute(
+        'SELECT r.job_id, m.module_path, m.definition_name, '
+        'm.operator_name, r.diff FROM work_results r JOIN mutation_specs m '
+        "ON m.job_id = r.job_id WHERE r.test_outcome = 'SURVIVED'"
+    ).fetchall()
+    again = [job for job, module, function, operator, diff in rows
+             if not unexplained_only or survivors_lib.reason(
+                 module, function or '', operator, *_changed_lines(diff))
+             is None]
+    db.executemany('DELETE FROM work_results WHERE job_id = ?',
+                   [(job,) for job in again])
+  return len(again)
 
 
 def run_target(name, work_dir, tree, retest):
@@ -150,7 +163,8 @@ def run_target(name, work_dir, tree, retest):
     _run(['cr-filter-operators', session, config], tree, env)
     _run(['cr-filter-lines', session, '--config', config], tree, env)
   elif retest:
-    print(f'{name}: {_retest_survivors(session)} survivors to run again',
+    print(f'{name}: {_retest_survivors(session, retest == "unexplained")} '
+          'survivors to run again',
           flush=True)
   print(f'{name}: tests take {seconds:.0f} s unmutated; running the pending '
         f'mutants of {target.module}', flush=True)
@@ -280,6 +294,8 @@ def main(argv=None):
                       help=f'comma-separated, of {list(targets_lib.TARGETS)}')
   parser.add_argument('--work_dir', default='/tmp/fedmchain_mutation')
   parser.add_argument('--retest_survivors', action='store_true')
+  parser.add_argument('--retest_unexplained', action='store_true',
+                      help='run again only the survivors without a reason')
   parser.add_argument('--report_only', action='store_true',
                       help='write the report from the sessions there are')
   args = parser.parse_args(argv)
@@ -300,7 +316,9 @@ def main(argv=None):
       if not os.path.exists(session):
         continue
     else:
-      session = run_target(name, args.work_dir, tree, args.retest_survivors)
+      retest = ('unexplained' if args.retest_unexplained else
+                args.retest_survivors)
+      session = run_target(name, args.work_dir, tree, retest)
     results[name] = (read_session(session), pending(session))
     print(summarize(name, *results[name])[0], flush=True)
   write_report(results, 'python -m tests.mutation.run ' + ' '.join(
