@@ -478,3 +478,17 @@ def test_each_client_trains_with_its_key_from_the_rounds_training_key():
                                            (4,)) for i in (7, 2, 5)])
   (rows,) = trained.rows.values()
   np.testing.assert_array_equal(rows, expected)
+  # The whole round samples the cohort with the sampling key and trains
+  # with the training key: with every client of a population of three in
+  # the cohort, the server step (SGD at rate 1 on the weighted mean) adds
+  # the weighted mean of their draws.
+  population = fmc.data.FederatedData(
+      features={}, labels=jnp.zeros((3, 2), jnp.int32),
+      example_mask=jnp.ones((3, 2), bool), modality_mask={},
+      weights=jnp.array([1.0, 2.0, 3.0]))
+  new_state, _ = jax.jit(algorithm.run_round)(state, population, key)
+  draws = jnp.stack([jax.random.uniform(jax.random.fold_in(train_key, i),
+                                        (4,)) for i in range(3)])
+  np.testing.assert_allclose(new_state.params['w'],
+                             jnp.array([1.0, 2.0, 3.0]) @ draws / 6.0,
+                             rtol=1e-6)
